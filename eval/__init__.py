@@ -1,0 +1,1 @@
+"""The evaluation suite (installed as `rlhf_demo.eval`): aligned policy vs reference."""

@@ -1,0 +1,138 @@
+"""The `rlhf-demo` command line: one subcommand per job.
+
+    rlhf-demo train --preset tiny --output_dir runs/tiny     # PPO, the main job
+    rlhf-demo eval --model runs/tiny --reference tiny         # aligned vs reference
+    rlhf-demo push --model runs/tiny --repo_id you/name       # model card + one Hub commit
+Every subcommand takes `--preset tiny|gpt2`, `--config FILE.yaml` and explicit flags (flags win); `--help` on a
+subcommand lists its options.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+COMMANDS = {
+    "train": "Align a policy with PPO against reward functions and a frozen reference (the main job).",
+    "eval": "Compare an aligned model with its reference: reward, judge sentiment, toxicity, KL, fluency, diversity.",
+    "push": "Write the model card and upload a run folder to the Hugging Face Hub in one commit.",
+    "generate": "Print sampled continuations of a prompt from a model, Hub id or preset.",
+    "pretrain": "Train the tiny preset's tokenizer and GPT-2 policy from scratch on IMDB reviews.",
+    "reward-model": "Train a sentiment reward model (sequence classifier) initialised from a causal LM.",
+    "space": "Launch the Gradio Space locally: reference vs aligned side by side, feedback, publishing.",
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: rlhf-demo COMMAND [--preset tiny|gpt2] [--config FILE.yaml] [options]", "",
+             "Align GPT-2-family language models with RLHF (PPO with a KL penalty against a reference).", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {text}" for name, text in COMMANDS.items()]
+    lines += ["", "Run `rlhf-demo COMMAND --help` for a command's options.",
+              "Quick start (offline): rlhf-demo train --preset tiny --output_dir runs/tiny"]
+    return "\n".join(lines)
+
+
+def cmd_train(argv):
+    from .config import PPOConfig, parse_config
+    from .ppo import PPOTrainer
+
+    cfg = parse_config(PPOConfig, argv, section="train", prog="rlhf-demo train", description=COMMANDS["train"])
+    metrics = PPOTrainer(cfg).train()
+    print(f"Aligned policy saved to {cfg.output_dir} (final score {metrics.get('objective/scores', float('nan')):.3f}, "
+          f"KL {metrics.get('objective/kl', float('nan')):.3f} nats).")
+
+
+def cmd_eval(argv):
+    from .config import parse_config
+    from .eval.suite import EvalConfig, run_eval
+
+    cfg = parse_config(EvalConfig, argv, section="eval", prog="rlhf-demo eval", description=COMMANDS["eval"])
+    run_eval(cfg)
+
+
+def cmd_push(argv):
+    from .config import parse_config
+    from .hub import HubPushError, PushConfig, push
+
+    cfg = parse_config(PushConfig, argv, section="push", prog="rlhf-demo push", description=COMMANDS["push"])
+    try:
+        print(push(cfg))
+    except HubPushError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def cmd_generate(argv):
+    import torch
+
+    from .config import GenerateConfig, parse_config
+    from .models import load_policy, load_tokenizer, pad_left, sample
+
+    cfg = parse_config(GenerateConfig, argv, section="generate", prog="rlhf-demo generate", description=COMMANDS["generate"])
+    tokenizer, model = load_tokenizer(cfg.model), load_policy(cfg.model)
+    torch.manual_seed(cfg.seed)
+    for prompt in cfg.prompt:
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise SystemExit("error: the prompt is empty; pass --prompt with some text.")
+        query_ids, query_mask = pad_left([ids] * cfg.num_samples, tokenizer.pad_token_id)
+        responses, mask = sample(model, query_ids, query_mask, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                 top_k=cfg.top_k, top_p=cfg.top_p, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        for i in range(cfg.num_samples):
+            text = tokenizer.decode(responses[i][mask[i].bool()], skip_special_tokens=True)
+            print(f"[{i + 1}] {prompt}{text}")
+
+
+def cmd_pretrain(argv):
+    from .config import PretrainConfig, parse_config
+    from .pretrain import pretrain
+
+    pretrain(parse_config(PretrainConfig, argv, section="pretrain", prog="rlhf-demo pretrain", description=COMMANDS["pretrain"]))
+
+
+def cmd_reward_model(argv):
+    from .config import RewardModelConfig, parse_config
+    from .reward_model import train_reward_model
+
+    train_reward_model(parse_config(RewardModelConfig, argv, section="reward-model", prog="rlhf-demo reward-model", description=COMMANDS["reward-model"]))
+
+
+def cmd_space(argv):
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.path.join(here, "space_app.py"), os.path.join(os.path.dirname(here), "space", "app.py")):
+        if os.path.exists(candidate):
+            import runpy
+
+            sys.argv = [candidate, *argv]
+            runpy.run_path(candidate, run_name="__main__")
+            return
+    raise SystemExit("error: the Space app (space/app.py) is not part of this installation; run it from a clone of the repository.")
+
+
+HANDLERS = {"train": cmd_train, "eval": cmd_eval, "push": cmd_push, "generate": cmd_generate, "pretrain": cmd_pretrain,
+            "reward-model": cmd_reward_model, "space": cmd_space}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"rlhf-demo {__version__}")
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in HANDLERS:
+        raise SystemExit(f"error: unknown command {command!r}.\n\n{_usage()}")
+    try:
+        HANDLERS[command](rest)
+    except (ValueError, FileNotFoundError) as e:  # configuration and input errors: one clear line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Loading models and tokenizers, sampling responses and scoring their log-probabilities.
+
+Padding conventions (design.md): queries are left-padded, masks use 1 = real token, and padding is never
+inferred from token ids (GPT-2 has no pad token, so we pad with EOS and let the masks say what is real).
+Position ids always come from the attention mask, so left padding does not shift positions
+(Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO", detail on padding).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+from .config import PRESETS_DIR
+
+PRESET_POLICIES = {"tiny": os.path.join(PRESETS_DIR, "tiny", "policy"), "gpt2": "openai-community/gpt2"}
+PRESET_REWARD_MODELS = {"tiny": os.path.join(PRESETS_DIR, "tiny", "reward_model"), "gpt2": "lvwerra/distilbert-imdb"}
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """`tiny` -> the shipped tiny policy folder, `gpt2` -> `openai-community/gpt2`, anything else unchanged."""
+    return PRESET_POLICIES.get(name_or_path, os.path.expanduser(name_or_path))
+
+
+def load_tokenizer(name_or_path: str):
+    """Tokenizer with left padding; a tokenizer without a pad token (GPT-2) pads with EOS."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(name_or_path: str, dtype: torch.dtype = torch.float32):
+    """A causal LM in `dtype`, eval mode. Raises ValueError when `name_or_path` holds another kind of model."""
+    path = resolve_model_path(name_or_path)
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "config.json")):
+        raise ValueError(f"{path!r} is not a saved model: it has no config.json. Pass a folder written by save_pretrained or a Hub id.")
+    config = AutoConfig.from_pretrained(path)
+    archs = getattr(config, "architectures", None) or []
+    if archs and not any(a.endswith(("LMHeadModel", "ForCausalLM")) for a in archs):
+        raise ValueError(f"{path!r} holds a {archs[0]}, not a causal language model; pass a policy (e.g. a GPT2LMHeadModel).")
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+
+
+def pad_left(seqs: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token lists. Returns input_ids (B, L) and attention_mask (B, L), 1 = real token."""
+    if not seqs:
+        raise ValueError("pad_left got no sequences.")
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, L) positions counting real tokens only: 0 at the first real token, pads clamped to 0."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+@torch.no_grad()  # not inference_mode: the samples enter the autograd graph of the PPO update
+def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_tokens: int, temperature: float = 1.0,
+           top_k: int = 0, top_p: float = 1.0, eos_token_id: int | None = None, pad_token_id: int = 0):
+    """Sample `max_new_tokens` response tokens per left-padded query with the KV cache (`model.generate`).
+
+    Args:
+        query_ids, query_mask: (B, L) left-padded queries and their mask.
+        eos_token_id: stop a response at this token (it is kept, everything after it is masked);
+            None samples exactly `max_new_tokens` tokens (Ziegler et al. 2019's fixed length).
+
+    Returns:
+        responses (B, T) and response_mask (B, T) with T <= max_new_tokens; 1 = real response token.
+        Uses the global torch RNG: seed it before the call for reproducible or paired samples.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive for sampling, got {temperature}.")
+    # An explicit GenerationConfig: the model's own may carry eos/min_length/repetition settings that would
+    # make generation differ from the distribution whose log-probs PPO recomputes.
+    gen_config = GenerationConfig(
+        do_sample=True, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+        eos_token_id=eos_token_id, pad_token_id=pad_token_id, bos_token_id=None, use_cache=True,
+    )
+    out = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=gen_config)
+    responses = out[:, query_ids.shape[1]:]
+    response_mask = torch.ones_like(responses)
+    if eos_token_id is not None:
+        # Mask everything after the first EOS (the EOS itself is a real, rewarded token).
+        is_eos = responses == eos_token_id
+        after_eos = (is_eos.cumsum(-1) - is_eos.long()) > 0
+        response_mask = (~after_eos).long()
+        responses = responses.masked_fill(after_eos, pad_token_id)
+    return responses, response_mask
+
+
+def forward_response(model, query_ids, query_mask, responses, response_mask, temperature: float = 1.0):
+    """One forward pass over query+response; returns the response logits (B, T, V) divided by `temperature`.
+
+    Logits are divided by the sampling temperature so the log-probs match the distribution that was
+    sampled (Huang et al. 2024; TRL issue #466).
+    """
+    input_ids = torch.cat([query_ids, responses], 1)
+    attention_mask = torch.cat([query_mask, response_mask], 1)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask))
+    # The logit at position t predicts token t+1: response token j is predicted at L - 1 + j.
+    L = query_ids.shape[1]
+    return out.logits[:, L - 1 : -1] / temperature
+
+
+def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[token]: (B, T, V), (B, T) -> (B, T) in nats."""
+    return torch.gather(logits.log_softmax(-1), 2, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def response_logprobs(model, query_ids, query_mask, responses, response_mask, temperature: float = 1.0) -> torch.Tensor:
+    """log pi(response_t | query, response_<t) for each response token: (B, T) nats, 0 where response_mask is 0."""
+    logits = forward_response(model, query_ids, query_mask, responses, response_mask, temperature)
+    return logprobs_from_logits(logits, responses) * response_mask

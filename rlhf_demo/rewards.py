@@ -1,0 +1,186 @@
+"""Reward functions: anything callable as `(queries: list[str], responses: list[str]) -> list[float]`.
+
+Rewards score decoded text, never the policy's token ids, so a reward model may use its own tokenizer
+(design.md's correctness list; TRL issue #2778). Provided:
+
+- `SentimentReward`: a sequence classifier's logit (or probability) of one label, e.g. POSITIVE as in
+  Ziegler et al. (2019) and TRL's gpt2-sentiment example with `lvwerra/distilbert-imdb`.
+- `ToxicityReward`: minus a toxicity classifier's probability of its toxic label (detoxification task).
+- `KeywordReward`: 1.0 when the response contains a word, else 0.0 (the simplest example).
+- `WeightedSum`: a weighted sum of any of the above, or of plain Python callables.
+
+`parse_reward_spec` turns the CLI's `--reward KIND=PATH_OR_ID[:WEIGHT]` into one of these.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+
+import torch
+
+RewardFn = Callable[[list[str], list[str]], list[float]]
+
+
+class SentimentReward:
+    """Score of one label of an `AutoModelForSequenceClassification`, on `query + response` text.
+
+    Args:
+        model_name_or_path: Hub id or local folder of the classifier (loaded with its own tokenizer).
+        label: the label to reward, by name as in the model's `config.id2label` (case-insensitive).
+        kind: `"logit"` (raw logit of the label, the Ziegler et al. / TRL reward) or `"probability"` (softmax).
+        batch_size: texts per forward pass.
+        max_length: tokens kept per text (from the left).
+        score_query: score `query + response` (default, as in TRL's gpt2-sentiment) or the response alone.
+
+    Raises:
+        ValueError: the label is not one of the model's labels (the message lists them) or `kind` is unknown.
+    """
+
+    def __init__(self, model_name_or_path: str, label: str = "POSITIVE", kind: str = "logit", batch_size: int = 64,
+                 max_length: int = 512, score_query: bool = True, device: str | torch.device = "cpu"):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if kind not in ("logit", "probability"):
+            raise ValueError(f"kind must be 'logit' or 'probability', got {kind!r}.")
+        self.name = model_name_or_path
+        self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_name_or_path, dtype=torch.float32).to(device).eval()
+        if self.tokenizer.pad_token is None:  # GPT-2-style tokenizers: pad with EOS; the mask says what is real
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if getattr(self.model.config, "pad_token_id", None) is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        labels = {v.upper(): int(k) for k, v in self.model.config.id2label.items()}
+        if label.upper() not in labels:
+            raise ValueError(f"Label {label!r} is not a label of {model_name_or_path!r}; its labels are {sorted(labels)}.")
+        self.label, self.label_id, self.kind = label.upper(), labels[label.upper()], kind
+        self.batch_size, self.max_length, self.score_query, self.device = batch_size, max_length, score_query, device
+
+    @torch.inference_mode()
+    def __call__(self, queries: list[str], responses: list[str]) -> list[float]:
+        texts = [q + r for q, r in zip(queries, responses)] if self.score_query else list(responses)
+        scores: list[float] = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
+            logits = self.model(**enc).logits.float()
+            if self.kind == "probability":
+                logits = logits.softmax(-1)
+            scores.extend(logits[:, self.label_id].tolist())
+        return scores
+
+    def __repr__(self) -> str:
+        return f"SentimentReward({self.name!r}, label={self.label!r}, kind={self.kind!r})"
+
+
+class ToxicityReward(SentimentReward):
+    """Minus the probability of a toxicity classifier's toxic label (default label `hate`, as in
+    `facebook/roberta-hate-speech-dynabench-r4-target`), scored on the response alone. Reward in [-1, 0]."""
+
+    def __init__(self, model_name_or_path: str = "facebook/roberta-hate-speech-dynabench-r4-target", label: str = "hate", **kwargs):
+        kwargs.setdefault("kind", "probability")
+        kwargs.setdefault("score_query", False)
+        super().__init__(model_name_or_path, label=label, **kwargs)
+
+    def __call__(self, queries: list[str], responses: list[str]) -> list[float]:
+        return [-s for s in super().__call__(queries, responses)]
+
+    def __repr__(self) -> str:
+        return f"ToxicityReward({self.name!r}, label={self.label!r})"
+
+
+class KeywordReward:
+    """1.0 if the response contains `keyword` as a whole word (case-insensitive), else 0.0."""
+
+    def __init__(self, keyword: str = "good"):
+        import re
+
+        self.keyword = keyword
+        self._pattern = re.compile(rf"\b{re.escape(keyword)}\b", re.IGNORECASE)
+
+    def __call__(self, queries: list[str], responses: list[str]) -> list[float]:
+        return [1.0 if self._pattern.search(r) else 0.0 for r in responses]
+
+    def __repr__(self) -> str:
+        return f"KeywordReward({self.keyword!r})"
+
+
+class WeightedSum:
+    """sum_i w_i * f_i(queries, responses) over reward functions f_i with weights w_i."""
+
+    def __init__(self, reward_fns: Sequence[RewardFn], weights: Sequence[float] | None = None):
+        if not reward_fns:
+            raise ValueError("WeightedSum needs at least one reward function.")
+        self.reward_fns = list(reward_fns)
+        self.weights = list(weights) if weights is not None else [1.0] * len(self.reward_fns)
+        if len(self.weights) != len(self.reward_fns):
+            raise ValueError(f"Got {len(self.reward_fns)} reward functions but {len(self.weights)} weights.")
+
+    def __call__(self, queries: list[str], responses: list[str]) -> list[float]:
+        total = [0.0] * len(responses)
+        for fn, w in zip(self.reward_fns, self.weights):
+            for i, s in enumerate(check_scores(fn(queries, responses), len(responses), fn)):
+                total[i] += w * s
+        return total
+
+    def __repr__(self) -> str:
+        return " + ".join(f"{w:g} * {fn!r}" for fn, w in zip(self.reward_fns, self.weights))
+
+
+def check_scores(scores, n: int, fn=None) -> list[float]:
+    """Validate a reward function's output: `n` finite numbers. Raises ValueError naming the function."""
+    name = repr(fn) if fn is not None else "reward function"
+    try:
+        scores = [float(s) for s in scores]
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must return a list of numbers, one per response; got {type(scores).__name__} ({e}).") from e
+    if len(scores) != n:
+        raise ValueError(f"{name} returned {len(scores)} scores for {n} responses; it must return exactly one score per response.")
+    bad = [i for i, s in enumerate(scores) if not math.isfinite(s)]
+    if bad:
+        raise ValueError(f"{name} returned non-finite scores (NaN or inf) at positions {bad[:10]}; fix the reward function.")
+    return scores
+
+
+REWARD_KINDS = {"sentiment": SentimentReward, "toxicity": ToxicityReward, "keyword": KeywordReward}
+
+
+def parse_reward_spec(spec: str) -> tuple[RewardFn, float]:
+    """Parse `KIND=ARG[:WEIGHT]` (e.g. `sentiment=lvwerra/distilbert-imdb`, `toxicity=PATH:0.5`, `keyword=good`).
+
+    For `sentiment` the argument may carry a label: `sentiment=PATH@POSITIVE`. Returns (reward function, weight).
+    Raises ValueError for an unknown kind or a malformed spec.
+    """
+    if "=" not in spec:
+        raise ValueError(f"Reward spec {spec!r} must look like KIND=PATH_OR_ID[:WEIGHT] with KIND in {sorted(REWARD_KINDS)}.")
+    kind, arg = spec.split("=", 1)
+    if kind not in REWARD_KINDS:
+        raise ValueError(f"Unknown reward kind {kind!r} in {spec!r}; choose one of {sorted(REWARD_KINDS)}.")
+    weight = 1.0
+    head, sep, tail = arg.rpartition(":")
+    if sep:
+        try:
+            weight = float(tail)
+            arg = head
+        except ValueError:
+            pass  # a colon that is not a weight (e.g. a Windows path)
+    if not arg:
+        raise ValueError(f"Reward spec {spec!r} names no model or keyword after '='.")
+    if kind == "keyword":
+        return KeywordReward(arg), weight
+    kwargs = {}
+    if "@" in arg:
+        arg, kwargs["label"] = arg.rsplit("@", 1)
+    if os.path.exists(os.path.expanduser(arg)):
+        arg = os.path.expanduser(arg)
+    return REWARD_KINDS[kind](arg, **kwargs), weight
+
+
+def build_reward(specs: Sequence[str]) -> RewardFn:
+    """One reward function from CLI specs: the function itself for one unweighted spec, else a WeightedSum."""
+    if not specs:
+        raise ValueError("No reward function given: pass --reward KIND=PATH_OR_ID (e.g. sentiment=lvwerra/distilbert-imdb).")
+    parsed = [parse_reward_spec(s) for s in specs]
+    if len(parsed) == 1 and parsed[0][1] == 1.0:
+        return parsed[0][0]
+    return WeightedSum([f for f, _ in parsed], [w for _, w in parsed])

@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny models built in code, the real GPT-2 tokenizer and IMDB from ../shared/data."""
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.environ.get("RLHF_DEMO_SHARED_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
+IMDB = os.path.join(SHARED_DATA, "imdb")
+GPT2_TOKENIZER = os.path.join(SHARED_DATA, "gpt2-tokenizer")
+
+WORDS = ["good", "bad", "movie", "film", "the", "a", "was", "is", "great", "awful", "plot", "actor", "and", "it", "this", "very"]
+
+
+@pytest.fixture(scope="session")
+def imdb_path():
+    if not os.path.isdir(IMDB):
+        pytest.skip(f"IMDB data not found at {IMDB}")
+    return IMDB
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer_path():
+    if not os.path.isdir(GPT2_TOKENIZER):
+        pytest.skip(f"GPT-2 tokenizer not found at {GPT2_TOKENIZER}")
+    return GPT2_TOKENIZER
+
+
+def make_word_tokenizer():
+    """A 18-token word-level tokenizer (16 words, EOS, pad): small enough that a random policy hits every word."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<|endoftext|>": 0, "<|pad|>": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+                                   unk_token="<|endoftext|>", pad_token="<|pad|>", padding_side="left")
+
+
+def make_tiny_gpt2(vocab_size, seed=0, n_positions=64):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=32, n_layer=1, n_head=2)).eval()
+
+
+@pytest.fixture
+def word_policy_dir(tmp_path):
+    """A saved 1-layer GPT-2 on the word-level tokenizer."""
+    tok = make_word_tokenizer()
+    model = make_tiny_gpt2(len(tok))
+    model.config.pad_token_id, model.config.eos_token_id = tok.pad_token_id, tok.eos_token_id
+    path = tmp_path / "word_policy"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def word_prompts(tok, n=64, seed=0):
+    """In-memory query dataset of 2-4 words, in the `build_prompt_dataset` format."""
+    import random
+
+    import datasets
+
+    rng = random.Random(seed)
+    queries = [" ".join(rng.choice(WORDS[2:]) for _ in range(rng.randint(2, 4))) for _ in range(n)]
+    ids = [tok(q, add_special_tokens=False)["input_ids"] for q in queries]
+    return datasets.Dataset.from_dict({"input_ids": ids, "query": queries})
+
+
+def count_word(word):
+    def reward(queries, responses):
+        return [float(r.split().count(word)) for r in responses]
+
+    reward.__name__ = f"count_{word}"
+    return reward

@@ -1,0 +1,147 @@
+"""The PPO trainer end to end on tiny models built in code: invariants, learning, resume, bad rewards."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from conftest import count_word, make_tiny_gpt2, make_word_tokenizer, word_prompts
+from rlhf_demo.config import PPOConfig
+from rlhf_demo.models import load_policy, pad_left, response_logprobs, sample
+from rlhf_demo.ppo import PPOTrainer
+
+
+def make_trainer(policy_dir, out, reward_fn, **overrides):
+    kw = dict(output_dir=str(out), model_name_or_path=policy_dir, reward=[], total_episodes=64, batch_size=16,
+              num_mini_batches=2, response_length=6, learning_rate=1e-3, save_steps=0, sample_steps=0,
+              progress_bar=False, seed=0)
+    kw.update(overrides)
+    cfg = PPOConfig(**kw)
+    tok = make_word_tokenizer()
+    return PPOTrainer(cfg, tokenizer=tok, reward_fn=reward_fn, train_dataset=word_prompts(tok))
+
+
+def read_metrics(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_first_step_kl_zero_and_ratio_one(word_policy_dir, tmp_path):
+    trainer = make_trainer(word_policy_dir, tmp_path / "run", count_word("good"), total_episodes=16)
+    m = trainer.step()
+    assert m["objective/kl"] == 0.0  # the policy against its identical copy
+    assert m["policy/approxkl_first_mb"] == pytest.approx(0.0, abs=1e-10)
+    assert m["policy/clipfrac_first_mb"] == 0.0
+    assert m["val/ratio_first_mb"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_logprobs_do_not_depend_on_left_padding(word_policy_dir):
+    tok = make_word_tokenizer()
+    model = load_policy(word_policy_dir)
+    q = tok("the movie was", add_special_tokens=False)["input_ids"]
+    ids, mask = pad_left([q], tok.pad_token_id)
+    torch.manual_seed(0)
+    responses, rmask = sample(model, ids, mask, max_new_tokens=5, pad_token_id=tok.pad_token_id)
+    base = response_logprobs(model, ids, mask, responses, rmask)
+    for extra in (1, 4):
+        ids2, mask2 = pad_left([q, q + q[:1] * extra], tok.pad_token_id)  # batch forces `extra` pads on row 0
+        lp = response_logprobs(model, ids2[:1], mask2[:1], responses, rmask)
+        assert mask2[0, :extra].sum() == 0
+        assert torch.allclose(lp, base, atol=1e-5)
+
+
+def test_toy_reward_rises(word_policy_dir, tmp_path):
+    out = tmp_path / "run"
+    trainer = make_trainer(word_policy_dir, out, count_word("good"), total_episodes=16 * 30, kl_coef=0.01, logging_steps=1)
+    trainer.train()
+    scores = [m["objective/scores"] for m in read_metrics(out)]
+    first, last = sum(scores[:5]) / 5, sum(scores[-5:]) / 5
+    # A random 18-token policy says "good" ~6/18 times per 6 tokens; PPO must push it well above that.
+    assert last > first + 1.0, (first, last)
+    # The final policy is a plain causal LM.
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(str(out)) is not None
+    assert os.path.isfile(out / "value_model" / "config.json")
+
+
+def test_resume_matches_uninterrupted_run(word_policy_dir, tmp_path):
+    common = dict(total_episodes=16 * 6, save_steps=3, save_total_limit=5)
+    full = tmp_path / "full"
+    make_trainer(word_policy_dir, full, count_word("good"), **common).train()
+
+    calls = {"n": 0}
+
+    def crashing_reward(queries, responses):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("reward server went away")
+        return count_word("good")(queries, responses)
+
+    part = tmp_path / "part"
+    with pytest.raises(RuntimeError, match="went away"):
+        make_trainer(word_policy_dir, part, crashing_reward, **common).train()
+    assert os.path.isdir(part / "checkpoints" / "checkpoint-3")  # the crash left the last checkpoint intact
+    assert not any(p.startswith(".tmp") for p in os.listdir(part / "checkpoints"))
+    make_trainer(word_policy_dir, part, count_word("good"), resume_from_checkpoint="latest", **common).train()
+
+    a, b = read_metrics(full), read_metrics(part)
+    assert [m["step"] for m in b] == [1, 2, 3, 4, 5, 6]
+    keys = ["objective/scores", "objective/kl", "loss/policy_avg", "loss/value_avg", "policy/approxkl_avg", "lr"]
+    for ma, mb in zip(a[3:], b[3:]):
+        for k in keys:
+            assert ma[k] == pytest.approx(mb[k], abs=1e-5), (k, ma["step"])
+    wa = load_policy(str(full)).state_dict()
+    wb = load_policy(str(part)).state_dict()
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+
+
+@pytest.mark.parametrize("bad,match", [(lambda q, r: [float("nan")] * len(r), "non-finite"),
+                                       (lambda q, r: [0.0] * (len(r) - 1), "exactly one score per response")])
+def test_bad_reward_is_refused_clearly(word_policy_dir, tmp_path, bad, match):
+    trainer = make_trainer(word_policy_dir, tmp_path / "run", bad, total_episodes=16)
+    with pytest.raises(ValueError, match=match):
+        trainer.train()
+
+
+def test_lora_reference_is_the_adapter_free_policy(word_policy_dir, tmp_path):
+    out = tmp_path / "lora"
+    trainer = make_trainer(word_policy_dir, out, count_word("good"), use_peft=True, lora_r=4, lora_alpha=8,
+                           lora_target_modules=["c_attn"], total_episodes=48)
+    assert trainer.ref_policy is None  # no second copy in memory
+    m = trainer.step()
+    assert m["objective/kl"] == 0.0
+    trainer.train()
+    last = read_metrics(out)[-1]
+    assert last["objective/kl"] != 0.0  # the adapter moved the policy away from the reference
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(str(out))
+    assert merged.config.n_layer == 1 and os.path.isdir(out / "adapter")
+
+
+def test_config_validation_messages():
+    with pytest.raises(ValueError, match="divisible by num_mini_batches"):
+        PPOConfig(batch_size=10, num_mini_batches=3)
+    with pytest.raises(ValueError, match="needs stop_at_eos"):
+        PPOConfig(missing_eos_penalty=1.0)
+    with pytest.raises(ValueError, match="kl_estimator"):
+        PPOConfig(kl_estimator="k9")
+
+
+def test_stop_at_eos_masks_after_eos(word_policy_dir):
+    tok = make_word_tokenizer()
+    model = make_tiny_gpt2(len(tok))
+    with torch.no_grad():  # make EOS very likely so some responses stop early
+        model.lm_head.weight[tok.eos_token_id] += 0.5
+        model.transformer.wte.weight[tok.eos_token_id] += 0.0
+    ids, mask = pad_left([tok("the movie", add_special_tokens=False)["input_ids"]] * 32, tok.pad_token_id)
+    torch.manual_seed(0)
+    responses, rmask = sample(model, ids, mask, max_new_tokens=8, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    for r, m in zip(responses.tolist(), rmask.tolist()):
+        if tok.eos_token_id in r:
+            k = r.index(tok.eos_token_id)
+            assert m[: k + 1] == [1] * (k + 1) and m[k + 1:] == [0] * (len(m) - k - 1)
+        else:
+            assert all(m)
