@@ -99,6 +99,17 @@ def policy_flop_params(model) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if "wpe" not in name and "position" not in name)
 
 
+def config_subset(config, keys) -> dict:
+    """The algorithm settings a trainer ran with (those of `keys` its config has), for the results file."""
+    return {k: getattr(config, k) for k in keys if hasattr(config, k)}
+
+
+ALGO_KEYS = ("batch_size", "per_device_train_batch_size", "num_generations", "num_iterations", "num_ppo_epochs", "num_mini_batches",
+             "learning_rate", "kl_coef", "beta", "kl_estimator", "cliprange", "epsilon", "cliprange_value", "vf_coef",
+             "gamma", "lam", "loss_type", "scale_rewards", "normalize_advantages", "whiten_rewards", "temperature",
+             "response_length", "max_completion_length", "gradient_checkpointing")
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -159,6 +170,7 @@ class Recorder:
         self.evals: list[dict] = []
         self.next_eval = 0.0
         self.n_params = None
+        self.trainer_config: dict = {}
 
     def start(self):
         self._t = time.perf_counter()
@@ -186,7 +198,7 @@ class Recorder:
     def finish(self, policy) -> dict:
         if self._t is not None:
             self.train_s, self._t = self.now(), None
-        if not self.evals or self.evals[-1]["train_s"] < self.train_s:
+        if not self.evals or self.evals[-1]["episodes"] != self.episodes:  # the final policy, unless just evaluated
             self.maybe_eval(policy, force=True)
             self.train_s, self._t = self.now(), None
         train_s = max(self.train_s, 1e-9)
@@ -204,6 +216,7 @@ class Recorder:
             "rollout_tokens_per_s": self.rollout_tokens / max(self.rollout_s, 1e-9),
             "update_tokens_per_s": self.update_tokens / update_s,
             "n_params": self.n_params,
+            "trainer_config": self.trainer_config,
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "threads": torch.get_num_threads(),
             "evals": self.evals,
@@ -240,6 +253,7 @@ def run_rlhf_demo_ppo(args) -> dict:
     policy = trainer.accelerator.unwrap_model(trainer.policy)
     rec = Recorder(args, HeldOutEval(args, reward_fn))
     rec.n_params = policy_flop_params(policy)
+    rec.trainer_config = config_subset(cfg, ALGO_KEYS)
     rec.start()
     rec.maybe_eval(policy)  # t = 0: the reference itself
     while not rec.done():
@@ -283,6 +297,7 @@ def run_trl_online(args, kind: str) -> dict:
         beta=args.kl_coef, learning_rate=args.learning_rate, lr_scheduler_type="constant", warmup_steps=0,
         max_steps=10**7, save_strategy="no", report_to="none", logging_steps=10**9, disable_tqdm=True,
         use_cpu=True, seed=args.seed, disable_dropout=True, model_init_kwargs={"dtype": torch.float32},
+        gradient_checkpointing=False,  # TRL's default is True (memory for ~20% speed); rlhf-demo does not checkpoint
         # Fixed-length responses: EOS is suppressed until response_length tokens (our PPO samples without stopping).
         generation_kwargs={"min_new_tokens": args.response_length},
     )
@@ -303,6 +318,7 @@ def run_trl_online(args, kind: str) -> dict:
                       processing_class=tokenizer, callbacks=[Budget()])
     torch.set_num_threads(args.threads)
     rec.n_params = policy_flop_params(trainer.model)
+    rec.trainer_config = config_subset(config, ALGO_KEYS)
 
     # Time the rollout (sampling, no-grad forward passes, scoring) and count tokens, by wrapping TRL's methods.
     generate_and_score = trainer._generate_and_score_completions

@@ -83,7 +83,7 @@ def run(args) -> dict:
         response_length=args.response_length, stop_token=None, temperature=args.temperature, kl_coef=args.kl_coef,
         learning_rate=args.learning_rate, lr_scheduler_type="constant", warmup_steps=0, total_episodes=10**9,
         num_sample_generations=0, save_strategy="no", report_to="none", logging_steps=10**9, disable_tqdm=True,
-        use_cpu=True, seed=args.seed,
+        use_cpu=True, seed=args.seed, gradient_checkpointing=False,  # TRL's default is True; rlhf-demo does not checkpoint
     )
     rec = rlhf_speed.Recorder(args, rlhf_speed.HeldOutEval(args))
     rec.n_params = rlhf_speed.policy_flop_params(policy)
@@ -122,6 +122,7 @@ def run(args) -> dict:
             rec.update_tokens += int((query_responses != pad_token_id).sum())
         return forward(model, query_responses, pad_token_id)
 
+    rec.trainer_config = {**rlhf_speed.config_subset(config, rlhf_speed.ALGO_KEYS), "reward_head": args.trl112_reward_head}
     ppo_module.batch_generation, ppo_module.forward = timed_batch_generation, counted_forward
     try:
         trainer.train()

@@ -166,10 +166,13 @@ def same_tokenizer(a, b) -> bool:
 
 
 def find_checkpoints(model_dir: str) -> list[tuple[int, str]]:
-    """(step, path) of every `checkpoints/checkpoint-<step>/` under `model_dir` holding a causal LM, by step."""
+    """(step, path) of every `checkpoints/checkpoint-<step>/` under `model_dir` holding a causal LM (directly or in
+    its `policy/` subfolder, as `rlhf-demo train` writes them), by step."""
     found = []
     for path in glob.glob(os.path.join(model_dir, "checkpoints", "checkpoint-*")):
         m = re.fullmatch(r"checkpoint-(\d+)", os.path.basename(path))
+        if m and os.path.isfile(os.path.join(path, "policy", "config.json")):
+            path = os.path.join(path, "policy")
         if not (m and os.path.isfile(os.path.join(path, "config.json"))):
             continue
         archs = json.load(open(os.path.join(path, "config.json"))).get("architectures") or []

@@ -3,7 +3,7 @@
 Values come, in increasing priority, from the dataclass defaults, a preset (`--preset tiny|gpt2`, a YAML file
 in `rlhf_demo/presets/`), a YAML file of the user's (`--config FILE.yaml`) and command-line flags, so a flag
 always overrides a preset value. Paths in a YAML file that start with `./` or `../` are relative to that file,
-which is how the `tiny` preset points at the models shipped beside it.
+(also after `KIND=` in reward specs), which is how the `tiny` preset points at the models shipped beside it.
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ def load_yaml_config(path: str, section: str | None = None) -> dict[str, Any]:
     def resolve(v):
         if isinstance(v, str) and v.startswith(("./", "../")):
             return os.path.normpath(os.path.join(base, v))
+        if isinstance(v, str) and ("=./" in v or "=../" in v):  # reward specs: KIND=./path[@LABEL][:WEIGHT]
+            kind, rel = v.split("=", 1)
+            return f"{kind}={os.path.normpath(os.path.join(base, rel))}"
         if isinstance(v, list):
             return [resolve(x) for x in v]
         return v
@@ -108,10 +111,10 @@ class PretrainConfig:
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate (linear warmup, cosine decay to min_lr_ratio x peak)."})
     min_lr_ratio: float = field(default=0.1, metadata={"help": "Final learning rate as a fraction of the peak."})
     warmup_steps: int = field(default=100, metadata={"help": "Linear warmup steps."})
-    max_steps: int = field(default=1300, metadata={"help": "Optimizer steps."})
+    max_steps: int = field(default=1000, metadata={"help": "Optimizer steps."})
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay on matrices."})
     eval_reviews: int = field(default=1000, metadata={"help": "Held-out test reviews for the loss / perplexity / bits-per-byte report."})
-    save_steps: int = field(default=200, metadata={"help": "Write a resumable checkpoint every N steps."})
+    save_steps: int = field(default=100, metadata={"help": "Write a resumable checkpoint every N steps."})
     resume: bool = field(default=False, metadata={"help": "Resume from output_dir/checkpoint if present."})
     seed: int = field(default=0, metadata={"help": "Random seed."})
 

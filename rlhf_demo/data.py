@@ -49,6 +49,10 @@ def load_reviews(dataset_name_or_path: str = DEFAULT_DATASET, split: str = "trai
         )
     try:
         dsd = datasets.load_dataset(path if os.path.exists(path) else dataset_name_or_path)
+    except ValueError as e:
+        if "corresponds to no data" in str(e):  # datasets' message for a split with no rows
+            raise ValueError(f"Dataset {dataset_name_or_path!r} is empty: a split holds no reviews ({e}).") from e
+        raise
     except (ConnectionError, OSError) as e:  # offline, or an unknown Hub id
         raise OSError(
             f"Could not load the dataset {dataset_name_or_path!r} ({e}). Without internet, pass a local copy "

@@ -32,6 +32,9 @@ import threading
 import time
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Gradio's run history saves every call's inputs in the browser (optionally in a Hub bucket): that would keep the
+# Publish tab's token. Off, here and in main()'s launch.
+os.environ.setdefault("GRADIO_RUN_HISTORY", "False")
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
@@ -43,7 +46,8 @@ from rlhf_demo.rewards import SentimentReward  # noqa: E402
 DEFAULT_REFERENCE = "tiny"
 DEFAULT_ALIGNED = os.path.join(PRESETS_DIR, "tiny", "aligned")
 DEFAULT_REWARD_MODEL = "tiny"
-DEFAULT_EVAL_DATASET = "stanfordnlp/imdb"
+TINY_PROMPTS = os.path.join(PRESETS_DIR, "tiny", "prompts")  # heads of IMDB reviews shipped with the tiny preset
+DEFAULT_EVAL_DATASET = TINY_PROMPTS if os.path.isdir(TINY_PROMPTS) else "stanfordnlp/imdb"
 DEFAULT_PREFERENCES = "preferences.jsonl"
 
 MAX_INPUT_CHARS = 1000  # longer text inputs are refused (issue 6, limits)
@@ -272,6 +276,14 @@ def _score_bars(scores: list[dict[str, float]]) -> dict[str, float]:
             "toxicity": mean("toxicity")}
 
 
+def _display_name(name: str) -> str:
+    """A preset name or Hub id as is; a local folder by its last two components (no machine paths in the page)."""
+    if not _looks_local(name):
+        return name
+    parts = os.path.normpath(os.path.abspath(os.path.expanduser(name))).split(os.sep)
+    return "/".join(parts[-2:])
+
+
 def _scrub(message: str, secrets: list[str]) -> str:
     for s in secrets:
         if s:
@@ -310,12 +322,16 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
         top_p = check_number(top_p, "Top-p", 0, 1, low_open=True)
         seed = check_number(seed, "Seed", 0, 2**31 - 1, integer=True)
         num_samples = check_number(num_samples, "Number of samples", 1, MAX_SAMPLES, integer=True)
+        start = time.monotonic()
         out = models.generate(["reference", "aligned"], prompt, num_samples, seed, max_new_tokens, temperature, top_p)
+        took = time.monotonic() - start
         scores = {role: models.score(prompt, texts) for role, texts in out.items()}
         rows = [[role, i + 1, round(s["reward"], 3), round(s["reward_probability"], 3), round(s["judge"], 3), round(s["toxicity"], 3)]
                 for role in ("reference", "aligned") for i, s in enumerate(scores[role])]
         return (_samples_text(prompt, out["reference"]), _samples_text(prompt, out["aligned"]),
-                _score_bars(scores["reference"]), _score_bars(scores["aligned"]), rows)
+                _score_bars(scores["reference"]), _score_bars(scores["aligned"]), rows,
+                f"{num_samples} sample(s) per model with seed {seed}, up to {max_new_tokens} new tokens, temperature {temperature:g}, "
+                f"top-p {top_p:g} ({took:.1f} s).")
 
     # ---------------------------------------------------------------- Evaluate
     def evaluate(num_prompts, max_new_tokens, seed, progress=gr.Progress(track_tqdm=True)):
@@ -326,11 +342,14 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
         max_new_tokens = check_number(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS, integer=True)
         seed = check_number(seed, "Seed", 0, 2**31 - 1, integer=True)
         out_dir = tempfile.mkdtemp(prefix="rlhf-space-eval-")
+        extra = {}
+        if os.path.abspath(eval_dataset) == TINY_PROMPTS and "min_review_chars" in getattr(EvalConfig, "__dataclass_fields__", {}):
+            extra["min_review_chars"] = 0  # the shipped prompts are 100-character review heads
         progress(0, desc="loading models and prompts")
         try:
             cfg = EvalConfig(model=models.aligned_path, reference=models.reference_path, output_dir=out_dir, num_prompts=num_prompts,
                              max_new_tokens=max_new_tokens, seed=seed, dataset_name=eval_dataset, reward_model=models.reward_path,
-                             reward_label=reward_label, batch_size=16, frontier=False, num_report_samples=3)
+                             reward_label=reward_label, batch_size=16, frontier=False, num_report_samples=3, **extra)
             with models.lock:  # run_eval seeds the global torch RNG too
                 results = run_eval(cfg)
         except (OSError, ValueError) as e:  # FileNotFoundError is an OSError
@@ -417,8 +436,7 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
         gr.Markdown(
             "# rlhf-demo: what RLHF changed\n"
             "A GPT-2-family model aligned with PPO towards positive movie-review continuations (Ziegler et al. 2019). "
-            f"Reference: `{reference}`. Aligned: `{os.path.basename(os.path.normpath(aligned)) if _looks_local(aligned) else aligned}`. "
-            f"Reward model: `{reward_model}`."
+            f"Reference: `{_display_name(reference)}`. Aligned: `{_display_name(aligned)}`. Reward model: `{_display_name(reward_model)}`."
         )
         with gr.Tabs():
             with gr.Tab("Compare", id="compare"):
@@ -428,25 +446,26 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
                                               value=EXAMPLE_PROMPTS[0], elem_id="compare-prompt")
                         gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[c_prompt], label="IMDB test prompts")
                     with gr.Column(scale=1):
-                        c_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=32, step=1, label="Max new tokens")
+                        c_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=32, step=1, label="Max new tokens", elem_id="compare-tokens")
                         c_temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
                         c_top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p")
                         with gr.Row():
                             c_seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="compare-seed")
-                            c_n = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples")
+                            c_n = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples", elem_id="compare-samples")
                 c_button = gr.Button("Generate", variant="primary", elem_id="compare-generate")
+                c_status = gr.Markdown(elem_id="compare-status")
                 with gr.Row():
                     with gr.Column():
                         c_ref = gr.Textbox(label="Reference (before RLHF)", lines=6, interactive=False, elem_id="compare-reference")
-                        c_ref_scores = gr.Label(label="Reference scores (mean)", elem_id="compare-reference-scores")
+                        c_ref_scores = gr.Label(label="Reference scores (mean)", show_heading=False, elem_id="compare-reference-scores")
                     with gr.Column():
                         c_ali = gr.Textbox(label="Aligned (after PPO)", lines=6, interactive=False, elem_id="compare-aligned")
-                        c_ali_scores = gr.Label(label="Aligned scores (mean)", elem_id="compare-aligned-scores")
+                        c_ali_scores = gr.Label(label="Aligned scores (mean)", show_heading=False, elem_id="compare-aligned-scores")
                 c_table = gr.Dataframe(headers=["model", "sample", "reward (logit)", "P(positive), reward model", "judge [-1, 1]", "toxicity"],
                                        label="Scores per sample: reward model and VADER judge on prompt + continuation, toxicity "
                                              "(alt-profanity-check) on the continuation", interactive=False)
                 c_button.click(compare, [c_prompt, c_tokens, c_temperature, c_top_p, c_seed, c_n],
-                               [c_ref, c_ali, c_ref_scores, c_ali_scores, c_table], api_name="compare")
+                               [c_ref, c_ali, c_ref_scores, c_ali_scores, c_table, c_status], api_name="compare")
 
             with gr.Tab("Evaluate", id="evaluate"):
                 gr.Markdown(f"Runs the evaluation suite (`rlhf-demo eval`) on held-out prompts of `{eval_dataset}` (test split): "
@@ -537,7 +556,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preferences", default=env("PREFERENCES_FILE", DEFAULT_PREFERENCES),
                    help="JSONL file the Feedback tab appends to (env PREFERENCES_FILE; default ./preferences.jsonl).")
     p.add_argument("--eval_dataset", default=env("EVAL_DATASET", DEFAULT_EVAL_DATASET),
-                   help="Prompts of the Evaluate tab: Hub id or local folder with a test split (env EVAL_DATASET; offline: a local copy).")
+                   help="Prompts of the Evaluate tab: Hub id or local folder with a test split (env EVAL_DATASET; default the tiny "
+                   "preset's shipped IMDB review heads when present, else stanfordnlp/imdb).")
     p.add_argument("--generation_timeout", type=float, default=60.0, help="Seconds before a generation request is stopped.")
     p.add_argument("--concurrency_limit", type=int, default=2, help="Requests of each kind that run at once.")
     p.add_argument("--host", default=None, help="Address to serve on (default: GRADIO_SERVER_NAME, else 127.0.0.1).")
@@ -553,7 +573,7 @@ def main(argv: list[str] | None = None) -> None:
                           generation_timeout=args.generation_timeout, concurrency_limit=args.concurrency_limit)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, run_history=False)
 
 
 if __name__ == "__main__":

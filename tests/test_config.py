@@ -1,0 +1,43 @@
+"""Config parsing: presets, YAML files, flag precedence, and clear errors."""
+
+import os
+
+import pytest
+
+from rlhf_demo.config import PPOConfig, PRESETS_DIR, parse_config
+
+
+def test_tiny_preset_points_inside_the_package_and_flags_override():
+    cfg = parse_config(PPOConfig, ["--preset", "tiny", "--batch_size", "8", "--output_dir", "x"], section="train")
+    assert cfg.model_name_or_path == os.path.join(PRESETS_DIR, "tiny", "policy")
+    assert cfg.reward == [f"sentiment={os.path.join(PRESETS_DIR, 'tiny', 'reward_model')}@POSITIVE"]
+    assert cfg.batch_size == 8 and cfg.output_dir == "x"
+    assert cfg.num_ppo_epochs == 4 and not cfg.stop_at_eos  # from the preset / defaults
+
+
+def test_gpt2_preset_uses_hub_defaults():
+    cfg = parse_config(PPOConfig, ["--preset", "gpt2"], section="train")
+    assert cfg.model_name_or_path == "openai-community/gpt2"
+    assert cfg.reward == ["sentiment=lvwerra/distilbert-imdb@POSITIVE"]
+    assert cfg.dataset_name == "stanfordnlp/imdb" and cfg.adaptive_kl and cfg.target_kl == 6.0
+
+
+def test_yaml_config_file_then_flags(tmp_path):
+    path = tmp_path / "my.yaml"
+    path.write_text("kl_coef: 0.3\nmodel_name_or_path: ./models/policy\nreward: ['keyword=good']\n")
+    cfg = parse_config(PPOConfig, ["--config", str(path), "--kl_coef", "0.1"])
+    assert cfg.kl_coef == 0.1  # the flag wins
+    assert cfg.model_name_or_path == str(tmp_path / "models" / "policy")  # relative to the YAML file
+    assert cfg.reward == ["keyword=good"]
+
+
+def test_unknown_yaml_key_is_an_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("klcoef: 0.3\n")
+    with pytest.raises(ValueError, match=r"Unknown option\(s\) in the config: \['klcoef'\]"):
+        parse_config(PPOConfig, ["--config", str(path)])
+
+
+def test_validation_happens_at_parse_time():
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        parse_config(PPOConfig, ["--temperature", "0"])
