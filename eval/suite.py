@@ -98,6 +98,7 @@ class EvalConfig:
     top_k: int = field(default=0, metadata={"help": "Top-k sampling (0: off)."})
     dataset_name: str = field(default="stanfordnlp/imdb", metadata={"help": "Hub id or local path of the review dataset."})
     split: str = field(default="test", metadata={"help": "Split the prompts come from: the held-out one, never the training prompts."})
+    min_review_chars: int = field(default=200, metadata={"help": "Keep reviews longer than this many characters (0 for datasets of review heads, as the tiny preset ships)."})
     reward_model: str = field(default="lvwerra/distilbert-imdb", metadata={"help": "The training reward model (sequence classifier): folder, Hub id or preset (tiny, gpt2)."})
     reward_label: str = field(default="POSITIVE", metadata={"help": "Label of the reward model whose logit is the reward."})
     sentiment_judge: str = field(default="vader", metadata={"help": "Independent sentiment judge: `vader` (offline) or a transformers classifier, e.g. siebert/sentiment-roberta-large-english."})
@@ -434,7 +435,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     policy, policy_tok = load_causal_lm(cfg.model, "model (--model)")
     reference, ref_tok = load_causal_lm(cfg.reference, "reference (--reference)")
     same_tok = same_tokenizer(policy_tok, ref_tok)
-    prompts = build_prompt_dataset(policy_tok, cfg.dataset_name, split=cfg.split, num_prompts=cfg.num_prompts, seed=cfg.seed)
+    prompts = build_prompt_dataset(policy_tok, cfg.dataset_name, split=cfg.split, num_prompts=cfg.num_prompts, seed=cfg.seed,
+                                   min_review_chars=cfg.min_review_chars)
     if len(prompts) == 0:
         raise ValueError(f"No prompts: {cfg.dataset_name!r} split {cfg.split!r} gave 0 queries. Use a dataset with reviews in that split.")
     S = cfg.samples_per_prompt
