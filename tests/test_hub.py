@@ -93,6 +93,14 @@ def make_run_dir(path, with_eval=True, with_info=True):
     return path
 
 
+@pytest.fixture(autouse=True)
+def online_to_the_fake_hub(monkeypatch):
+    """The suite runs with HF_HUB_OFFLINE=1 (nothing may reach the real Hub); these tests talk to a loopback server."""
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     return make_run_dir(str(tmp_path_factory.mktemp("run") / "run"))
