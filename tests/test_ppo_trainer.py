@@ -145,3 +145,21 @@ def test_stop_at_eos_masks_after_eos(word_policy_dir):
             assert m[: k + 1] == [1] * (k + 1) and m[k + 1:] == [0] * (len(m) - k - 1)
         else:
             assert all(m)
+
+
+@pytest.mark.slow
+def test_data_parallel_two_processes_keep_identical_parameters(tmp_path):
+    import subprocess
+    import sys
+
+    worker = os.path.join(os.path.dirname(__file__), "dp_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", worker, str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reports = [json.load(open(tmp_path / f"rank{r}.json")) for r in (0, 1)]
+    for rep in reports:
+        assert rep["world_size"] == 2
+        assert rep["episodes"] == 2 * 16 * 3  # episodes count both processes
+        assert rep["max_diff_across_ranks"] == 0.0  # gradients were all-reduced: the ranks never drift apart
+        assert rep["moved"] > 0  # and training did change the weights
