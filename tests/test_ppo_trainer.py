@@ -163,3 +163,13 @@ def test_data_parallel_two_processes_keep_identical_parameters(tmp_path):
         assert rep["episodes"] == 2 * 16 * 3  # episodes count both processes
         assert rep["max_diff_across_ranks"] == 0.0  # gradients were all-reduced: the ranks never drift apart
         assert rep["moved"] > 0  # and training did change the weights
+
+
+def test_report_to_tensorboard_writes_events(word_policy_dir, tmp_path):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "tb"
+    make_trainer(word_policy_dir, out, count_word("good"), total_episodes=32, report_to="tensorboard", sample_steps=1).train()
+    events = [f for _, _, files in os.walk(out / "runs") for f in files if f.startswith("events.out.tfevents")]
+    assert events
+    samples = [json.loads(line) for line in open(out / "samples.jsonl")]
+    assert samples and {"step", "query", "response", "score"} <= set(samples[0])
