@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from .config import PRESETS_DIR
 
@@ -67,10 +67,17 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()  # not inference_mode: the samples enter the autograd graph of the PPO update
 def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_tokens: int, temperature: float = 1.0,
            top_k: int = 0, top_p: float = 1.0, eos_token_id: int | None = None, pad_token_id: int = 0):
-    """Sample `max_new_tokens` response tokens per left-padded query with the KV cache (`model.generate`).
+    """Sample `max_new_tokens` response tokens per left-padded query, one token at a time with the KV cache.
+
+    Why not `model.generate`: with transformers 5.23, `eos_token_id=None` in a GenerationConfig means "unset", so
+    generate falls back to the EOS of the model's saved generation config, stops there and pads. For a fixed-length
+    rollout that silently turned "EOS, pad, pad, ..." into actions the policy never chose (about 3% of response
+    tokens of the tiny policy): the recomputed log-probs of the pads were near -inf, per-batch KL went negative,
+    and the mean NLL of the samples exceeded the entropy of the same logits by 0.2 nats/token. This loop uses only
+    the arguments given (tested in tests/test_sampling.py). Top-k / top-p use transformers' logits warpers.
 
     Args:
-        query_ids, query_mask: (B, L) left-padded queries and their mask.
+        query_ids, query_mask: (B, L) left-padded queries and their mask (1 = real token).
         eos_token_id: stop a response at this token (it is kept, everything after it is masked);
             None samples exactly `max_new_tokens` tokens (Ziegler et al. 2019's fixed length).
 
@@ -78,16 +85,36 @@ def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_
         responses (B, T) and response_mask (B, T) with T <= max_new_tokens; 1 = real response token.
         Uses the global torch RNG: seed it before the call for reproducible or paired samples.
     """
+    from transformers import TopKLogitsWarper, TopPLogitsWarper
+
     if temperature <= 0:
         raise ValueError(f"temperature must be positive for sampling, got {temperature}.")
-    # An explicit GenerationConfig: the model's own may carry eos/min_length/repetition settings that would
-    # make generation differ from the distribution whose log-probs PPO recomputes.
-    gen_config = GenerationConfig(
-        do_sample=True, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-        eos_token_id=eos_token_id, pad_token_id=pad_token_id, bos_token_id=None, use_cache=True,
-    )
-    out = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=gen_config)
-    responses = out[:, query_ids.shape[1]:]
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
+    warpers = ([TopKLogitsWarper(top_k)] if top_k and top_k > 0 else []) + ([TopPLogitsWarper(top_p)] if top_p < 1.0 else [])
+    B = query_ids.shape[0]
+    attention_mask = query_mask
+    position_ids = position_ids_from_mask(query_mask)
+    input_ids, past = query_ids, None
+    tokens, finished = [], torch.zeros(B, dtype=torch.bool, device=query_ids.device)
+    for _ in range(max_new_tokens):
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        logits = out.logits[:, -1].float() / temperature  # (B, V)
+        for warp in warpers:
+            logits = warp(None, logits)
+        next_token = torch.multinomial(logits.softmax(-1), 1, replacement=True).squeeze(1)  # (B,)
+        if eos_token_id is not None:
+            next_token = torch.where(finished, torch.full_like(next_token, pad_token_id), next_token)
+        tokens.append(next_token)
+        if eos_token_id is not None:
+            finished |= next_token == eos_token_id
+            if finished.all():
+                break
+        input_ids = next_token[:, None]
+        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], 1)
+        position_ids = position_ids[:, -1:] + 1
+    responses = torch.stack(tokens, 1)
     response_mask = torch.ones_like(responses)
     if eos_token_id is not None:
         # Mask everything after the first EOS (the EOS itself is a real, rewarded token).

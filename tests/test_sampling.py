@@ -1,0 +1,50 @@
+"""Rollout sampling draws from exactly the distribution whose log-probs PPO recomputes."""
+
+import torch
+
+from conftest import make_tiny_gpt2, make_word_tokenizer
+from rlhf_demo.models import forward_response, logprobs_from_logits, pad_left, sample
+from rlhf_demo.ppo import entropy_from_logits
+
+
+def test_samples_match_the_recomputed_distribution():
+    tok = make_word_tokenizer()
+    model = make_tiny_gpt2(len(tok), seed=3)
+    with torch.no_grad():  # a peaked, uneven distribution, where a biased sampler shows
+        model.lm_head.weight.mul_(8)
+    # A saved generation config with an in-vocabulary EOS, as every real checkpoint has: `model.generate` used to
+    # stop there and pad, even when asked for fixed-length samples, so "actions" included pad tokens.
+    queries = [tok("the movie was", add_special_tokens=False)["input_ids"], tok("good", add_special_tokens=False)["input_ids"]] * 1000
+    ids, mask = pad_left(queries, tok.pad_token_id)
+    with torch.no_grad():  # make EOS as likely as the most likely token, so stopping there would show
+        likely = model(input_ids=ids[:1], attention_mask=mask[:1]).logits[0, -1].argmax().item()
+        model.lm_head.weight[tok.eos_token_id] = model.lm_head.weight[likely]
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    torch.manual_seed(0)
+    responses, rmask = sample(model, ids, mask, max_new_tokens=6, pad_token_id=tok.pad_token_id)
+    with torch.no_grad():
+        logits = forward_response(model, ids, mask, responses, rmask)
+    # E[-log p(x)] = H(p) for x ~ p, position by position, whatever the prefix and the padding.
+    gap = -logprobs_from_logits(logits, responses) - entropy_from_logits(logits)
+    se = gap.std() / gap.numel() ** 0.5
+    assert gap.mean().abs() < 4 * se + 1e-4, (gap.mean().item(), se.item())
+    # Fixed-length sampling continues after EOS: an EOS is followed by sampled tokens, not by a run of padding.
+    rows = [row for row in responses.tolist() if tok.eos_token_id in row[:-1]]
+    after_eos = [row[row.index(tok.eos_token_id) + 1:] for row in rows]
+    assert after_eos and sum(all(t == tok.pad_token_id for t in rest) for rest in after_eos) < len(after_eos) / 2
+    # And the first token's empirical frequencies match its probabilities.
+    p = logits[0::2, 0].softmax(-1)[0]
+    freq = torch.bincount(responses[0::2, 0], minlength=p.numel()).float() / 1000
+    assert (freq - p).abs().max() < 0.05
+
+
+def test_top_k_restricts_the_support():
+    tok = make_word_tokenizer()
+    model = make_tiny_gpt2(len(tok), seed=4)
+    ids, mask = pad_left([tok("the", add_special_tokens=False)["input_ids"]] * 200, tok.pad_token_id)
+    torch.manual_seed(0)
+    responses, _ = sample(model, ids, mask, max_new_tokens=1, top_k=2, pad_token_id=tok.pad_token_id)
+    with torch.no_grad():
+        top2 = model(input_ids=ids[:1]).logits[0, -1].topk(2).indices
+    assert set(responses[:, 0].tolist()) <= set(top2.tolist())
