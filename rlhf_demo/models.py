@@ -104,10 +104,8 @@ def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_
         for warp in warpers:
             logits = warp(None, logits)
         next_token = torch.multinomial(logits.softmax(-1), 1, replacement=True).squeeze(1)  # (B,)
-        if eos_token_id is not None:
-            next_token = torch.where(finished, torch.full_like(next_token, pad_token_id), next_token)
         tokens.append(next_token)
-        if eos_token_id is not None:
+        if eos_token_id is not None:  # what follows an EOS is masked below; stop once every row has one
             finished |= next_token == eos_token_id
             if finished.all():
                 break

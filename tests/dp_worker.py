@@ -12,20 +12,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import count_word, make_tiny_gpt2, make_word_tokenizer, word_prompts  # noqa: E402
 
 from rlhf_demo.config import PPOConfig  # noqa: E402
-from rlhf_demo.ppo import PPOTrainer  # noqa: E402
+from rlhf_demo.ppo import PPOTrainer, build_value_model  # noqa: E402
 
 out = sys.argv[1]
 tok = make_word_tokenizer()
 policy = make_tiny_gpt2(len(tok), seed=0)  # same seed: the same start on every rank
 cfg = PPOConfig(output_dir=out, model_name_or_path="unused", reward=[], total_episodes=2 * 16 * 3, batch_size=16,
                 num_mini_batches=2, response_length=6, learning_rate=1e-3, save_steps=0, sample_steps=0, progress_bar=False)
-from rlhf_demo.ppo import build_value_model  # noqa: E402
-
 policy_dir = os.path.join(out, "start")
 if int(os.environ.get("RANK", 0)) == 0:
     policy.save_pretrained(policy_dir)
     tok.save_pretrained(policy_dir)
-dist.init_process_group("gloo") if not dist.is_initialized() else None
+if not dist.is_initialized():
+    dist.init_process_group("gloo")
 dist.barrier()
 trainer = PPOTrainer(cfg, policy=policy, tokenizer=tok, reward_fn=count_word("good"), train_dataset=word_prompts(tok),
                      value_model=build_value_model(policy_dir))

@@ -135,7 +135,6 @@ def test_stop_at_eos_masks_after_eos(word_policy_dir):
     model = make_tiny_gpt2(len(tok))
     with torch.no_grad():  # make EOS very likely so some responses stop early
         model.lm_head.weight[tok.eos_token_id] += 0.5
-        model.transformer.wte.weight[tok.eos_token_id] += 0.0
     ids, mask = pad_left([tok("the movie", add_special_tokens=False)["input_ids"]] * 32, tok.pad_token_id)
     torch.manual_seed(0)
     responses, rmask = sample(model, ids, mask, max_new_tokens=8, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)

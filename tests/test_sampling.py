@@ -12,13 +12,13 @@ def test_samples_match_the_recomputed_distribution():
     model = make_tiny_gpt2(len(tok), seed=3)
     with torch.no_grad():  # a peaked, uneven distribution, where a biased sampler shows
         model.lm_head.weight.mul_(8)
-    # A saved generation config with an in-vocabulary EOS, as every real checkpoint has: `model.generate` used to
-    # stop there and pad, even when asked for fixed-length samples, so "actions" included pad tokens.
     queries = [tok("the movie was", add_special_tokens=False)["input_ids"], tok("good", add_special_tokens=False)["input_ids"]] * 1000
     ids, mask = pad_left(queries, tok.pad_token_id)
     with torch.no_grad():  # make EOS as likely as the most likely token, so stopping there would show
         likely = model(input_ids=ids[:1], attention_mask=mask[:1]).logits[0, -1].argmax().item()
         model.lm_head.weight[tok.eos_token_id] = model.lm_head.weight[likely]
+    # A saved generation config with an in-vocabulary EOS, as every real checkpoint has: `model.generate` used to
+    # stop there and pad, even when asked for fixed-length samples, so "actions" included pad tokens.
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     torch.manual_seed(0)
