@@ -113,9 +113,10 @@ class PretrainConfig:
     warmup_steps: int = field(default=100, metadata={"help": "Linear warmup steps."})
     max_steps: int = field(default=1000, metadata={"help": "Optimizer steps."})
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay on matrices."})
+    dropout: float = field(default=0.0, metadata={"help": "Dropout on embeddings, attention and residuals (0 suits pretraining under one epoch, as in nanoGPT); also applied on --resume."})
     eval_reviews: int = field(default=1000, metadata={"help": "Held-out test reviews for the loss / perplexity / bits-per-byte report."})
     save_steps: int = field(default=100, metadata={"help": "Write a resumable checkpoint every N steps."})
-    resume: bool = field(default=False, metadata={"help": "Resume from output_dir/checkpoint if present."})
+    resume: bool = field(default=False, metadata={"help": "Resume from output_dir/checkpoint if present. A larger --max_steps extends a finished run: the cosine schedule is recomputed for the new length."})
     seed: int = field(default=0, metadata={"help": "Random seed."})
 
     def __post_init__(self):

@@ -145,6 +145,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     config = GPT2Config(
         vocab_size=len(tokenizer), n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
     )
     model = GPT2LMHeadModel(config)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -163,7 +164,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
     ckpt_dir = os.path.join(cfg.output_dir, "checkpoint")
     step, elapsed_before = 0, 0.0
     if cfg.resume and os.path.exists(os.path.join(ckpt_dir, "state.pt")):
-        model = GPT2LMHeadModel.from_pretrained(ckpt_dir, dtype=torch.float32)
+        model = GPT2LMHeadModel.from_pretrained(
+            ckpt_dir, dtype=torch.float32, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout)
         state = torch.load(os.path.join(ckpt_dir, "state.pt"))
         optimizer = torch.optim.AdamW(
             [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": cfg.weight_decay},
