@@ -107,7 +107,7 @@ def config_subset(config, keys) -> dict:
 ALGO_KEYS = ("batch_size", "per_device_train_batch_size", "num_generations", "num_iterations", "num_ppo_epochs", "num_mini_batches",
              "learning_rate", "kl_coef", "beta", "kl_estimator", "cliprange", "epsilon", "cliprange_value", "vf_coef",
              "gamma", "lam", "loss_type", "scale_rewards", "normalize_advantages", "whiten_rewards", "temperature",
-             "response_length", "max_completion_length", "gradient_checkpointing")
+             "response_length", "max_completion_length", "gradient_checkpointing", "bf16")
 
 
 def peak_rss_mb() -> float:
@@ -298,6 +298,7 @@ def run_trl_online(args, kind: str) -> dict:
         max_steps=10**7, save_strategy="no", report_to="none", logging_steps=10**9, disable_tqdm=True,
         use_cpu=True, seed=args.seed, disable_dropout=True, model_init_kwargs={"dtype": torch.float32},
         gradient_checkpointing=False,  # TRL's default is True (memory for ~20% speed); rlhf-demo does not checkpoint
+        bf16=False,  # TRL's default is True: bf16 autocast, many times slower than fp32 on a CPU without bf16 units
         # Fixed-length responses: EOS is suppressed until response_length tokens (our PPO samples without stopping).
         generation_kwargs={"min_new_tokens": args.response_length},
     )

@@ -84,6 +84,7 @@ def run(args) -> dict:
         learning_rate=args.learning_rate, lr_scheduler_type="constant", warmup_steps=0, total_episodes=10**9,
         num_sample_generations=0, save_strategy="no", report_to="none", logging_steps=10**9, disable_tqdm=True,
         use_cpu=True, seed=args.seed, gradient_checkpointing=False,  # TRL's default is True; rlhf-demo does not checkpoint
+        bf16=False,  # TRL's default is True: bf16 autocast, which is many times slower than fp32 on a CPU without bf16 units
     )
     rec = rlhf_speed.Recorder(args, rlhf_speed.HeldOutEval(args))
     rec.n_params = rlhf_speed.policy_flop_params(policy)

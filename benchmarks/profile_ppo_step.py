@@ -1,0 +1,74 @@
+"""Time and profile rlhf-demo PPO steps on the tiny preset (the benchmark's settings), for before/after comparisons.
+
+    python benchmarks/profile_ppo_step.py                 # 2 warm-up steps, then 5 timed steps
+    python benchmarks/profile_ppo_step.py --profile 25    # also a torch.profiler table of one step (top 25 ops)
+
+Prints episodes per second and the rollout / update split (seconds per step, median of the timed steps).
+Run it when the CPU is otherwise idle; compare only runs from the same machine and thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import rlhf_speed  # noqa: E402  (the same defaults and prompts as the benchmark)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=5, help="Timed PPO steps (after 2 warm-up steps).")
+    p.add_argument("--profile", type=int, default=0, help="Also profile one step and print the top N ops by self CPU time.")
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--num_ppo_epochs", type=int, default=4)
+    p.add_argument("--response_length", type=int, default=24)
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+
+    from rlhf_demo.config import PPOConfig
+    from rlhf_demo.models import load_tokenizer
+    from rlhf_demo.ppo import PPOTrainer
+    from rlhf_demo.rewards import SentimentReward
+
+    bench = rlhf_speed.parse_args([])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tokenizer = load_tokenizer(bench.policy)
+    cfg = PPOConfig(
+        output_dir=tempfile.mkdtemp(), model_name_or_path=bench.policy, value_model_name_or_path=bench.reward_model,
+        dataset_name=bench.dataset, response_length=args.response_length, batch_size=args.batch_size, num_mini_batches=1,
+        num_ppo_epochs=args.num_ppo_epochs, learning_rate=1e-5, total_episodes=10**9, save_steps=0, sample_steps=0,
+        progress_bar=False, num_threads=args.threads,
+    )
+    trainer = PPOTrainer(cfg, tokenizer=tokenizer, reward_fn=SentimentReward(bench.reward_model, label="POSITIVE", kind="logit"),
+                         train_dataset=rlhf_speed.train_prompts(bench, tokenizer))
+    for _ in range(2):
+        trainer.step()
+    times, rollout, update = [], [], []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        m = trainer.step()
+        times.append(time.perf_counter() - t0)
+        rollout.append(m["time/rollout_s"])
+        update.append(m["time/update_s"])
+    step_s = statistics.median(times)
+    print(f"threads {torch.get_num_threads()}: {args.batch_size / step_s:.2f} episodes/s; per step (median of {args.steps}): "
+          f"{step_s:.3f} s = rollout {statistics.median(rollout):.3f} s + update {statistics.median(update):.3f} s")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            trainer.step()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
+
+
+if __name__ == "__main__":
+    main()
