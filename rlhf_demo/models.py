@@ -33,6 +33,23 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
+def use_fused_gelu(model: torch.nn.Module) -> torch.nn.Module:
+    """Swap transformers' `NewGELUActivation` (GPT-2's "gelu_new", eight elementwise ops in Python) for `GELUTanh`
+    (torch's fused `gelu(approximate="tanh")`) in place, and return `model`.
+
+    The same function (the tanh approximation of GELU, Hendrycks & Gimpel 2016, eq. in section 2), equal up to float
+    rounding, in one pass over memory; transformers ships it as activation "gelu_pytorch_tanh". The model's config
+    is untouched, so what `save_pretrained` writes is unchanged.
+    """
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if type(child) is NewGELUActivation:
+                setattr(module, name, GELUTanh())
+    return model
+
+
 def load_policy(name_or_path: str, dtype: torch.dtype = torch.float32):
     """A causal LM in `dtype`, eval mode. Raises ValueError when `name_or_path` holds another kind of model."""
     path = resolve_model_path(name_or_path)
@@ -42,7 +59,7 @@ def load_policy(name_or_path: str, dtype: torch.dtype = torch.float32):
     archs = getattr(config, "architectures", None) or []
     if archs and not any(a.endswith(("LMHeadModel", "ForCausalLM")) for a in archs):
         raise ValueError(f"{path!r} holds a {archs[0]}, not a causal language model; pass a policy (e.g. a GPT2LMHeadModel).")
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+    return use_fused_gelu(AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval())
 
 
 def pad_left(seqs: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:

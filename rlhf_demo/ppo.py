@@ -265,7 +265,7 @@ class PPOTrainer:
     """
 
     def __init__(self, config: PPOConfig, policy=None, tokenizer=None, reward_fn=None, train_dataset=None, value_model=None, ref_policy=None):
-        from .models import load_policy, load_tokenizer
+        from .models import load_policy, load_tokenizer, use_fused_gelu
 
         self.config = cfg = config
         if cfg.num_threads:
@@ -280,6 +280,7 @@ class PPOTrainer:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         policy = policy if policy is not None else load_policy(cfg.model_name_or_path)
         disable_dropout(policy)
+        use_fused_gelu(policy)
         if cfg.use_peft:
             from peft import LoraConfig, get_peft_model
 
@@ -288,11 +289,12 @@ class PPOTrainer:
             policy = get_peft_model(policy, lora)
             self.ref_policy = None  # the reference is the policy with its adapter disabled
         else:
-            self.ref_policy = ref_policy if ref_policy is not None else copy.deepcopy(policy)
+            self.ref_policy = use_fused_gelu(ref_policy) if ref_policy is not None else copy.deepcopy(policy)
             self.ref_policy.eval().requires_grad_(False)
         if value_model is None:
             value_model = build_value_model(cfg.value_model_name_or_path or cfg.model_name_or_path)
         disable_dropout(value_model)
+        use_fused_gelu(value_model)
         self.reward_fn = reward_fn if reward_fn is not None else _build_reward(cfg)
         if train_dataset is None:
             from .data import build_prompt_dataset

@@ -46,7 +46,9 @@ class SentimentReward:
             raise ValueError(f"kind must be 'logit' or 'probability', got {kind!r}.")
         self.name = model_name_or_path
         self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(model_name_or_path, dtype=torch.float32).to(device).eval()
+        from .models import use_fused_gelu
+
+        self.model = use_fused_gelu(AutoModelForSequenceClassification.from_pretrained(model_name_or_path, dtype=torch.float32).to(device).eval())
         if self.tokenizer.pad_token is None:  # GPT-2-style tokenizers: pad with EOS; the mask says what is real
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if getattr(self.model.config, "pad_token_id", None) is None:
