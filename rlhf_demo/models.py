@@ -144,19 +144,25 @@ def forward_response(model, query_ids, query_mask, responses, response_mask, tem
     """One forward pass over query+response; returns the response logits (B, T, V) divided by `temperature`.
 
     Logits are divided by the sampling temperature so the log-probs match the distribution that was
-    sampled (Huang et al. 2024; TRL issue #466).
+    sampled (Huang et al. 2024; TRL issue #466). Only the last T + 1 positions go through the LM head
+    (`logits_to_keep`): the logits of the other query positions are never used.
     """
     input_ids = torch.cat([query_ids, responses], 1)
     attention_mask = torch.cat([query_mask, response_mask], 1)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask))
-    # The logit at position t predicts token t+1: response token j is predicted at L - 1 + j.
-    L = query_ids.shape[1]
-    return out.logits[:, L - 1 : -1] / temperature
+    T = responses.shape[1]
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask),
+                logits_to_keep=T + 1)
+    # The logit at position t predicts token t+1: response token j is predicted at L - 1 + j, so drop the last.
+    return out.logits[:, :-1] / temperature
 
 
 def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[token]: (B, T, V), (B, T) -> (B, T) in nats."""
-    return torch.gather(logits.log_softmax(-1), 2, tokens.unsqueeze(-1)).squeeze(-1)
+    """log softmax(logits)[token] = logit[token] - logsumexp(logits): (B, T, V), (B, T) -> (B, T) in nats.
+
+    Written with logsumexp so no (B, T, V) log-softmax is kept for the backward pass (as TRL's
+    `selective_log_softmax`).
+    """
+    return logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
 
 
 def response_logprobs(model, query_ids, query_mask, responses, response_mask, temperature: float = 1.0) -> torch.Tensor:
