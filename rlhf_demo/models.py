@@ -83,7 +83,8 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()  # not inference_mode: the samples enter the autograd graph of the PPO update
 def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_tokens: int, temperature: float = 1.0,
-           top_k: int = 0, top_p: float = 1.0, eos_token_id: int | None = None, pad_token_id: int = 0):
+           top_k: int = 0, top_p: float = 1.0, eos_token_id: int | None = None, pad_token_id: int = 0,
+           return_logits: bool = False):
     """Sample `max_new_tokens` response tokens per left-padded query, one token at a time with the KV cache.
 
     Why not `model.generate`: with transformers 5.23, `eos_token_id=None` in a GenerationConfig means "unset", so
@@ -98,8 +99,13 @@ def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_
         eos_token_id: stop a response at this token (it is kept, everything after it is masked);
             None samples exactly `max_new_tokens` tokens (Ziegler et al. 2019's fixed length).
 
+        return_logits: also return the logits each token was sampled from, divided by `temperature` and before
+            top-k / top-p: (B, T, V), what `forward_response` computes for the same tokens (up to float rounding,
+            the KV cache changes the order of the sums), so PPO need not run the policy over the rollout again.
+
     Returns:
-        responses (B, T) and response_mask (B, T) with T <= max_new_tokens; 1 = real response token.
+        responses (B, T) and response_mask (B, T) with T <= max_new_tokens; 1 = real response token; then the
+        logits (B, T, V) when `return_logits`.
         Uses the global torch RNG: seed it before the call for reproducible or paired samples.
     """
     from transformers import TopKLogitsWarper, TopPLogitsWarper
@@ -113,11 +119,14 @@ def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_
     attention_mask = query_mask
     position_ids = position_ids_from_mask(query_mask)
     input_ids, past = query_ids, None
-    tokens, finished = [], torch.zeros(B, dtype=torch.bool, device=query_ids.device)
+    tokens, step_logits, finished = [], [], torch.zeros(B, dtype=torch.bool, device=query_ids.device)
     for _ in range(max_new_tokens):
-        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=past, use_cache=True)
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=past,
+                    use_cache=True, logits_to_keep=1)
         past = out.past_key_values
         logits = out.logits[:, -1].float() / temperature  # (B, V)
+        if return_logits:
+            step_logits.append(logits)
         for warp in warpers:
             logits = warp(None, logits)
         next_token = torch.multinomial(logits.softmax(-1), 1, replacement=True).squeeze(1)  # (B,)
@@ -137,6 +146,8 @@ def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_
         after_eos = (is_eos.cumsum(-1) - is_eos.long()) > 0
         response_mask = (~after_eos).long()
         responses = responses.masked_fill(after_eos, pad_token_id)
+    if return_logits:
+        return responses, response_mask, torch.stack(step_logits, 1)
     return responses, response_mask
 
 

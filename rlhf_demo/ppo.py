@@ -364,15 +364,16 @@ class PPOTrainer:
         response_length = cfg.response_length
         if cfg.min_response_length is not None:
             response_length = random.Random(cfg.seed * 7919 + self.state["step"]).randint(cfg.min_response_length, cfg.response_length)
-        responses, response_mask = sample(
+        # The logits the tokens were sampled from (/ temperature, before top-k/top-p) give the policy's log-probs:
+        # no second policy forward pass over the rollout (as TRL's PPO reuses its generation logits).
+        responses, response_mask, logits = sample(
             policy, query_ids, query_mask, max_new_tokens=response_length, temperature=cfg.temperature, top_k=cfg.top_k,
             top_p=cfg.top_p, eos_token_id=self.tokenizer.eos_token_id if cfg.stop_at_eos else None,
-            pad_token_id=self.tokenizer.pad_token_id,
+            pad_token_id=self.tokenizer.pad_token_id, return_logits=True,
         )
 
-        # 2. Forward passes: policy and reference log-probs (logits / temperature), values, entropy.
+        # 2. Log-probs of policy and reference (logits / temperature), values, entropy.
         with torch.no_grad():
-            logits = forward_response(policy, query_ids, query_mask, responses, response_mask, cfg.temperature)
             logprobs = logprobs_from_logits(logits, responses) * response_mask
             entropy = entropy_from_logits(logits) * response_mask
             del logits
