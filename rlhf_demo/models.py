@@ -81,7 +81,7 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
-@torch.no_grad()  # not inference_mode: the samples enter the autograd graph of the PPO update
+@torch.no_grad()  # PPO wraps it in inference_mode and copies the results out for its autograd graph
 def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_tokens: int, temperature: float = 1.0,
            top_k: int = 0, top_p: float = 1.0, eos_token_id: int | None = None, pad_token_id: int = 0,
            return_logits: bool = False):

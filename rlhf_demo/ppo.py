@@ -364,16 +364,17 @@ class PPOTrainer:
         response_length = cfg.response_length
         if cfg.min_response_length is not None:
             response_length = random.Random(cfg.seed * 7919 + self.state["step"]).randint(cfg.min_response_length, cfg.response_length)
-        # The logits the tokens were sampled from (/ temperature, before top-k/top-p) give the policy's log-probs:
-        # no second policy forward pass over the rollout (as TRL's PPO reuses its generation logits).
-        responses, response_mask, logits = sample(
-            policy, query_ids, query_mask, max_new_tokens=response_length, temperature=cfg.temperature, top_k=cfg.top_k,
-            top_p=cfg.top_p, eos_token_id=self.tokenizer.eos_token_id if cfg.stop_at_eos else None,
-            pad_token_id=self.tokenizer.pad_token_id, return_logits=True,
-        )
+        # Steps 1-2 run under inference_mode (no autograd bookkeeping). The logits the tokens were sampled from
+        # (/ temperature, before top-k/top-p) give the policy's log-probs: no second policy forward pass over the
+        # rollout (TRL's PPO reuses its generation logits likewise).
+        with torch.inference_mode():
+            responses, response_mask, logits = sample(
+                policy, query_ids, query_mask, max_new_tokens=response_length, temperature=cfg.temperature, top_k=cfg.top_k,
+                top_p=cfg.top_p, eos_token_id=self.tokenizer.eos_token_id if cfg.stop_at_eos else None,
+                pad_token_id=self.tokenizer.pad_token_id, return_logits=True,
+            )
 
-        # 2. Log-probs of policy and reference (logits / temperature), values, entropy.
-        with torch.no_grad():
+            # 2. Log-probs of policy and reference (logits / temperature), values, entropy.
             logprobs = logprobs_from_logits(logits, responses) * response_mask
             entropy = entropy_from_logits(logits) * response_mask
             del logits
@@ -385,6 +386,9 @@ class PPOTrainer:
             ref_logprobs = logprobs_from_logits(ref_logits, responses) * response_mask
             del ref_logits
             values = value_forward(value_model, query_ids, query_mask, responses, response_mask) * response_mask
+        # Ordinary copies for the update: its autograd graph may not save inference tensors.
+        responses, response_mask, logprobs, ref_logprobs, values, entropy = (
+            t.clone() for t in (responses, response_mask, logprobs, ref_logprobs, values, entropy))
 
         # 3. Score the decoded text (reward models use their own tokenizers).
         responses_text = self.tokenizer.batch_decode(responses * response_mask + self.tokenizer.pad_token_id * (1 - response_mask), skip_special_tokens=True)
