@@ -81,6 +81,18 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
+def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
+    """One draw per row of `probs` (B, V) (rows sum to 1, up to rounding) by inverse-CDF sampling: (B,) token ids.
+
+    The first token whose cumulative probability exceeds u ~ U[0, total) (Devroye 1986, ch. 3.1), computed in
+    float64 so a zero-probability token (top-k / top-p) is never drawn. Same distribution as `torch.multinomial`,
+    whose CPU kernel draws V exponentials per row: that was 6% of a PPO step with an 8k vocabulary.
+    """
+    cdf = probs.double().cumsum(-1)
+    u = torch.rand(probs.shape[0], 1, dtype=torch.float64, device=probs.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=probs.shape[1] - 1)
+
+
 @torch.no_grad()  # PPO wraps it in inference_mode and copies the results out for its autograd graph
 def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_tokens: int, temperature: float = 1.0,
            top_k: int = 0, top_p: float = 1.0, eos_token_id: int | None = None, pad_token_id: int = 0,
@@ -124,12 +136,14 @@ def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=past,
                     use_cache=True, logits_to_keep=1)
         past = out.past_key_values
-        logits = out.logits[:, -1].float() / temperature  # (B, V)
+        logits = out.logits[:, -1].float()  # (B, V)
+        if temperature != 1.0:
+            logits = logits / temperature
         if return_logits:
             step_logits.append(logits)
         for warp in warpers:
             logits = warp(None, logits)
-        next_token = torch.multinomial(logits.softmax(-1), 1, replacement=True).squeeze(1)  # (B,)
+        next_token = sample_categorical(logits.softmax(-1))  # (B,)
         tokens.append(next_token)
         if eos_token_id is not None:  # what follows an EOS is masked below; stop once every row has one
             finished |= next_token == eos_token_id
@@ -164,7 +178,8 @@ def forward_response(model, query_ids, query_mask, responses, response_mask, tem
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask),
                 logits_to_keep=T + 1)
     # The logit at position t predicts token t+1: response token j is predicted at L - 1 + j, so drop the last.
-    return out.logits[:, :-1] / temperature
+    logits = out.logits[:, :-1]
+    return logits / temperature if temperature != 1.0 else logits
 
 
 def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
