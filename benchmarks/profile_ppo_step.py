@@ -2,6 +2,8 @@
 
     python benchmarks/profile_ppo_step.py                 # 2 warm-up steps, then 5 timed steps
     python benchmarks/profile_ppo_step.py --profile 25    # also a torch.profiler table of one step (top 25 ops)
+    python benchmarks/profile_ppo_step.py --record results/speed_changes.json --label "fused AdamW"
+    PYTHONPATH=/tmp/worktree-of-an-older-commit python benchmarks/profile_ppo_step.py ...   # measure that commit's rlhf_demo
 
 Prints episodes per second and the rollout / update split (seconds per step, median of the timed steps).
 Run it when the CPU is otherwise idle; compare only runs from the same machine and thread count.
@@ -31,6 +33,8 @@ def main(argv=None):
     p.add_argument("--num_ppo_epochs", type=int, default=4)
     p.add_argument("--response_length", type=int, default=24)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--record", default=None, help="Append this measurement (with --label and the git commit) to a JSON list file.")
+    p.add_argument("--label", default="", help="What this measurement is of (the change), for --record.")
     args = p.parse_args(argv)
 
     from rlhf_demo.config import PPOConfig
@@ -62,6 +66,22 @@ def main(argv=None):
     step_s = statistics.median(times)
     print(f"threads {torch.get_num_threads()}: {args.batch_size / step_s:.2f} episodes/s; per step (median of {args.steps}): "
           f"{step_s:.3f} s = rollout {statistics.median(rollout):.3f} s + update {statistics.median(update):.3f} s")
+    if args.record:
+        import json
+        import subprocess
+
+        import rlhf_demo  # the measured code: PYTHONPATH=<a git worktree> measures another commit
+
+        src = os.path.dirname(os.path.abspath(rlhf_demo.__file__))
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True, text=True).stdout.strip()
+        rows = json.load(open(args.record)) if os.path.exists(args.record) else []
+        rows.append({"label": args.label, "commit": commit, "episodes_per_s": round(args.batch_size / step_s, 3),
+                     "step_s": round(step_s, 3), "rollout_s": round(statistics.median(rollout), 3),
+                     "update_s": round(statistics.median(update), 3), "steps_timed": args.steps,
+                     "batch_size": args.batch_size, "num_ppo_epochs": args.num_ppo_epochs, "response_length": args.response_length,
+                     "machine": rlhf_speed.machine_facts(torch.get_num_threads())})
+        with open(args.record, "w") as f:
+            json.dump(rows, f, indent=1)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 

@@ -76,6 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="TRL 1.12 PPO's 1-label reward model: head W_pos (the POSITIVE logit, as the others) or W_pos - W_neg.")
     p.add_argument("--work_dir", default=None, help="Scratch folder (trainer output dirs, logs); default: a new temporary folder.")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--speed_changes", default=None,
+                   help="JSON list written by profile_ppo_step.py --record (our PPO before/after each speed change) to include in the results.")
+    p.add_argument("--notes", default=None, help="Markdown file with the analysis (what limits each goal) to include in the results.")
     p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--_worker_out", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -470,7 +473,16 @@ def summarise(results: dict, args, matmul: dict) -> dict:
         r["rollout_mfu"] = 2 * n * r["rollout_tokens_per_s"] / peak
         r["update_mfu"] = 6 * n * r["update_tokens_per_s"] / peak
         r["final_reward"], r["final_kl"] = r["evals"][-1]["reward"], r["evals"][-1]["kl"]
-    return {"time_to_target_s": time_to_target, "episodes_per_s": eps}
+    ours = results.get("rlhf_demo_ppo") or {}
+    trl_times = [t for name, t in time_to_target.items() if name.startswith("trl_") and t is not None]
+    goals = {  # the goals, with what was reached (None: not measurable in this run)
+        "episodes_per_s >= 24": eps.get("rlhf_demo_ppo"),
+        "time_to_target <= 0.5 x best TRL": (time_to_target.get("rlhf_demo_ppo") / min(trl_times)
+                                             if trl_times and time_to_target.get("rlhf_demo_ppo") is not None else None),
+        "rollout MFU >= 0.5": ours.get("rollout_mfu"),
+        "update MFU >= 0.4": ours.get("update_mfu"),
+    }
+    return {"time_to_target_s": time_to_target, "episodes_per_s": eps, "goals": goals}
 
 
 def markdown_table(report: dict) -> str:
@@ -508,6 +520,16 @@ def markdown_table(report: dict) -> str:
     lines += ["", "MFU: 2N FLOPs per generated token (rollout), 6N per trained token (update), N = policy parameters "
               "without position embeddings; divided by the matmul rate above. Rollout = sampling + scoring + no-grad "
               "forward passes; update = the rest of the training time. Evaluation time is not counted."]
+    lines += ["", "## Goals (rlhf_demo_ppo)", "", "| goal | reached |", "|---|---|"]
+    lines += [f"| {goal} | {'-' if v is None else format(v, '.3g')} |" for goal, v in report["goals"].items()]
+    if report.get("speed_changes"):
+        base = report["speed_changes"][0]["episodes_per_s"]
+        lines += ["", "## Our PPO step, change by change (`profile_ppo_step.py`, same machine, CPU otherwise idle)", "",
+                  "| change | commit | episodes/s | x first row | step (s) | rollout (s) | update (s) |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {c['label']} | {c['commit']} | {c['episodes_per_s']:.2f} | {c['episodes_per_s'] / base:.2f} | {c['step_s']:.3f} | "
+                  f"{c['rollout_s']:.3f} | {c['update_s']:.3f} |" for c in report["speed_changes"]]
+    if report.get("notes"):
+        lines += ["", report["notes"].strip()]
     return "\n".join(lines) + "\n"
 
 
@@ -560,6 +582,12 @@ def main(argv=None) -> None:
     report = {"date": date, "machine": machine, "matmul": matmul, "settings": settings}
     report.update(summarise(results, args, matmul))
     report["trainers"] = results
+    if args.speed_changes:
+        with open(args.speed_changes) as f:
+            report["speed_changes"] = json.load(f)
+    if args.notes:
+        with open(args.notes) as f:
+            report["notes"] = f.read()
     slug = machine_slug(machine)
     stem = os.path.join(args.output, f"{date}-{slug}")
     with open(stem + ".json", "w") as f:

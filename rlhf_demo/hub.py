@@ -315,19 +315,20 @@ def build_model_card(run_dir: str, repo_id: str, license: str = "mit") -> ModelC
     aligned = (ev.get("metrics") or {}).get("aligned") or {}
     eval_dataset = settings.get("dataset") or dataset
     eval_dataset_type = _hub_id(eval_dataset) or (os.path.basename(str(eval_dataset).rstrip("/")) if eval_dataset else "prompts")
+    eval_dataset_name = eval_dataset_type if eval_dataset_type.endswith("prompts") else f"{eval_dataset_type} prompts"
     eval_results = []
     for key, metric_type, metric_name in CARD_METRICS:
         if _finite(aligned.get(key)):
             eval_results.append(EvalResult(
                 task_type="text-generation", task_name="Text generation (sentiment-steered continuation)",
-                dataset_type=eval_dataset_type, dataset_name=f"{eval_dataset_type} prompts",
+                dataset_type=eval_dataset_type, dataset_name=eval_dataset_name,
                 dataset_split=settings.get("split"), metric_type=metric_type, metric_name=metric_name,
                 metric_value=float(aligned[key])))
     for judge, value in (ev.get("win_rate") or {}).items():
         if _finite(value):
             eval_results.append(EvalResult(
                 task_type="text-generation", task_name="Text generation (sentiment-steered continuation)",
-                dataset_type=eval_dataset_type, dataset_name=f"{eval_dataset_type} prompts",
+                dataset_type=eval_dataset_type, dataset_name=eval_dataset_name,
                 dataset_split=settings.get("split"), metric_type="win_rate",
                 metric_name=f"Win rate vs reference ({judge.replace('_', ' ')})", metric_value=float(value)))
     tags = ["rlhf", "ppo", "trl", "reinforcement-learning", "text-generation", "rlhf-demo"]

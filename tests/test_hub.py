@@ -275,3 +275,30 @@ def test_push_download_roundtrip_and_token_never_leaks(run_dir, tmp_path):
             for f in fs:
                 with open(os.path.join(d, f), "rb") as fh:
                     assert TOKEN.encode() not in fh.read(), f
+
+
+def test_make_aligned_ships_a_half_size_copy_with_relative_paths(tmp_path):
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    from rlhf_demo.presets import make_aligned
+
+    run = make_run_dir(str(tmp_path / "run"))
+    info_path = os.path.join(run, "run_info.json")
+    with open(info_path) as f:
+        info = json.load(f)
+    info["base_model"] = os.path.join(make_aligned.REPO_ROOT, "rlhf_demo", "presets", "tiny", "policy")
+    with open(info_path, "w") as f:
+        json.dump(info, f)
+    dest, eval_dest = str(tmp_path / "aligned"), str(tmp_path / "eval_results")
+    make_aligned.build(run, dest, eval_dest)
+
+    with safe_open(os.path.join(dest, "model.safetensors"), "pt") as f:
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float16"}
+    assert str(AutoModelForCausalLM.from_pretrained(dest).dtype) == "torch.float32"  # fp16 storage, loaded as fp32 per its config
+    with open(os.path.join(dest, "run_info.json")) as f:
+        assert json.load(f)["base_model"] == os.path.join("rlhf_demo", "presets", "tiny", "policy")
+    assert "samples.jsonl" not in os.listdir(os.path.join(dest, "eval"))
+    assert "samples.jsonl" in os.listdir(eval_dest)
+    card = ModelCard.load(os.path.join(dest, "README.md"))
+    assert card.data.model_name == "tiny-imdb-positive" and make_aligned.REPO_ROOT not in card.text

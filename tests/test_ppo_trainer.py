@@ -30,7 +30,9 @@ def read_metrics(out):
 def test_first_step_kl_zero_and_ratio_one(word_policy_dir, tmp_path):
     trainer = make_trainer(word_policy_dir, tmp_path / "run", count_word("good"), total_episodes=16)
     m = trainer.step()
-    assert m["objective/kl"] == 0.0  # the policy against its identical copy
+    # The policy against its identical copy: 0 up to float rounding (the policy's log-probs come from the sampling
+    # loop's KV-cache logits, the reference's from a full forward pass).
+    assert m["objective/kl"] == pytest.approx(0.0, abs=1e-5)
     assert m["policy/approxkl_first_mb"] == pytest.approx(0.0, abs=1e-10)
     assert m["policy/clipfrac_first_mb"] == 0.0
     assert m["val/ratio_first_mb"] == pytest.approx(1.0, abs=1e-6)
@@ -111,10 +113,10 @@ def test_lora_reference_is_the_adapter_free_policy(word_policy_dir, tmp_path):
                            lora_target_modules=["c_attn"], total_episodes=48)
     assert trainer.ref_policy is None  # no second copy in memory
     m = trainer.step()
-    assert m["objective/kl"] == 0.0
+    assert m["objective/kl"] == pytest.approx(0.0, abs=1e-5)  # LoRA's B starts at 0: the same model, up to rounding
     trainer.train()
     last = read_metrics(out)[-1]
-    assert last["objective/kl"] != 0.0  # the adapter moved the policy away from the reference
+    assert abs(last["objective/kl"]) > 1e-3  # the adapter moved the policy away from the reference
     from transformers import AutoModelForCausalLM
 
     merged = AutoModelForCausalLM.from_pretrained(str(out))

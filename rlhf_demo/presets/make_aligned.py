@@ -1,0 +1,69 @@
+"""Rebuild `tiny/aligned/` (and the repository's `eval/results/tiny/`) from a finished, evaluated run of
+`rlhf-demo train --preset tiny`.
+
+The shipped copy holds the aligned policy in fp16 storage (the config still loads it as fp32), its tokenizer,
+`run_info.json`, `training_config.yaml`, `metrics.jsonl`, the eval report (`eval/`, without the 0.5 MB of
+samples) and the model card that `rlhf-demo push` would upload. `eval/results/tiny/` gets the whole eval folder. Absolute paths inside this repository are written relative to its root, so the
+files read the same on every machine.
+
+Usage (after `rlhf-demo train --preset tiny` and `rlhf-demo eval --preset tiny --model runs/tiny --output_dir runs/tiny/eval`):
+    python -m rlhf_demo.presets.make_aligned runs/tiny
+"""
+
+import os
+import shutil
+import sys
+
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from rlhf_demo.hub import build_model_card
+from rlhf_demo.pretrain import atomic_save, save_half
+
+REPO_ID, LICENSE = "rlhf-demo/tiny-imdb-positive", "apache-2.0"
+COPIED = ("run_info.json", "training_config.yaml", "metrics.jsonl")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def relative_paths(path: str) -> None:
+    """Rewrite `REPO_ROOT/` to nothing in a text file (paths become relative to the repository root)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.replace(REPO_ROOT + os.sep, ""))
+
+
+def build(run_dir: str, dest: str, eval_dest: str) -> None:
+    """Write the shipped copy of `run_dir` to `dest` and its whole eval folder to `eval_dest` (each atomically)."""
+    if not os.path.isfile(os.path.join(run_dir, "eval", "eval_results.json")):
+        raise FileNotFoundError(f"{run_dir}/eval/eval_results.json not found: evaluate the run first "
+                                f"(rlhf-demo eval --preset tiny --model {run_dir} --output_dir {run_dir}/eval).")
+
+    def write(tmp: str) -> None:
+        model = AutoModelForCausalLM.from_pretrained(run_dir)
+        save_half(model, AutoTokenizer.from_pretrained(run_dir), tmp)
+        for name in COPIED:
+            shutil.copyfile(os.path.join(run_dir, name), os.path.join(tmp, name))
+        os.makedirs(os.path.join(tmp, "eval"))
+        for name in os.listdir(os.path.join(run_dir, "eval")):
+            if name != "samples.jsonl":
+                shutil.copyfile(os.path.join(run_dir, "eval", name), os.path.join(tmp, "eval", name))
+        for folder in (tmp, os.path.join(tmp, "eval")):
+            for name in os.listdir(folder):
+                if name.endswith((".json", ".jsonl", ".yaml", ".md")):
+                    relative_paths(os.path.join(folder, name))
+        build_model_card(tmp, REPO_ID, LICENSE).save(os.path.join(tmp, "README.md"))
+
+    def write_eval(tmp: str) -> None:
+        for name in os.listdir(os.path.join(run_dir, "eval")):
+            shutil.copyfile(os.path.join(run_dir, "eval", name), os.path.join(tmp, name))
+            if name.endswith((".json", ".jsonl", ".md")):
+                relative_paths(os.path.join(tmp, name))
+
+    atomic_save(write, dest)
+    atomic_save(write_eval, eval_dest)
+    print(f"wrote {dest} and {eval_dest}")
+
+
+if __name__ == "__main__":
+    build(sys.argv[1] if len(sys.argv) > 1 else "runs/tiny", os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiny", "aligned"),
+          os.path.join(REPO_ROOT, "eval", "results", "tiny"))
