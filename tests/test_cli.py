@@ -60,7 +60,7 @@ def test_train_eval_push_on_the_tiny_preset(tmp_path):
                 "policy/clipfrac_avg", "loss/policy_avg", "loss/value_avg", "val/clipfrac_avg", "val/ratio", "lr",
                 "time/rollout_s", "time/update_s", "tokens_per_s"):
         assert key in metrics[0], key
-    assert metrics[0]["objective/kl"] == 0.0
+    assert metrics[0]["objective/kl"] == pytest.approx(0.0, abs=1e-4)  # policy vs its own copy, up to rounding
     for name in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "training_config.yaml",
                  "run_info.json", "value_model/model.safetensors"):
         assert (run / name).exists(), name
