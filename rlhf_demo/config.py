@@ -125,6 +125,8 @@ class PretrainConfig:
         for name in ("vocab_size", "block_size", "batch_size", "max_steps", "save_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
 
 
 @dataclass

@@ -41,3 +41,12 @@ def test_unknown_yaml_key_is_an_error(tmp_path):
 def test_validation_happens_at_parse_time():
     with pytest.raises(ValueError, match="temperature must be positive"):
         parse_config(PPOConfig, ["--temperature", "0"])
+
+
+def test_pretrain_dropout_flag_and_its_range():
+    from rlhf_demo.config import PretrainConfig
+
+    assert parse_config(PretrainConfig, ["--dropout", "0.1"]).dropout == 0.1
+    assert PretrainConfig().dropout == 0.0
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+        parse_config(PretrainConfig, ["--dropout", "1.5"])
