@@ -37,23 +37,12 @@ def main(argv=None):
     p.add_argument("--label", default="", help="What this measurement is of (the change), for --record.")
     args = p.parse_args(argv)
 
-    from rlhf_demo.config import PPOConfig
-    from rlhf_demo.models import load_tokenizer
-    from rlhf_demo.ppo import PPOTrainer
-    from rlhf_demo.rewards import SentimentReward
-
-    bench = rlhf_speed.parse_args([])
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    tokenizer = load_tokenizer(bench.policy)
-    cfg = PPOConfig(
-        output_dir=tempfile.mkdtemp(), model_name_or_path=bench.policy, value_model_name_or_path=bench.reward_model,
-        dataset_name=bench.dataset, response_length=args.response_length, batch_size=args.batch_size, num_mini_batches=1,
-        num_ppo_epochs=args.num_ppo_epochs, learning_rate=1e-5, total_episodes=10**9, save_steps=0, sample_steps=0,
-        progress_bar=False, num_threads=args.threads,
-    )
-    trainer = PPOTrainer(cfg, tokenizer=tokenizer, reward_fn=SentimentReward(bench.reward_model, label="POSITIVE", kind="logit"),
-                         train_dataset=rlhf_speed.train_prompts(bench, tokenizer))
+    bench = rlhf_speed.parse_args(["--batch_size", str(args.batch_size), "--num_ppo_epochs", str(args.num_ppo_epochs),
+                                   "--response_length", str(args.response_length)]
+                                  + (["--threads", str(args.threads)] if args.threads else []))
+    bench.work_dir = tempfile.mkdtemp()
+    torch.set_num_threads(bench.threads)
+    trainer = rlhf_speed.build_rlhf_demo_ppo(bench)
     for _ in range(2):
         trainer.step()
     times, rollout, update = [], [], []

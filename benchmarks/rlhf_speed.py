@@ -236,7 +236,8 @@ def train_prompts(args, tokenizer):
     return build_prompt_dataset(tokenizer, args.dataset, "train", seed=args.seed)
 
 
-def run_rlhf_demo_ppo(args) -> dict:
+def build_rlhf_demo_ppo(args):
+    """Our PPOTrainer with the benchmark's settings (also used by profile_ppo_step.py). Returns the trainer."""
     from rlhf_demo.config import PPOConfig
     from rlhf_demo.models import load_tokenizer
     from rlhf_demo.ppo import PPOTrainer
@@ -252,7 +253,12 @@ def run_rlhf_demo_ppo(args) -> dict:
         learning_rate=args.learning_rate, total_episodes=10**9,  # lr decays over total_episodes: ~constant here
         save_steps=0, sample_steps=0, progress_bar=False, seed=args.seed, num_threads=args.threads,
     )
-    trainer = PPOTrainer(cfg, tokenizer=tokenizer, reward_fn=reward_fn, train_dataset=train_prompts(args, tokenizer))
+    return PPOTrainer(cfg, tokenizer=tokenizer, reward_fn=reward_fn, train_dataset=train_prompts(args, tokenizer))
+
+
+def run_rlhf_demo_ppo(args) -> dict:
+    trainer = build_rlhf_demo_ppo(args)
+    cfg, reward_fn = trainer.config, trainer.reward_fn
     policy = trainer.accelerator.unwrap_model(trainer.policy)
     rec = Recorder(args, HeldOutEval(args, reward_fn))
     rec.n_params = policy_flop_params(policy)

@@ -342,9 +342,8 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
         max_new_tokens = check_number(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS, integer=True)
         seed = check_number(seed, "Seed", 0, 2**31 - 1, integer=True)
         out_dir = tempfile.mkdtemp(prefix="rlhf-space-eval-")
-        extra = {}
-        if os.path.abspath(eval_dataset) == TINY_PROMPTS and "min_review_chars" in getattr(EvalConfig, "__dataclass_fields__", {}):
-            extra["min_review_chars"] = 0  # the shipped prompts are 100-character review heads
+        # The shipped prompts are 100-character review heads: keep them all.
+        extra = {"min_review_chars": 0} if os.path.abspath(eval_dataset) == TINY_PROMPTS else {}
         progress(0, desc="loading models and prompts")
         try:
             cfg = EvalConfig(model=models.aligned_path, reference=models.reference_path, output_dir=out_dir, num_prompts=num_prompts,

@@ -21,46 +21,42 @@ from rlhf_demo.pretrain import atomic_save, save_half
 
 REPO_ID, LICENSE = "rlhf-demo/tiny-imdb-positive", "apache-2.0"
 COPIED = ("run_info.json", "training_config.yaml", "metrics.jsonl")
+TEXT_SUFFIXES = (".json", ".jsonl", ".yaml", ".md")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def relative_paths(path: str) -> None:
-    """Rewrite `REPO_ROOT/` to nothing in a text file (paths become relative to the repository root)."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text.replace(REPO_ROOT + os.sep, ""))
+def copy_with_relative_paths(src_dir: str, dst_dir: str, names) -> None:
+    """Copy `names` from `src_dir` to `dst_dir`, writing `REPO_ROOT/` as nothing in the text files (paths become
+    relative to the repository root)."""
+    os.makedirs(dst_dir, exist_ok=True)
+    for name in names:
+        src, dst = os.path.join(src_dir, name), os.path.join(dst_dir, name)
+        if name.endswith(TEXT_SUFFIXES):
+            with open(src, encoding="utf-8") as f:
+                text = f.read()
+            with open(dst, "w", encoding="utf-8") as f:
+                f.write(text.replace(REPO_ROOT + os.sep, ""))
+        else:
+            shutil.copyfile(src, dst)
 
 
 def build(run_dir: str, dest: str, eval_dest: str) -> None:
     """Write the shipped copy of `run_dir` to `dest` and its whole eval folder to `eval_dest` (each atomically)."""
-    if not os.path.isfile(os.path.join(run_dir, "eval", "eval_results.json")):
+    eval_dir = os.path.join(run_dir, "eval")
+    if not os.path.isfile(os.path.join(eval_dir, "eval_results.json")):
         raise FileNotFoundError(f"{run_dir}/eval/eval_results.json not found: evaluate the run first "
                                 f"(rlhf-demo eval --preset tiny --model {run_dir} --output_dir {run_dir}/eval).")
+    eval_files = sorted(os.listdir(eval_dir))
 
     def write(tmp: str) -> None:
         model = AutoModelForCausalLM.from_pretrained(run_dir)
         save_half(model, AutoTokenizer.from_pretrained(run_dir), tmp)
-        for name in COPIED:
-            shutil.copyfile(os.path.join(run_dir, name), os.path.join(tmp, name))
-        os.makedirs(os.path.join(tmp, "eval"))
-        for name in os.listdir(os.path.join(run_dir, "eval")):
-            if name != "samples.jsonl":
-                shutil.copyfile(os.path.join(run_dir, "eval", name), os.path.join(tmp, "eval", name))
-        for folder in (tmp, os.path.join(tmp, "eval")):
-            for name in os.listdir(folder):
-                if name.endswith((".json", ".jsonl", ".yaml", ".md")):
-                    relative_paths(os.path.join(folder, name))
+        copy_with_relative_paths(run_dir, tmp, COPIED)
+        copy_with_relative_paths(eval_dir, os.path.join(tmp, "eval"), [n for n in eval_files if n != "samples.jsonl"])
         build_model_card(tmp, REPO_ID, LICENSE).save(os.path.join(tmp, "README.md"))
 
-    def write_eval(tmp: str) -> None:
-        for name in os.listdir(os.path.join(run_dir, "eval")):
-            shutil.copyfile(os.path.join(run_dir, "eval", name), os.path.join(tmp, name))
-            if name.endswith((".json", ".jsonl", ".md")):
-                relative_paths(os.path.join(tmp, name))
-
     atomic_save(write, dest)
-    atomic_save(write_eval, eval_dest)
+    atomic_save(lambda tmp: copy_with_relative_paths(eval_dir, tmp, eval_files), eval_dest)
     print(f"wrote {dest} and {eval_dest}")
 
 
