@@ -50,22 +50,23 @@ With the same tokenizer the exact token ids are used.
 
 from __future__ import annotations
 
-import copy
-import glob
 import importlib.metadata
 import json
 import math
 import os
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from rlhf_demo.config import EvalConfig
 from rlhf_demo.data import build_prompt_dataset
-from rlhf_demo.models import PRESET_REWARD_MODELS, load_policy, load_tokenizer, pad_left, resolve_model_path, response_logprobs, sample
+from rlhf_demo.models import (PRESET_REWARD_MODELS, context_length, is_causal_lm_config, load_causal_lm, pad_left, resolve_model_path,
+                              response_logprobs)
 from rlhf_demo.rewards import SentimentReward
+from rlhf_demo.runs import list_checkpoints
+from rlhf_demo.sampling import generate
 
 MEASUREMENTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "measurements")
 SCHEMA_VERSION = 1
@@ -81,81 +82,7 @@ MEAN_METRICS = {
 }
 
 
-@dataclass
-class EvalConfig:
-    """`rlhf-demo eval`: compare an aligned policy with its reference on held-out prompts."""
-
-    model: str = field(default=None, metadata={"help": "Aligned policy: a folder written by `rlhf-demo train` (its checkpoints/ give the reward-KL frontier), a Hub id or a preset name."})
-    reference: str = field(default=None, metadata={"help": "Reference (the policy before alignment): folder, Hub id or preset (tiny, gpt2)."})
-    output_dir: str = field(default="runs/eval", metadata={"help": "Where eval_results.json, eval_report.md, the plots and samples.jsonl go."})
-    num_prompts: int = field(default=512, metadata={"help": "Held-out prompts (IMDB test split), the same for both models."})
-    samples_per_prompt: int = field(default=1, metadata={"help": "Responses sampled per prompt and model."})
-    max_new_tokens: int = field(default=24, metadata={"help": "Response length in tokens (the maximum when --stop_at_eos)."})
-    stop_at_eos: bool = field(default=False, metadata={"help": "Stop responses at EOS; default samples exactly max_new_tokens tokens as in training (Ziegler et al. 2019)."})
-    seed: int = field(default=0, metadata={"help": "Seeds the prompt choice and sampling; batch i of both models starts from seed + i (paired samples)."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (KL is computed on logits divided by it, as sampled)."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold (1.0: off)."})
-    top_k: int = field(default=0, metadata={"help": "Top-k sampling (0: off)."})
-    dataset_name: str = field(default="stanfordnlp/imdb", metadata={"help": "Hub id or local path of the review dataset."})
-    split: str = field(default="test", metadata={"help": "Split the prompts come from: the held-out one, never the training prompts."})
-    min_review_chars: int = field(default=200, metadata={"help": "Keep reviews longer than this many characters (0 for datasets of review heads, as the tiny preset ships)."})
-    reward_model: str = field(default="lvwerra/distilbert-imdb", metadata={"help": "The training reward model (sequence classifier): folder, Hub id or preset (tiny, gpt2)."})
-    reward_label: str = field(default="POSITIVE", metadata={"help": "Label of the reward model whose logit is the reward."})
-    sentiment_judge: str = field(default="vader", metadata={"help": "Independent sentiment judge: `vader` (offline) or a transformers classifier, e.g. siebert/sentiment-roberta-large-english."})
-    judge_positive_label: str = field(default="POSITIVE", metadata={"help": "Positive label of a transformers judge."})
-    toxicity_judge: str = field(default="profanity-check", metadata={"help": "Toxicity judge: `profanity-check` (offline) or a transformers classifier, e.g. facebook/roberta-hate-speech-dynabench-r4-target."})
-    toxic_label: str = field(default="hate", metadata={"help": "Toxic label of a transformers toxicity classifier."})
-    batch_size: int = field(default=64, metadata={"help": "Prompts per generation / forward batch."})
-    bootstrap_samples: int = field(default=1000, metadata={"help": "Paired bootstrap resamples for the 95%% confidence intervals (Efron & Tibshirani 1993)."})
-    frontier: bool = field(default=True, metadata={"help": "Evaluate every checkpoints/checkpoint-*/ of --model for the reward-KL frontier."})
-    frontier_num_prompts: int = field(default=128, metadata={"help": "The first N of the prompts score each checkpoint for the frontier (0: all); keeps a run with many checkpoints cheap."})
-    num_report_samples: int = field(default=5, metadata={"help": "Sample pairs shown in eval_report.md."})
-
-    def __post_init__(self):
-        if not self.model:
-            raise ValueError("--model is required: the aligned policy (a folder written by `rlhf-demo train` or a Hub id).")
-        if not self.reference:
-            raise ValueError("--reference is required: the policy before alignment (a folder, a Hub id, or a preset such as tiny).")
-        if self.num_prompts < 1:
-            raise ValueError(f"num_prompts must be at least 1, got {self.num_prompts}; the evaluation needs prompts to compare on.")
-        for name in ("samples_per_prompt", "max_new_tokens", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        if self.bootstrap_samples < 100:
-            raise ValueError(f"bootstrap_samples must be at least 100 for a 95% interval, got {self.bootstrap_samples}.")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}.")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
-        if self.frontier_num_prompts < 0:
-            raise ValueError(f"frontier_num_prompts must be 0 (all prompts) or positive, got {self.frontier_num_prompts}.")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be 0 (off) or positive, got {self.top_k}.")
-
-
 # ---------------------------------------------------------------------------------------------- loading
-
-
-def check_model_path(name_or_path: str, role: str) -> str:
-    """Resolve presets; raise FileNotFoundError for a local-looking path that does not exist."""
-    path = resolve_model_path(name_or_path)
-    looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1
-    if looks_local and not os.path.exists(path):
-        raise FileNotFoundError(f"The {role} {name_or_path!r} does not exist. Pass a folder written by save_pretrained, a Hub id or a preset (tiny, gpt2).")
-    return path
-
-
-def load_causal_lm(name_or_path: str, role: str):
-    """(model, tokenizer) of a causal LM; ValueError naming the role when the folder holds something else."""
-    path = check_model_path(name_or_path, role)
-    try:
-        model = load_policy(path)
-    except ValueError as e:
-        raise ValueError(f"The {role} is not a causal language model: {e}") from e
-    except OSError as e:  # neither a local folder nor a Hub id that can be downloaded (e.g. offline)
-        raise FileNotFoundError(f"Could not load the {role} {name_or_path!r}: it is not a local folder, and as a Hub id it could not be "
-                                f"loaded ({e}). Pass a folder written by save_pretrained, or a preset (tiny).") from e
-    return model, load_tokenizer(path)
 
 
 def same_tokenizer(a, b) -> bool:
@@ -167,40 +94,17 @@ def same_tokenizer(a, b) -> bool:
 
 
 def find_checkpoints(model_dir: str) -> list[tuple[int, str]]:
-    """(step, path) of every `checkpoints/checkpoint-<step>/` under `model_dir` holding a causal LM (directly or in
-    its `policy/` subfolder, as `rlhf-demo train` writes them), by step."""
+    """(step, path) of every checkpoint of a training run whose `policy/` (or the folder itself) holds a causal LM
+    with its weights (a LoRA checkpoint holds only an adapter and is skipped), by step."""
+    from transformers import AutoConfig
+
     found = []
-    for path in glob.glob(os.path.join(model_dir, "checkpoints", "checkpoint-*")):
-        m = re.fullmatch(r"checkpoint-(\d+)", os.path.basename(path))
-        if m and os.path.isfile(os.path.join(path, "policy", "config.json")):
+    for step, path in list_checkpoints(model_dir):
+        if os.path.isfile(os.path.join(path, "policy", "config.json")):
             path = os.path.join(path, "policy")
-        if not (m and os.path.isfile(os.path.join(path, "config.json"))):
-            continue
-        archs = json.load(open(os.path.join(path, "config.json"))).get("architectures") or []
-        if any(a.endswith(("LMHeadModel", "ForCausalLM")) for a in archs):
-            found.append((int(m.group(1)), path))
-    return sorted(found)
-
-
-# ---------------------------------------------------------------------------------------------- sampling
-
-
-def generate_responses(model, tokenizer, queries: list[list[int]], cfg: EvalConfig, desc: str) -> list[list[int]]:
-    """Sample one response per query, in batches of cfg.batch_size; batch i starts from seed cfg.seed + i.
-
-    Seeding per batch gives both models the same random stream (paired samples) and makes any batch
-    reproducible alone. Returns token-id lists (padding after EOS removed, EOS kept).
-    """
-    pad_id = tokenizer.pad_token_id
-    eos_id = tokenizer.eos_token_id if cfg.stop_at_eos else None
-    out: list[list[int]] = []
-    for i, start in enumerate(tqdm(range(0, len(queries), cfg.batch_size), desc=desc, unit="batch")):
-        query_ids, query_mask = pad_left(queries[start : start + cfg.batch_size], pad_id)
-        torch.manual_seed(cfg.seed + i)
-        responses, response_mask = sample(model, query_ids, query_mask, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                          top_k=cfg.top_k, top_p=cfg.top_p, eos_token_id=eos_id, pad_token_id=pad_id)
-        out.extend(r[m.bool()].tolist() for r, m in zip(responses, response_mask))
-    return out
+        if os.path.isfile(os.path.join(path, "config.json")) and is_causal_lm_config(AutoConfig.from_pretrained(path)):
+            found.append((step, path))
+    return found
 
 
 @torch.inference_mode()
@@ -221,7 +125,7 @@ def sequence_logprobs(model, queries: list[list[int]], responses: list[list[int]
         for j, r in enumerate(resp):
             r_ids[j, : len(r)] = torch.tensor(r, dtype=torch.long)
             r_mask[j, : len(r)] = 1
-        limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+        limit = context_length(model)
         if limit and q_ids.shape[1] + width > limit:
             raise ValueError(f"A query + response of {q_ids.shape[1] + width} tokens exceeds the model's context of {limit} tokens "
                              "(a retokenized response can be longer than the sampled one); lower --max_new_tokens.")
@@ -264,10 +168,8 @@ class Scorers:
     """The reward model and the two judges, loaded once and applied to (queries, responses) text."""
 
     def __init__(self, cfg: EvalConfig):
-        path = PRESET_REWARD_MODELS.get(cfg.reward_model, os.path.expanduser(cfg.reward_model))
+        path = resolve_model_path(cfg.reward_model, PRESET_REWARD_MODELS)
         self.reward = SentimentReward(path, label=cfg.reward_label, kind="logit", batch_size=cfg.batch_size)
-        self.reward_probability = copy.copy(self.reward)  # the same weights, scoring P(label) for the positive rate
-        self.reward_probability.kind = "probability"
         self.judge = load_measurement("sentiment_judge", judge_config_name(cfg.sentiment_judge, ("vader", "default")))
         self.toxicity = load_measurement("toxicity", judge_config_name(cfg.toxicity_judge, ("profanity-check", "default")))
         self.distinct = load_measurement("distinct_n")
@@ -276,7 +178,8 @@ class Scorers:
 
     def reward_scores(self, queries: list[str], responses: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Reward-model logit of reward_label (N,) and whether P(reward_label) > 0.5 (N,) on query + response."""
-        return np.asarray(self.reward(queries, responses)), np.asarray(self.reward_probability(queries, responses)) > 0.5
+        logits, probabilities = self.reward.logit_and_probability(queries, responses)
+        return np.asarray(logits), np.asarray(probabilities) > 0.5
 
     def score(self, queries: list[str], responses: list[str]) -> dict[str, np.ndarray]:
         """All per-episode text scores: reward, reward_positive, judge, judge_positive, toxicity, toxic; each (N,)."""
@@ -353,10 +256,11 @@ def win_rate(aligned: np.ndarray, reference: np.ndarray) -> float:
 
 
 def evaluate_model(name: str, model, tokenizer, queries_ids: list[list[int]], cfg: EvalConfig):
-    """Sample from one model on its own tokenization of the prompts. Returns (response ids, response texts)."""
-    responses = generate_responses(model, tokenizer, queries_ids, cfg, desc=f"sampling {name}")
-    texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
-    return responses, texts
+    """Sample from one model on its own tokenization of the prompts; batch i from seed cfg.seed + i, so both models
+    draw from the same random stream (paired samples). Returns (response ids, response texts)."""
+    out = generate(model, tokenizer, queries_ids, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
+                   top_p=cfg.top_p, stop_at_eos=cfg.stop_at_eos, seed=cfg.seed, batch_size=cfg.batch_size, desc=f"sampling {name}")
+    return out.ids, out.texts
 
 
 def tokenize_for(tokenizer, texts: list[str]) -> list[list[int]]:

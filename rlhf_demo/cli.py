@@ -64,23 +64,16 @@ def cmd_push(argv):
 
 
 def cmd_generate(argv):
-    import torch
-
     from .config import GenerateConfig, parse_config
-    from .models import load_policy, load_tokenizer, pad_left, sample
+    from .models import load_causal_lm
+    from .sampling import generate
 
     cfg = parse_config(GenerateConfig, argv, section="generate", prog="rlhf-demo generate", description=COMMANDS["generate"])
-    tokenizer, model = load_tokenizer(cfg.model), load_policy(cfg.model)
-    torch.manual_seed(cfg.seed)
-    for prompt in cfg.prompt:
-        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise SystemExit("error: the prompt is empty; pass --prompt with some text.")
-        query_ids, query_mask = pad_left([ids] * cfg.num_samples, tokenizer.pad_token_id)
-        responses, mask = sample(model, query_ids, query_mask, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                 top_k=cfg.top_k, top_p=cfg.top_p, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-        for i in range(cfg.num_samples):
-            text = tokenizer.decode(responses[i][mask[i].bool()], skip_special_tokens=True)
+    model, tokenizer = load_causal_lm(cfg.model, "model (--model)")
+    for p, prompt in enumerate(cfg.prompt):
+        out = generate(model, tokenizer, [prompt] * cfg.num_samples, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                       top_k=cfg.top_k, top_p=cfg.top_p, stop_at_eos=True, seed=cfg.seed + p)
+        for i, text in enumerate(out.texts):
             print(f"[{i + 1}] {prompt}{text}")
 
 

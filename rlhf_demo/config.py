@@ -1,4 +1,5 @@
-"""Configs: one dataclass per command, parsed with `transformers.HfArgumentParser`.
+"""Configs: one dataclass per command (pretrain, reward-model, train, generate, eval, push), parsed with
+`transformers.HfArgumentParser`.
 
 Values come, in increasing priority, from the dataclass defaults, a preset (`--preset tiny|gpt2`, a YAML file
 in `rlhf_demo/presets/`), a YAML file of the user's (`--config FILE.yaml`) and command-line flags, so a flag
@@ -19,6 +20,15 @@ from transformers import HfArgumentParser
 
 PRESETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets")
 PRESET_NAMES = ("tiny", "gpt2")
+DATA_DIR_ENV = "RLHF_DEMO_DATA"
+
+
+def data_dir() -> str:
+    """Where local copies of the real data live (IMDB as `imdb/`, GPT-2's tokenizer as `gpt2-tokenizer/`), for the
+    tests, benchmarks and offline runs: the environment variable RLHF_DEMO_DATA, else `../shared/data` next to the
+    repository root. The package itself never needs it: its defaults are Hub ids and the tiny preset's files."""
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.environ.get(DATA_DIR_ENV) or os.path.normpath(os.path.join(repo_root, "..", "shared", "data"))
 
 
 def preset_path(name: str) -> str:
@@ -84,7 +94,11 @@ def parse_config(dataclass_types, args: list[str] | None = None, section: str | 
     unknown = sorted(set(defaults) - accepted)
     if unknown:
         raise ValueError(f"Unknown option(s) in the config: {unknown}. Valid options: {sorted(accepted)}.")
-    parser.set_defaults(**defaults)
+    # As TRL's TrlParser: a value from a YAML file is the default of its flag, and a flag that argparse would require
+    # (a dataclass field without default, e.g. push's --model) is no longer required once the file gives it.
+    for action in parser._actions:
+        if action.dest in defaults:
+            action.default, action.required = defaults[action.dest], False
     outputs = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=False)
     outputs = [o for o in outputs if dataclasses.is_dataclass(o)]
     return outputs[0] if single else tuple(outputs)
@@ -267,3 +281,95 @@ class GenerateConfig:
             raise ValueError("num_samples and max_new_tokens must be at least 1.")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}.")
+
+
+@dataclass
+class EvalConfig:
+    """`rlhf-demo eval`: compare an aligned policy with its reference on held-out prompts."""
+
+    model: str = field(default=None, metadata={"help": "Aligned policy: a folder written by `rlhf-demo train` (its checkpoints/ give the reward-KL frontier), a Hub id or a preset name."})
+    reference: str = field(default=None, metadata={"help": "Reference (the policy before alignment): folder, Hub id or preset (tiny, gpt2)."})
+    output_dir: str = field(default="runs/eval", metadata={"help": "Where eval_results.json, eval_report.md, the plots and samples.jsonl go."})
+    num_prompts: int = field(default=512, metadata={"help": "Held-out prompts (IMDB test split), the same for both models."})
+    samples_per_prompt: int = field(default=1, metadata={"help": "Responses sampled per prompt and model."})
+    max_new_tokens: int = field(default=24, metadata={"help": "Response length in tokens (the maximum when --stop_at_eos)."})
+    stop_at_eos: bool = field(default=False, metadata={"help": "Stop responses at EOS; default samples exactly max_new_tokens tokens as in training (Ziegler et al. 2019)."})
+    seed: int = field(default=0, metadata={"help": "Seeds the prompt choice and sampling; batch i of both models starts from seed + i (paired samples)."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (KL is computed on logits divided by it, as sampled)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold (1.0: off)."})
+    top_k: int = field(default=0, metadata={"help": "Top-k sampling (0: off)."})
+    dataset_name: str = field(default="stanfordnlp/imdb", metadata={"help": "Hub id or local path of the review dataset."})
+    split: str = field(default="test", metadata={"help": "Split the prompts come from: the held-out one, never the training prompts."})
+    min_review_chars: int = field(default=200, metadata={"help": "Keep reviews longer than this many characters (0 for datasets of review heads, as the tiny preset ships)."})
+    reward_model: str = field(default="lvwerra/distilbert-imdb", metadata={"help": "The training reward model (sequence classifier): folder, Hub id or preset (tiny, gpt2)."})
+    reward_label: str = field(default="POSITIVE", metadata={"help": "Label of the reward model whose logit is the reward."})
+    sentiment_judge: str = field(default="vader", metadata={"help": "Independent sentiment judge: `vader` (offline) or a transformers classifier, e.g. siebert/sentiment-roberta-large-english."})
+    judge_positive_label: str = field(default="POSITIVE", metadata={"help": "Positive label of a transformers judge."})
+    toxicity_judge: str = field(default="profanity-check", metadata={"help": "Toxicity judge: `profanity-check` (offline) or a transformers classifier, e.g. facebook/roberta-hate-speech-dynabench-r4-target."})
+    toxic_label: str = field(default="hate", metadata={"help": "Toxic label of a transformers toxicity classifier."})
+    batch_size: int = field(default=64, metadata={"help": "Prompts per generation / forward batch."})
+    bootstrap_samples: int = field(default=1000, metadata={"help": "Paired bootstrap resamples for the 95%% confidence intervals (Efron & Tibshirani 1993)."})
+    frontier: bool = field(default=True, metadata={"help": "Evaluate every checkpoints/checkpoint-*/ of --model for the reward-KL frontier."})
+    frontier_num_prompts: int = field(default=128, metadata={"help": "The first N of the prompts score each checkpoint for the frontier (0: all); keeps a run with many checkpoints cheap."})
+    num_report_samples: int = field(default=5, metadata={"help": "Sample pairs shown in eval_report.md."})
+
+    def __post_init__(self):
+        if not self.model:
+            raise ValueError("--model is required: the aligned policy (a folder written by `rlhf-demo train` or a Hub id).")
+        if not self.reference:
+            raise ValueError("--reference is required: the policy before alignment (a folder, a Hub id, or a preset such as tiny).")
+        if self.num_prompts < 1:
+            raise ValueError(f"num_prompts must be at least 1, got {self.num_prompts}; the evaluation needs prompts to compare on.")
+        for name in ("samples_per_prompt", "max_new_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.bootstrap_samples < 100:
+            raise ValueError(f"bootstrap_samples must be at least 100 for a 95% interval, got {self.bootstrap_samples}.")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}.")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
+        if self.frontier_num_prompts < 0:
+            raise ValueError(f"frontier_num_prompts must be 0 (all prompts) or positive, got {self.frontier_num_prompts}.")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be 0 (off) or positive, got {self.top_k}.")
+
+
+@dataclass
+class PushConfig:
+    """`rlhf-demo push`: upload a training run (policy, value model, card, evaluation) to the Hugging Face Hub."""
+
+    model: str = field(metadata={"help": "Run directory written by `rlhf-demo train --output_dir` (the aligned policy at its top level)."})
+    repo_id: str = field(metadata={"help": "Hub repository, NAMESPACE/NAME (created if missing)."})
+    private: bool = field(default=False, metadata={"help": "Create the repository as private (an existing repository keeps its visibility)."})
+    revision: str = field(default="main", metadata={"help": "Branch to commit to (created from main if missing)."})
+    commit_message: str | None = field(default=None, metadata={"help": "Commit message (default: one naming the run)."})
+    dry_run: bool = field(default=False, metadata={"help": "Write the folder that would be uploaded to --output_dir instead of pushing."})
+    output_dir: str | None = field(default=None, metadata={"help": "Where --dry_run writes the folder (must be new or empty; default RUN_DIR_hub)."})
+    include_checkpoints: bool = field(default=False, metadata={"help": "Also upload checkpoints/ (optimizer and scheduler state included)."})
+    license: str = field(default="mit", metadata={"help": "License in the card metadata (GPT-2's is MIT)."})
+    token: str | None = field(default=None, repr=False, metadata={"help": "Hub token with write access (default: HF_TOKEN, then the `hf auth login` token). Never printed."})
+    endpoint: str | None = field(default=None, metadata={"help": "Hub URL (default: HF_ENDPOINT, else https://huggingface.co)."})
+    max_retries: int = field(default=5, metadata={"help": "Retries of a request that failed with a connection error, 429 or 5xx."})
+    retry_base_wait: float = field(default=1.0, metadata={"help": "Seconds before the first retry; doubled at each retry."})
+
+    def __post_init__(self):
+        if not self.model:
+            raise ValueError("--model is required: the run directory written by `rlhf-demo train --output_dir`.")
+        from huggingface_hub.errors import HFValidationError
+        from huggingface_hub.utils import validate_repo_id
+
+        try:
+            validate_repo_id(self.repo_id)
+        except HFValidationError as e:
+            raise ValueError(f"--repo_id {self.repo_id!r} is not a valid Hub repository id (NAMESPACE/NAME): {e}") from None
+        if not self.revision:
+            raise ValueError("--revision must name a branch, e.g. main.")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}.")
+        if self.retry_base_wait < 0:
+            raise ValueError(f"retry_base_wait must be >= 0 seconds, got {self.retry_base_wait}.")
+        if self.output_dir is not None and not self.dry_run:
+            raise ValueError("--output_dir is only used with --dry_run; add --dry_run or drop --output_dir.")
+        if self.dry_run and self.output_dir is None:
+            self.output_dir = os.path.normpath(self.model) + "_hub"

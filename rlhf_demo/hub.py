@@ -58,43 +58,6 @@ class HubPushError(Exception):
     """A push that cannot go on; the message is one line, says what to change, and never holds the token."""
 
 
-@dataclass
-class PushConfig:
-    """`rlhf-demo push`: upload a training run (policy, value model, card, evaluation) to the Hugging Face Hub."""
-
-    model: str = field(metadata={"help": "Run directory written by `rlhf-demo train --output_dir` (the aligned policy at its top level)."})
-    repo_id: str = field(metadata={"help": "Hub repository, NAMESPACE/NAME (created if missing)."})
-    private: bool = field(default=False, metadata={"help": "Create the repository as private (an existing repository keeps its visibility)."})
-    revision: str = field(default="main", metadata={"help": "Branch to commit to (created from main if missing)."})
-    commit_message: str | None = field(default=None, metadata={"help": "Commit message (default: one naming the run)."})
-    dry_run: bool = field(default=False, metadata={"help": "Write the folder that would be uploaded to --output_dir instead of pushing."})
-    output_dir: str | None = field(default=None, metadata={"help": "Where --dry_run writes the folder (must be new or empty; default RUN_DIR_hub)."})
-    include_checkpoints: bool = field(default=False, metadata={"help": "Also upload checkpoints/ (optimizer and scheduler state included)."})
-    license: str = field(default="mit", metadata={"help": "License in the card metadata (GPT-2's is MIT)."})
-    token: str | None = field(default=None, repr=False, metadata={"help": "Hub token with write access (default: HF_TOKEN, then the `hf auth login` token). Never printed."})
-    endpoint: str | None = field(default=None, metadata={"help": "Hub URL (default: HF_ENDPOINT, else https://huggingface.co)."})
-    max_retries: int = field(default=5, metadata={"help": "Retries of a request that failed with a connection error, 429 or 5xx."})
-    retry_base_wait: float = field(default=1.0, metadata={"help": "Seconds before the first retry; doubled at each retry."})
-
-    def __post_init__(self):
-        if not self.model:
-            raise ValueError("--model is required: the run directory written by `rlhf-demo train --output_dir`.")
-        try:
-            validate_repo_id(self.repo_id)
-        except HFValidationError as e:
-            raise ValueError(f"--repo_id {self.repo_id!r} is not a valid Hub repository id (NAMESPACE/NAME): {e}") from None
-        if not self.revision:
-            raise ValueError("--revision must name a branch, e.g. main.")
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}.")
-        if self.retry_base_wait < 0:
-            raise ValueError(f"retry_base_wait must be >= 0 seconds, got {self.retry_base_wait}.")
-        if self.output_dir is not None and not self.dry_run:
-            raise ValueError("--output_dir is only used with --dry_run; add --dry_run or drop --output_dir.")
-        if self.dry_run and self.output_dir is None:
-            self.output_dir = os.path.normpath(self.model) + "_hub"
-
-
 # --------------------------------------------------------------------------------------------- run directory
 def _read_json(path: str) -> Any:
     try:
@@ -554,11 +517,15 @@ def _push_error(e: Exception, cfg: PushConfig, endpoint: str, secrets: list[str]
                "Nothing was committed; check the network (or HF_ENDPOINT) and try again.")
     else:
         msg = f"Push to {where} failed: {type(e).__name__}: {e}"
-    msg = " ".join(msg.split())  # one line
+    return HubPushError(scrub_secrets(" ".join(msg.split()), secrets))  # one line, no token
+
+
+def scrub_secrets(text: str, secrets: list[str]) -> str:
+    """`text` with every non-empty string of `secrets` (tokens) replaced by `***`."""
     for s in secrets:
         if s:
-            msg = msg.replace(s, "***")
-    return HubPushError(msg)
+            text = text.replace(s, "***")
+    return text
 
 
 def push(cfg: PushConfig) -> str:

@@ -1,6 +1,6 @@
-"""Loading models and tokenizers, sampling responses and scoring their log-probabilities.
+"""Every model built or run: policy, reference, value model, tokenizers and padding, log-probabilities.
 
-Padding conventions (design.md): queries are left-padded, masks use 1 = real token, and padding is never
+Padding conventions: queries are left-padded, masks use 1 = real token, and padding is never
 inferred from token ids (GPT-2 has no pad token, so we pad with EOS and let the masks say what is real).
 Position ids always come from the attention mask, so left padding does not shift positions
 (Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO", detail on padding).
@@ -19,18 +19,65 @@ PRESET_POLICIES = {"tiny": os.path.join(PRESETS_DIR, "tiny", "policy"), "gpt2": 
 PRESET_REWARD_MODELS = {"tiny": os.path.join(PRESETS_DIR, "tiny", "reward_model"), "gpt2": "lvwerra/distilbert-imdb"}
 
 
-def resolve_model_path(name_or_path: str) -> str:
-    """`tiny` -> the shipped tiny policy folder, `gpt2` -> `openai-community/gpt2`, anything else unchanged."""
-    return PRESET_POLICIES.get(name_or_path, os.path.expanduser(name_or_path))
+def is_local_path(name: str) -> bool:
+    """True when `name` is a local file or folder, False when it reads as a Hub repo id (`name` or `namespace/name`).
+
+    The one rule used everywhere: anything that exists on disk, starts with `.`, `/` or `~`, or is not a valid Hub
+    id by `huggingface_hub.utils.validate_repo_id` (e.g. more than one `/`, `..`, `--`) is a path.
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if os.path.exists(os.path.expanduser(name)) or name.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in name):
+        return True
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return True
+    return False
+
+
+def resolve_model_path(name_or_path: str, presets: dict[str, str] = PRESET_POLICIES) -> str:
+    """A preset name (`tiny`, `gpt2`) -> its model (folder or Hub id); a path with `~` expanded; a Hub id unchanged."""
+    return presets.get(name_or_path, os.path.expanduser(name_or_path))
+
+
+def check_model_path(name_or_path: str, role: str, presets: dict[str, str] = PRESET_POLICIES) -> str:
+    """Resolve a preset; raise FileNotFoundError naming `role` when a local path does not exist."""
+    path = resolve_model_path(name_or_path, presets)
+    if is_local_path(path) and not os.path.exists(path):
+        raise FileNotFoundError(f"The {role} {name_or_path!r} does not exist. Pass a folder written by save_pretrained, "
+                                f"a Hub id or a preset ({', '.join(presets)}).")
+    return path
+
+
+def ensure_pad_token(tokenizer):
+    """Give a tokenizer without a pad token (GPT-2) its EOS as pad token, and return it.
+
+    Padding is never inferred from token ids (masks say what is real), so sharing the id with EOS is safe.
+    """
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def load_tokenizer(name_or_path: str):
     """Tokenizer with left padding; a tokenizer without a pad token (GPT-2) pads with EOS."""
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
     tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    return ensure_pad_token(tokenizer)
+
+
+def context_length(model_or_config) -> int | None:
+    """The longest sequence (query + response, in tokens) a model accepts, or None when its config does not say."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
+def is_causal_lm_config(config) -> bool:
+    """True when a model config's `architectures` name a causal LM (or name nothing, as a config built in code)."""
+    archs = getattr(config, "architectures", None) or []
+    return not archs or any(a.endswith(("LMHeadModel", "ForCausalLM")) for a in archs)
 
 
 def use_fused_gelu(model: torch.nn.Module) -> torch.nn.Module:
@@ -51,15 +98,64 @@ def use_fused_gelu(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def load_policy(name_or_path: str, dtype: torch.dtype = torch.float32):
-    """A causal LM in `dtype`, eval mode. Raises ValueError when `name_or_path` holds another kind of model."""
+    """A causal LM in `dtype`, eval mode, with the fused GELU. Raises ValueError when `name_or_path` holds another
+    kind of model or a folder without config.json."""
     path = resolve_model_path(name_or_path)
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "config.json")):
         raise ValueError(f"{path!r} is not a saved model: it has no config.json. Pass a folder written by save_pretrained or a Hub id.")
     config = AutoConfig.from_pretrained(path)
-    archs = getattr(config, "architectures", None) or []
-    if archs and not any(a.endswith(("LMHeadModel", "ForCausalLM")) for a in archs):
-        raise ValueError(f"{path!r} holds a {archs[0]}, not a causal language model; pass a policy (e.g. a GPT2LMHeadModel).")
+    if not is_causal_lm_config(config):
+        raise ValueError(f"{path!r} holds a {config.architectures[0]}, not a causal language model; pass a policy (e.g. a GPT2LMHeadModel).")
     return use_fused_gelu(AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval())
+
+
+def load_causal_lm(name_or_path: str, role: str):
+    """(model, tokenizer) of a causal LM for `role` (named in errors).
+
+    Raises FileNotFoundError for a missing folder or an id that cannot be loaded (e.g. a Hub id offline), and
+    ValueError when the folder holds another kind of model.
+    """
+    path = check_model_path(name_or_path, role)
+    try:
+        model = load_policy(path)
+    except ValueError as e:
+        raise ValueError(f"The {role} is not a causal language model: {e}") from e
+    except OSError as e:  # neither a local folder nor a Hub id that can be downloaded (e.g. offline)
+        raise FileNotFoundError(f"Could not load the {role} {name_or_path!r}: it is not a local folder, and as a Hub id it could "
+                                f"not be loaded ({e}). Pass a folder written by save_pretrained, or a preset (tiny).") from e
+    return model, load_tokenizer(path)
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Set every dropout probability to 0 so old and new log-probs agree exactly (ratio 1 at the first minibatch)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+def build_value_model(name_or_path: str):
+    """A scalar-per-token value model: the backbone of `name_or_path` with a fresh zero-initialised head.
+
+    Loaded as `AutoModelForTokenClassification(num_labels=1)`: its logits (B, L, 1) are V(s_t) for each prefix.
+    A separate network, as in Ziegler et al. 2019 and Stiennon et al. 2020 (not a head on the policy).
+    """
+    from transformers import AutoModelForTokenClassification
+
+    model = AutoModelForTokenClassification.from_pretrained(name_or_path, num_labels=1, dtype=torch.float32,
+                                                            ignore_mismatched_sizes=True)
+    head = getattr(model, "classifier", None) or getattr(model, "score")  # the head's name varies by architecture
+    torch.nn.init.zeros_(head.weight)
+    if getattr(head, "bias", None) is not None:
+        torch.nn.init.zeros_(head.bias)
+    return model
+
+
+def value_forward(value_model, query_ids, query_mask, responses, response_mask) -> torch.Tensor:
+    """V(s_t) for each response token t, where s_t = query + response_<t: (B, T). Inputs as `forward_response`."""
+    input_ids = torch.cat([query_ids, responses], 1)
+    attention_mask = torch.cat([query_mask, response_mask], 1)
+    out = value_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask))
+    return out.logits[:, query_ids.shape[1] - 1 : -1, 0]
 
 
 def pad_left(seqs: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,90 +175,6 @@ def pad_left(seqs: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, to
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """(B, L) positions counting real tokens only: 0 at the first real token, pads clamped to 0."""
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
-
-
-def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
-    """One draw per row of `probs` (B, V) (rows sum to 1, up to rounding) by inverse-CDF sampling: (B,) token ids.
-
-    The first token whose cumulative probability exceeds u ~ U[0, total) (Devroye 1986, ch. 3.1), computed in
-    float64 so a zero-probability token (top-k / top-p) is never drawn. Same distribution as `torch.multinomial`,
-    whose CPU kernel draws V exponentials per row: that was 6% of a PPO step with an 8k vocabulary.
-    """
-    cdf = probs.double().cumsum(-1)
-    u = torch.rand(probs.shape[0], 1, dtype=torch.float64, device=probs.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=probs.shape[1] - 1)
-
-
-@torch.no_grad()  # PPO wraps it in inference_mode and copies the results out for its autograd graph
-def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_tokens: int, temperature: float = 1.0,
-           top_k: int = 0, top_p: float = 1.0, eos_token_id: int | None = None, pad_token_id: int = 0,
-           return_logits: bool = False):
-    """Sample `max_new_tokens` response tokens per left-padded query, one token at a time with the KV cache.
-
-    Why not `model.generate`: with transformers 5.23, `eos_token_id=None` in a GenerationConfig means "unset", so
-    generate falls back to the EOS of the model's saved generation config, stops there and pads. For a fixed-length
-    rollout that silently turned "EOS, pad, pad, ..." into actions the policy never chose (about 3% of response
-    tokens of the tiny policy): the recomputed log-probs of the pads were near -inf, per-batch KL went negative,
-    and the mean NLL of the samples exceeded the entropy of the same logits by 0.2 nats/token. This loop uses only
-    the arguments given (tested in tests/test_sampling.py). Top-k / top-p use transformers' logits warpers.
-
-    Args:
-        query_ids, query_mask: (B, L) left-padded queries and their mask (1 = real token).
-        eos_token_id: stop a response at this token (it is kept, everything after it is masked);
-            None samples exactly `max_new_tokens` tokens (Ziegler et al. 2019's fixed length).
-
-        return_logits: also return the logits each token was sampled from, divided by `temperature` and before
-            top-k / top-p: (B, T, V), what `forward_response` computes for the same tokens (up to float rounding,
-            the KV cache changes the order of the sums), so PPO need not run the policy over the rollout again.
-
-    Returns:
-        responses (B, T) and response_mask (B, T) with T <= max_new_tokens; 1 = real response token; then the
-        logits (B, T, V) when `return_logits`.
-        Uses the global torch RNG: seed it before the call for reproducible or paired samples.
-    """
-    from transformers import TopKLogitsWarper, TopPLogitsWarper
-
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive for sampling, got {temperature}.")
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
-    warpers = ([TopKLogitsWarper(top_k)] if top_k and top_k > 0 else []) + ([TopPLogitsWarper(top_p)] if top_p < 1.0 else [])
-    B = query_ids.shape[0]
-    attention_mask = query_mask
-    position_ids = position_ids_from_mask(query_mask)
-    input_ids, past = query_ids, None
-    tokens, step_logits, finished = [], [], torch.zeros(B, dtype=torch.bool, device=query_ids.device)
-    for _ in range(max_new_tokens):
-        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=past,
-                    use_cache=True, logits_to_keep=1)
-        past = out.past_key_values
-        logits = out.logits[:, -1].float()  # (B, V)
-        if temperature != 1.0:
-            logits = logits / temperature
-        if return_logits:
-            step_logits.append(logits)
-        for warp in warpers:
-            logits = warp(None, logits)
-        next_token = sample_categorical(logits.softmax(-1))  # (B,)
-        tokens.append(next_token)
-        if eos_token_id is not None:  # what follows an EOS is masked below; stop once every row has one
-            finished |= next_token == eos_token_id
-            if finished.all():
-                break
-        input_ids = next_token[:, None]
-        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], 1)
-        position_ids = position_ids[:, -1:] + 1
-    responses = torch.stack(tokens, 1)
-    response_mask = torch.ones_like(responses)
-    if eos_token_id is not None:
-        # Mask everything after the first EOS (the EOS itself is a real, rewarded token).
-        is_eos = responses == eos_token_id
-        after_eos = (is_eos.cumsum(-1) - is_eos.long()) > 0
-        response_mask = (~after_eos).long()
-        responses = responses.masked_fill(after_eos, pad_token_id)
-    if return_logits:
-        return responses, response_mask, torch.stack(step_logits, 1)
-    return responses, response_mask
 
 
 def forward_response(model, query_ids, query_mask, responses, response_mask, temperature: float = 1.0):

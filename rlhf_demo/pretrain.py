@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
-import shutil
 import time
 
 import torch
@@ -20,6 +18,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from .config import PretrainConfig
 from .data import clean_review, load_reviews
+from .runs import atomic_save, machine_description, save_half
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -78,46 +77,6 @@ def heldout_report(model, tokenizer, texts: list[str], block_size: int, batch_si
     loss = total_nats / total_tokens
     return {"loss": loss, "perplexity": math.exp(loss), "bits_per_byte": total_nats / math.log(2) / n_bytes,
             "tokens": total_tokens, "bytes": n_bytes, "reviews": len(texts)}
-
-
-def atomic_save(save_fn, path: str) -> None:
-    """Call `save_fn(tmp_dir)` then move the folder to `path` with a rename, so `path` is never half written."""
-    tmp = path + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    save_fn(tmp)
-    old = path + ".old"
-    if os.path.exists(path):
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def save_half(model, tokenizer, path: str) -> None:
-    """Save weights as fp16 safetensors (half the size) while the config still asks for fp32 on load."""
-    model.to(torch.float16).save_pretrained(path)
-    model.to(torch.float32)
-    cfg_path = os.path.join(path, "config.json")
-    with open(cfg_path) as f:
-        cfg = json.load(f)
-    cfg["dtype"] = "float32"
-    with open(cfg_path, "w") as f:
-        json.dump(cfg, f, indent=2)
-    tokenizer.save_pretrained(path)
-
-
-def machine_description() -> str:
-    """CPU model, core count and torch version, for model cards and benchmark files."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 
 def pretrain(cfg: PretrainConfig) -> dict:

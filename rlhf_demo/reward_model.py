@@ -38,12 +38,11 @@ def train_reward_model(cfg: RewardModelConfig) -> dict:
     (test accuracy, examples, wall time). Raises ValueError for a dataset without labels."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from .pretrain import machine_description, save_half
+    from .models import ensure_pad_token
+    from .runs import machine_description, save_half
 
     start = time.time()
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model_name_or_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(cfg.model_name_or_path))
     tokenizer.truncation_side = "left"  # keep the end of a review: that is where the verdict usually is
     tokenizer.padding_side = "right"
     model = AutoModelForSequenceClassification.from_pretrained(

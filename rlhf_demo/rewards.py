@@ -42,15 +42,14 @@ class SentimentReward:
                  max_length: int = 512, score_query: bool = True, device: str | torch.device = "cpu"):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from .models import ensure_pad_token, use_fused_gelu
+
         if kind not in ("logit", "probability"):
             raise ValueError(f"kind must be 'logit' or 'probability', got {kind!r}.")
         self.name = model_name_or_path
-        self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
-        from .models import use_fused_gelu
-
-        self.model = use_fused_gelu(AutoModelForSequenceClassification.from_pretrained(model_name_or_path, dtype=torch.float32).to(device).eval())
-        if self.tokenizer.pad_token is None:  # GPT-2-style tokenizers: pad with EOS; the mask says what is real
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(model_name_or_path))  # the mask says what is real
+        model = AutoModelForSequenceClassification.from_pretrained(model_name_or_path, dtype=torch.float32)
+        self.model = use_fused_gelu(model).to(device).eval()
         if getattr(self.model.config, "pad_token_id", None) is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         labels = {v.upper(): int(k) for k, v in self.model.config.id2label.items()}
@@ -60,16 +59,22 @@ class SentimentReward:
         self.batch_size, self.max_length, self.score_query, self.device = batch_size, max_length, score_query, device
 
     @torch.inference_mode()
-    def __call__(self, queries: list[str], responses: list[str]) -> list[float]:
+    def logit_and_probability(self, queries: list[str], responses: list[str]) -> tuple[list[float], list[float]]:
+        """The label's logit and its softmax probability for each text, from one forward pass: two lists of N floats."""
         texts = [q + r for q, r in zip(queries, responses)] if self.score_query else list(responses)
-        scores: list[float] = []
+        logits_out: list[float] = []
+        probs_out: list[float] = []
         for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
+            enc = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="pt").to(self.device)
             logits = self.model(**enc).logits.float()
-            if self.kind == "probability":
-                logits = logits.softmax(-1)
-            scores.extend(logits[:, self.label_id].tolist())
-        return scores
+            logits_out.extend(logits[:, self.label_id].tolist())
+            probs_out.extend(logits.softmax(-1)[:, self.label_id].tolist())
+        return logits_out, probs_out
+
+    def __call__(self, queries: list[str], responses: list[str]) -> list[float]:
+        logits, probs = self.logit_and_probability(queries, responses)
+        return probs if self.kind == "probability" else logits
 
     def __repr__(self) -> str:
         return f"SentimentReward({self.name!r}, label={self.label!r}, kind={self.kind!r})"

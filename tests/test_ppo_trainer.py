@@ -8,7 +8,8 @@ import torch
 
 from conftest import count_word, make_tiny_gpt2, make_word_tokenizer, word_prompts
 from rlhf_demo.config import PPOConfig
-from rlhf_demo.models import load_policy, pad_left, response_logprobs, sample
+from rlhf_demo.models import load_policy, pad_left, response_logprobs
+from rlhf_demo.sampling import sample
 from rlhf_demo.ppo import PPOTrainer
 
 

@@ -5,7 +5,8 @@ import json
 import torch
 
 from conftest import make_tiny_gpt2, make_word_tokenizer
-from rlhf_demo.models import forward_response, logprobs_from_logits, pad_left, sample
+from rlhf_demo.models import forward_response, logprobs_from_logits, pad_left
+from rlhf_demo.sampling import sample
 from rlhf_demo.ppo import entropy_from_logits
 
 
@@ -93,7 +94,7 @@ def test_fused_gelu_swap_is_the_same_function(tmp_path):
 
 
 def test_sample_categorical_draws_from_probs_and_never_a_zero():
-    from rlhf_demo.models import sample_categorical
+    from rlhf_demo.sampling import sample_categorical
 
     probs = torch.tensor([0.0, 0.5, 0.0, 0.3, 0.2, 0.0])
     torch.manual_seed(0)

@@ -128,7 +128,8 @@ def test_compare_pairs_seeds_and_scores_both_models(served, models):
     again = client.predict(prompt, 12, 1.0, 1.0, 7, 2, api_name="/compare")
     assert again[0] == ref and again[1] == ali
     # The reference output is exactly what `sample` gives from torch seed 7 (the seed set before each model's call).
-    from rlhf_demo.models import load_policy, load_tokenizer, pad_left, sample
+    from rlhf_demo.models import load_policy, load_tokenizer, pad_left
+    from rlhf_demo.sampling import sample
 
     tok, model = load_tokenizer(models["reference"]), load_policy(models["reference"])
     ids, mask = pad_left([tok(prompt)["input_ids"]] * 2, tok.pad_token_id)

@@ -17,7 +17,7 @@ import sys
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlhf_demo.hub import build_model_card
-from rlhf_demo.pretrain import atomic_save, save_half
+from rlhf_demo.runs import atomic_save, save_half
 
 REPO_ID, LICENSE = "rlhf-demo/tiny-imdb-positive", "apache-2.0"
 COPIED = ("run_info.json", "training_config.yaml", "metrics.jsonl")

@@ -1,0 +1,169 @@
+"""The run folder of `rlhf-demo train --output_dir RUN`: its layout, checkpoints, logs, final export and machine facts.
+
+    RUN/
+      config.json, model.safetensors, generation_config.json, tokenizer files   the aligned policy (from_pretrained(RUN))
+      adapter/                     the LoRA adapter (with --use_peft; the top level holds the merged model)
+      value_model/                 the PPO value model of the run
+      training_config.yaml         the resolved PPOConfig
+      run_info.json                base model, reward functions, episodes, wall time, machine, final metrics
+      metrics.jsonl                one line of TRL-named metrics per logged PPO step
+      samples.jsonl                a few sampled completions every `sample_steps` steps
+      checkpoints/checkpoint-<step>/
+        policy/, value_model/      weights (policy/ holds the adapter only with LoRA)
+        optimizer.pt, scheduler.pt, trainer_state.json, rng_state_<rank>.pth
+      eval/                        `rlhf-demo eval --output_dir RUN/eval`
+
+Everything that writes a folder does it atomically (a temporary folder, then a rename), so a crash at any moment
+leaves the previous checkpoint or model whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+from collections.abc import Callable, Iterable
+
+import torch
+
+CHECKPOINTS = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_FILE = "samples.jsonl"
+RUN_INFO_FILE = "run_info.json"
+TRAINING_CONFIG_FILE = "training_config.yaml"
+_CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
+
+
+# ------------------------------------------------------------------------------------------- atomic writes
+def atomic_save(save_fn: Callable[[str], None], path: str) -> None:
+    """Call `save_fn(tmp_dir)` then move the folder to `path` with a rename, so `path` is never half written."""
+    tmp = path + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    save_fn(tmp)
+    old = path + ".old"
+    if os.path.exists(path):
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: str, obj, indent: int = 2) -> None:
+    """Write `obj` as JSON to `path` through a temporary file and a rename (never a half-written file)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=indent)
+    os.replace(tmp, path)
+
+
+def save_half(model, tokenizer, path: str) -> None:
+    """Save weights as fp16 safetensors (half the size) while the config still asks for fp32 on load."""
+    model.to(torch.float16).save_pretrained(path)
+    model.to(torch.float32)
+    cfg_path = os.path.join(path, "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["dtype"] = "float32"
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2)
+    tokenizer.save_pretrained(path)
+
+
+# ------------------------------------------------------------------------------------------- JSON lines logs
+def append_jsonl(path: str, rows: Iterable[dict]) -> None:
+    """Append one JSON object per line to `path` (created if missing)."""
+    with open(path, "a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def read_jsonl(path: str) -> list[dict]:
+    """The objects of a JSON-lines file, in order; blank lines and a line cut short by a crash are skipped.
+    A missing file reads as empty."""
+    rows = []
+    if not os.path.isfile(path):
+        return rows
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+    return rows
+
+
+def truncate_logs(run_dir: str, step: int) -> None:
+    """Drop the metrics and samples rows logged after PPO step `step` (a resumed run logs those steps again)."""
+    for name in (METRICS_FILE, SAMPLES_FILE):
+        path = os.path.join(run_dir, name)
+        if os.path.exists(path):
+            rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+            tmp = path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows)
+            os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+def list_checkpoints(run_dir: str) -> list[tuple[int, str]]:
+    """(step, path) of every finished `RUN/checkpoints/checkpoint-<step>/`, by step (temporary folders skipped)."""
+    root = os.path.join(run_dir, CHECKPOINTS)
+    if not os.path.isdir(root):
+        return []
+    found = [(int(m.group(1)), os.path.join(root, name)) for name in os.listdir(root) if (m := _CHECKPOINT_NAME.fullmatch(name))]
+    return sorted(found)
+
+
+def resolve_checkpoint(run_dir: str, spec: str) -> str:
+    """The checkpoint folder `spec` names: `latest` (the newest under RUN/checkpoints) or a checkpoint-<step> path.
+
+    Raises FileNotFoundError when there is none or `spec` is not a checkpoint folder (no trainer_state.json).
+    """
+    if spec == "latest":
+        found = list_checkpoints(run_dir)
+        if not found:
+            raise FileNotFoundError(f"No checkpoint under {os.path.join(run_dir, CHECKPOINTS)} to resume from; "
+                                    "drop --resume_from_checkpoint to start fresh.")
+        return found[-1][1]
+    if not os.path.isfile(os.path.join(spec, "trainer_state.json")):
+        raise FileNotFoundError(f"{spec!r} is not a checkpoint folder (no trainer_state.json); pass a checkpoint-N folder or `latest`.")
+    return spec
+
+
+def checkpoint_paths(run_dir: str, step: int) -> tuple[str, str]:
+    """(temporary, final) folders of the checkpoint of `step`: write into the first, then `commit_checkpoint`."""
+    root = os.path.join(run_dir, CHECKPOINTS)
+    return os.path.join(root, f".tmp-checkpoint-{step}"), os.path.join(root, f"checkpoint-{step}")
+
+
+def commit_checkpoint(run_dir: str, step: int, keep: int) -> str:
+    """Rename the temporary checkpoint of `step` into place and delete all but the last `keep`; return its path."""
+    tmp, final = checkpoint_paths(run_dir, step)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    done = list_checkpoints(run_dir)
+    for _, old in done[: max(0, len(done) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+# ------------------------------------------------------------------------------------------- machine facts
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux, else `platform`)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_description() -> str:
+    """CPU model, core count and torch version, for model cards, reports and benchmark files."""
+    return f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
