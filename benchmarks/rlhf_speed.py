@@ -267,7 +267,7 @@ def run_rlhf_demo_ppo(args) -> dict:
     rec.maybe_eval(policy)  # t = 0: the reference itself
     while not rec.done():
         m = trainer.step()
-        r = trainer._last_rollout
+        r = trainer.last_rollout
         rec.steps += 1
         rec.episodes += args.batch_size
         rec.rollout_s += m["time/rollout_s"]

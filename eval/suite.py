@@ -54,7 +54,6 @@ import importlib.metadata
 import json
 import math
 import os
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -411,21 +410,15 @@ def run_eval(cfg: EvalConfig) -> dict:
 
 
 def write_outputs(cfg: EvalConfig, output: dict, queries_text, queries_ids, ref: dict, pol: dict) -> None:
-    """eval_results.json, samples.jsonl, eval_report.md and the plots into cfg.output_dir."""
+    """eval_results.json, samples.jsonl (schema: `samples.py`), eval_report.md and the plots into cfg.output_dir."""
     from .report import plot_frontier, plot_score_distributions, write_report
+    from .samples import SAMPLES_FILE, sample_rows, write_samples
 
     os.makedirs(cfg.output_dir, exist_ok=True)
     with open(os.path.join(cfg.output_dir, "eval_results.json"), "w") as f:
         json.dump(output, f, indent=2, allow_nan=True)
-    samples = []
-    with open(os.path.join(cfg.output_dir, "samples.jsonl"), "w") as f:
-        for e, (q, q_ids) in enumerate(zip(queries_text, queries_ids)):
-            row = {"prompt_index": e // cfg.samples_per_prompt, "prompt": q, "query_ids": q_ids}
-            for name, d in (("reference", ref), ("aligned", pol)):
-                row.update({f"{name}_response": d["texts"][e], f"{name}_response_ids": d["ids"][e], f"{name}_reward": float(d["reward"][e]),
-                            f"{name}_judge": float(d["judge"][e]), f"{name}_toxicity": float(d["toxicity"][e]), f"{name}_kl": float(d["kl"][e])})
-            samples.append(row)
-            f.write(json.dumps(row) + "\n")
+    samples = sample_rows(queries_text, queries_ids, cfg.samples_per_prompt, ref, pol)
+    write_samples(os.path.join(cfg.output_dir, SAMPLES_FILE), samples)
     write_report(os.path.join(cfg.output_dir, "eval_report.md"), output, samples[: cfg.num_report_samples])
     plot_score_distributions(os.path.join(cfg.output_dir, "score_distributions.png"), ref, pol)
     if output["frontier"]:

@@ -1,12 +1,14 @@
 """PPO for RLHF: a policy, a frozen reference, a value model and any reward function.
 
-One PPO step (`PPOTrainer.step`) reads top to bottom:
-    rollout (sample responses) -> forward passes (policy, reference, value) -> score the decoded text
-    -> per-token reward r_t = -beta * KL_t (+ score on the last token) -> GAE -> whitened advantages
-    -> num_ppo_epochs x num_mini_batches of clipped policy + clipped value loss -> adapt beta -> log.
+One PPO iteration (`PPOTrainer.step`) reads top to bottom:
+    make_rollout: sample responses -> log-probs of policy and reference, values -> score the decoded text
+                  -> per-token reward r_t = -beta * KL_t (+ score on the last token) -> GAE -> whitened advantages
+    update:       num_ppo_epochs x num_mini_batches of clipped policy + clipped value loss
+    then:         adapt beta, count episodes, return the metrics.
 Sources: Schulman et al. 2017 (PPO), Schulman et al. 2016 (GAE), Ziegler et al. 2019 (KL-shaped reward,
 adaptive KL controller), Huang et al. 2024 "The N+ Implementation Details of RLHF with PPO" (padding,
-temperature, whitening, value clipping). The list of details and why lives in docs/ppo_details.md.
+temperature, whitening, value clipping). The list of details and why lives in docs/ppo_details.md; the pure math
+in ppo_math.py; models, sampling and the run folder in models.py, sampling.py and runs.py.
 
 Value model choice: a separate network (the policy's or the reward model's backbone with a scalar head), as in
 Ziegler et al. 2019 and Stiennon et al. 2020, not a head on the policy: value-loss gradients never disturb the
@@ -16,32 +18,25 @@ policy's features, the two can start from different models, and the value model 
 from __future__ import annotations
 
 import copy
-import glob
 import json
-import math
 import os
 import random
-import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from . import __version__
+from . import __version__, runs
 from .config import PPOConfig, save_config
-from .models import forward_response, logprobs_from_logits, pad_left, position_ids_from_mask, sample
-from .rewards import check_scores
-
-# ----------------------------------------------------------------------------------------------------------
-# Small pure functions (each tested against a naive implementation in tests/test_ppo_math.py)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The rollout batch
+from .models import (build_value_model, disable_dropout, ensure_pad_token, forward_response, load_policy, load_tokenizer,
+                     logprobs_from_logits, pad_left, use_fused_gelu, value_forward)
+from .ppo_math import (AdaptiveKLController, FixedKLController, RunningMoments, compute_gae, entropy_from_logits,
+                       kl_per_token, masked_mean, masked_whiten, policy_loss, value_loss)
+from .rewards import build_reward, check_scores
+from .sampling import sample
 
 
 @dataclass
@@ -66,10 +61,6 @@ class Rollout:
     responses_text: list[str]  # B decoded responses
 
 
-# ----------------------------------------------------------------------------------------------------------
-# The trainer
-
-
 class PPOTrainer:
     """PPO trainer for causal LMs with a KL penalty against a frozen reference.
 
@@ -84,11 +75,14 @@ class PPOTrainer:
             `config.dataset_name` when None).
         value_model: a token-classification model with 1 label (built when None).
         ref_policy: the reference (a frozen copy of the policy when None; with LoRA, the adapter-disabled policy).
+
+    Raises:
+        ValueError: an empty training dataset, or (from `step`) a reward function that returns the wrong number
+            of scores or a non-finite one.
     """
 
-    def __init__(self, config: PPOConfig, policy=None, tokenizer=None, reward_fn=None, train_dataset=None, value_model=None, ref_policy=None):
-        from .models import load_policy, load_tokenizer, use_fused_gelu
-
+    def __init__(self, config: PPOConfig, policy=None, tokenizer=None, reward_fn=None, train_dataset=None,
+                 value_model=None, ref_policy=None):
         self.config = cfg = config
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
@@ -97,33 +91,15 @@ class PPOTrainer:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
 
-        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model_name_or_path)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        policy = policy if policy is not None else load_policy(cfg.model_name_or_path)
-        disable_dropout(policy)
-        use_fused_gelu(policy)
-        if cfg.use_peft:
-            from peft import LoraConfig, get_peft_model
-
-            lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                              target_modules=cfg.lora_target_modules, fan_in_fan_out=True, task_type="CAUSAL_LM")
-            policy = get_peft_model(policy, lora)
-            self.ref_policy = None  # the reference is the policy with its adapter disabled
-        else:
-            self.ref_policy = use_fused_gelu(ref_policy) if ref_policy is not None else copy.deepcopy(policy)
-            self.ref_policy.eval().requires_grad_(False)
-        if value_model is None:
-            value_model = build_value_model(cfg.value_model_name_or_path or cfg.model_name_or_path)
-        disable_dropout(value_model)
-        use_fused_gelu(value_model)
-        self.reward_fn = reward_fn if reward_fn is not None else _build_reward(cfg)
+        self.tokenizer = ensure_pad_token(tokenizer if tokenizer is not None else load_tokenizer(cfg.model_name_or_path))
+        policy, self.ref_policy, value_model = self._build_models(policy, ref_policy, value_model)
+        self.reward_fn = reward_fn if reward_fn is not None else build_reward(cfg.reward)
         if train_dataset is None:
             from .data import build_prompt_dataset
 
-            train_dataset = build_prompt_dataset(self.tokenizer, cfg.dataset_name, "train", text_column=cfg.text_column,
-                                                 min_review_chars=cfg.min_review_chars, min_query_tokens=cfg.min_query_tokens,
-                                                 max_query_tokens=cfg.max_query_tokens, seed=cfg.seed)
+            train_dataset = build_prompt_dataset(
+                self.tokenizer, cfg.dataset_name, "train", text_column=cfg.text_column, min_review_chars=cfg.min_review_chars,
+                min_query_tokens=cfg.min_query_tokens, max_query_tokens=cfg.max_query_tokens, seed=cfg.seed)
         if len(train_dataset) == 0:
             raise ValueError("The training dataset holds no queries.")
         self.train_dataset = train_dataset
@@ -139,64 +115,126 @@ class PPOTrainer:
         # fused: one kernel per parameter instead of ~6 elementwise passes (torch docs, "Algorithms" / fused); same math.
         fused = self.accelerator.device.type in ("cpu", "cuda")
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=fused)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / self.num_steps)
-        self.policy, self.value_model, self.optimizer, self.scheduler = self.accelerator.prepare(policy, value_model, optimizer, scheduler)
+        # Linear decay to 0 over the run, stepped once per PPO step. The scheduler is NOT given to accelerator.prepare:
+        # accelerate's wrapper steps it once per process per call, which with 2 processes drove the lr negative.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / self.num_steps)
+        self.policy, self.value_model, self.optimizer = self.accelerator.prepare(policy, value_model, optimizer)
         if self.ref_policy is not None:
             self.ref_policy = self.ref_policy.to(self.accelerator.device)
         self.policy.eval()  # eval mode throughout: dropout is off anyway, and eval() makes that explicit
         self.value_model.eval()
 
-        self.kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl else FixedKLController(cfg.kl_coef)
+        self.kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
+                       else FixedKLController(cfg.kl_coef))
         self.reward_stats = RunningMoments()
         self.state = {"step": 0, "episode": 0, "wall_time_s": 0.0}
-        self.log_writer = None
+        self.last_rollout: Rollout | None = None  # the last step's episodes, for the samples log and inspection
+
+    def _build_models(self, policy, ref_policy, value_model):
+        """(policy, reference or None with LoRA, value model), loaded from the config where not given."""
+        cfg = self.config
+        policy = policy if policy is not None else load_policy(cfg.model_name_or_path)
+        disable_dropout(policy)
+        use_fused_gelu(policy)
+        if cfg.use_peft:
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                              target_modules=cfg.lora_target_modules, fan_in_fan_out=True, task_type="CAUSAL_LM")
+            policy = get_peft_model(policy, lora)
+            ref_policy = None  # the reference is the policy with its adapter disabled
+        else:
+            ref_policy = use_fused_gelu(ref_policy) if ref_policy is not None else copy.deepcopy(policy)
+            ref_policy.eval().requires_grad_(False)
+        if value_model is None:
+            value_model = build_value_model(cfg.value_model_name_or_path or cfg.model_name_or_path)
+        disable_dropout(value_model)
+        use_fused_gelu(value_model)
+        return policy, ref_policy, value_model
 
     # ---- data ------------------------------------------------------------------------------------------
-    def _query_batch(self, step: int):
-        """Queries for PPO step `step` on this process: a seeded permutation per pass, so a resumed run
-        sees exactly the data it would have seen."""
+    def _query_batch(self, step: int) -> tuple[list[list[int]], list[str]]:
+        """Queries for PPO step `step` on this process: a seeded permutation per pass over the dataset, so a resumed
+        run sees exactly the data it would have seen."""
         n = len(self.train_dataset)
         start = step * self.global_batch + self.accelerator.process_index * self.config.batch_size
         idx = []
         for pos in range(start, start + self.config.batch_size):
             epoch, offset = divmod(pos, n)
-            perm = self._permutation(epoch)
-            idx.append(int(perm[offset]))
+            if getattr(self, "_perm_epoch", None) != epoch:  # one permutation per pass, cached
+                self._perm, self._perm_epoch = np.random.default_rng(self.config.seed + epoch).permutation(n), epoch
+            idx.append(int(self._perm[offset]))
         rows = self.train_dataset.select(idx)
         return rows["input_ids"], rows["query"]
 
-    def _permutation(self, epoch: int):
-        if getattr(self, "_perm_epoch", None) != epoch:
-            self._perm = np.random.default_rng(self.config.seed + epoch).permutation(len(self.train_dataset))
-            self._perm_epoch = epoch
-        return self._perm
-
-    # ---- one PPO step, top to bottom --------------------------------------------------------------------
+    # ---- one PPO iteration, top to bottom ---------------------------------------------------------------
     def step(self) -> dict[str, float]:
-        """Run one PPO iteration (rollout, score, KL-shaped reward, GAE, PPO epochs); return its metrics."""
+        """Run one PPO iteration (rollout, score, KL-shaped reward, GAE, PPO epochs, adapt beta); return its metrics."""
+        t0 = time.time()
+        rollout = self.make_rollout()  # 1-5: sample, log-probs, values, scores, rewards, advantages
+        t_rollout = time.time() - t0
+        update_stats = self.update(rollout)  # 6: PPO epochs over minibatches
+        t_update = time.time() - t0 - t_rollout
+
+        # 7. Adapt beta, count, log.
+        beta = self.kl_ctl.value
+        mean_kl = self.accelerator.gather(rollout.kl.sum(1)).mean().item()
+        self.kl_ctl.update(mean_kl, self.global_batch)
+        self.scheduler.step()
+        self.state["step"] += 1
+        self.state["episode"] += self.global_batch
+        self.last_rollout = rollout
+        tokens = self.accelerator.gather(rollout.response_mask.sum() + rollout.query_mask.sum()).sum().item()
+        return {
+            "episode": self.state["episode"], "step": self.state["step"], **self._rollout_metrics(rollout, beta, mean_kl),
+            **update_stats, "lr": self.scheduler.get_last_lr()[0],
+            "time/rollout_s": t_rollout, "time/update_s": t_update, "tokens_per_s": tokens / (time.time() - t0),
+        }
+
+    def make_rollout(self) -> Rollout:
+        """Sample this step's episodes and compute everything the update needs: steps 1-5 of the PPO iteration."""
         cfg, device = self.config, self.accelerator.device
+        # 1. Queries, left-padded.
+        query_lists, queries_text = self._query_batch(self.state["step"])
+        query_ids, query_mask = (t.to(device) for t in pad_left(query_lists, self.tokenizer.pad_token_id))
+        # 2. Responses with log-probs of policy and reference (logits / temperature), values and entropy.
+        responses, response_mask, logprobs, ref_logprobs, values, entropy = self._generate(query_ids, query_mask)
+        # 3. Score the decoded text (reward models use their own tokenizers).
+        raw_scores, scores, responses_text = self._score(list(queries_text), responses, response_mask)
+        # 4. Per-token reward: -beta * KL_t everywhere, plus the score on the last real response token.
+        kl = kl_per_token(logprobs, ref_logprobs, cfg.kl_estimator) * response_mask
+        rewards = -self.kl_ctl.value * kl
+        last = response_mask.sum(1).long() - 1
+        rewards[torch.arange(len(last), device=device), last] += scores
+        # 5. GAE advantages and returns; advantages whitened over the batch.
+        advantages, returns = compute_gae(rewards, values, response_mask.float(), cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = masked_whiten(advantages, response_mask.float())
+        return Rollout(query_ids=query_ids, query_mask=query_mask, responses=responses, response_mask=response_mask,
+                       logprobs=logprobs, ref_logprobs=ref_logprobs, values=values, entropy=entropy, scores=scores,
+                       raw_scores=raw_scores, kl=kl, rewards=rewards, advantages=advantages, returns=returns,
+                       queries_text=list(queries_text), responses_text=responses_text)
+
+    def _response_length(self) -> int:
+        cfg = self.config
+        if cfg.min_response_length is None:
+            return cfg.response_length
+        return random.Random(cfg.seed * 7919 + self.state["step"]).randint(cfg.min_response_length, cfg.response_length)
+
+    def _generate(self, query_ids: torch.Tensor, query_mask: torch.Tensor):
+        """Sample responses (B, T) with their mask, and the per-token policy log-probs, reference log-probs, values
+        and entropies (each (B, T), 0 on masked positions), as ordinary tensors the update's autograd may save."""
+        cfg = self.config
         policy = self.accelerator.unwrap_model(self.policy)
         value_model = self.accelerator.unwrap_model(self.value_model)
-        t0 = time.time()
-
-        # 1. Rollout: sample responses to left-padded queries with the KV cache.
-        query_lists, queries_text = self._query_batch(self.state["step"])
-        query_ids, query_mask = pad_left(query_lists, self.tokenizer.pad_token_id)
-        query_ids, query_mask = query_ids.to(device), query_mask.to(device)
-        response_length = cfg.response_length
-        if cfg.min_response_length is not None:
-            response_length = random.Random(cfg.seed * 7919 + self.state["step"]).randint(cfg.min_response_length, cfg.response_length)
-        # Steps 1-2 run under inference_mode (no autograd bookkeeping). The logits the tokens were sampled from
-        # (/ temperature, before top-k/top-p) give the policy's log-probs: no second policy forward pass over the
-        # rollout (TRL's PPO reuses its generation logits likewise).
+        # Under inference_mode (no autograd bookkeeping). The logits the tokens were sampled from (/ temperature,
+        # before top-k/top-p) give the policy's log-probs: no second policy forward pass over the rollout (TRL's PPO
+        # reuses its generation logits likewise).
         with torch.inference_mode():
             responses, response_mask, logits = sample(
-                policy, query_ids, query_mask, max_new_tokens=response_length, temperature=cfg.temperature, top_k=cfg.top_k,
-                top_p=cfg.top_p, eos_token_id=self.tokenizer.eos_token_id if cfg.stop_at_eos else None,
-                pad_token_id=self.tokenizer.pad_token_id, return_logits=True,
-            )
-
-            # 2. Log-probs of policy and reference (logits / temperature), values, entropy.
+                policy, query_ids, query_mask, max_new_tokens=self._response_length(), temperature=cfg.temperature,
+                top_k=cfg.top_k, top_p=cfg.top_p, eos_token_id=self.tokenizer.eos_token_id if cfg.stop_at_eos else None,
+                pad_token_id=self.tokenizer.pad_token_id, return_logits=True)
             logprobs = logprobs_from_logits(logits, responses) * response_mask
             entropy = entropy_from_logits(logits) * response_mask
             del logits
@@ -209,13 +247,16 @@ class PPOTrainer:
             del ref_logits
             values = value_forward(value_model, query_ids, query_mask, responses, response_mask) * response_mask
         # Ordinary copies for the update: its autograd graph may not save inference tensors.
-        responses, response_mask, logprobs, ref_logprobs, values, entropy = (
-            t.clone() for t in (responses, response_mask, logprobs, ref_logprobs, values, entropy))
+        return tuple(t.clone() for t in (responses, response_mask, logprobs, ref_logprobs, values, entropy))
 
-        # 3. Score the decoded text (reward models use their own tokenizers).
-        responses_text = self.tokenizer.batch_decode(responses * response_mask + self.tokenizer.pad_token_id * (1 - response_mask), skip_special_tokens=True)
-        raw = check_scores(self.reward_fn(list(queries_text), responses_text), len(responses_text), self.reward_fn)
-        raw_scores = torch.tensor(raw, dtype=torch.float32, device=device)
+    def _score(self, queries_text: list[str], responses: torch.Tensor, response_mask: torch.Tensor):
+        """(raw scores (B,), shaped scores (B,), decoded responses): the reward function on the decoded text, then
+        the missing-EOS penalty, clipping and running normalisation the config asks for."""
+        cfg, pad_id = self.config, self.tokenizer.pad_token_id
+        responses_text = self.tokenizer.batch_decode(responses * response_mask + pad_id * (1 - response_mask),
+                                                     skip_special_tokens=True)
+        raw = check_scores(self.reward_fn(queries_text, responses_text), len(responses_text), self.reward_fn)
+        raw_scores = torch.tensor(raw, dtype=torch.float32, device=responses.device)
         scores = raw_scores.clone()
         if cfg.missing_eos_penalty is not None:
             has_eos = (responses == self.tokenizer.eos_token_id).logical_and(response_mask.bool()).any(1)
@@ -225,85 +266,25 @@ class PPOTrainer:
         if cfg.normalize_reward:
             self.reward_stats.update(self.accelerator.gather(scores))
             scores = (scores - self.reward_stats.mean) / self.reward_stats.std
-        t_rollout = time.time() - t0
+        return raw_scores, scores, responses_text
 
-        # 4. Per-token reward: -beta * KL_t everywhere, plus the score on the last real response token.
-        kl = kl_per_token(logprobs, ref_logprobs, cfg.kl_estimator) * response_mask
-        beta = self.kl_ctl.value
-        rewards = -beta * kl
-        last = response_mask.sum(1).long() - 1
-        rewards[torch.arange(len(last), device=device), last] += scores
-
-        # 5. GAE advantages and returns; advantages whitened over the batch.
-        advantages, returns = compute_gae(rewards, values, response_mask.float(), cfg.gamma, cfg.lam)
-        if cfg.whiten_advantages:
-            advantages = masked_whiten(advantages, response_mask.float())
-        rollout = Rollout(query_ids, query_mask, responses, response_mask, logprobs, ref_logprobs, values, entropy,
-                          scores, raw_scores, kl, rewards, advantages, returns, list(queries_text), responses_text)
-
-        # 6. PPO epochs over minibatches.
-        t1 = time.time()
-        update_stats = self._update(rollout)
-        t_update = time.time() - t1
-
-        # 7. Adapt beta, log.
-        mean_kl = self.accelerator.gather(kl.sum(1)).mean().item()
-        self.kl_ctl.update(mean_kl, self.global_batch)
-        self.state["step"] += 1
-        self.state["episode"] += self.global_batch
-        tokens = int(self.accelerator.gather(response_mask.sum()).sum().item()) + int(self.accelerator.gather(query_mask.sum()).sum().item())
-        metrics = {
-            "episode": self.state["episode"],
-            "step": self.state["step"],
-            "objective/kl": mean_kl,
-            "objective/entropy": self._gmean(entropy.sum(1)),
-            "objective/non_score_reward": self._gmean((-beta * kl).sum(1)),
-            "objective/rlhf_reward": self._gmean(raw_scores - beta * kl.sum(1)),
-            "objective/scores": self._gmean(raw_scores),
-            "objective/scores_std": self.accelerator.gather(raw_scores).std().item() if self.global_batch > 1 else 0.0,
-            "objective/kl_coef": beta,
-            **update_stats,
-            "val/mean": self._gmean(masked_mean(values, response_mask.float(), 1)),
-            "lr": self.scheduler.get_last_lr()[0],
-            "response_length_mean": self._gmean(response_mask.sum(1).float()),
-            "time/rollout_s": t_rollout,
-            "time/update_s": t_update,
-            "tokens_per_s": tokens / (time.time() - t0),
-        }
-        self._last_rollout = rollout
-        return metrics
-
-    def _update(self, rollout: Rollout) -> dict[str, float]:
-        """num_ppo_epochs passes of minibatch updates on the clipped policy and value losses."""
+    def update(self, rollout: Rollout) -> dict[str, float]:
+        """num_ppo_epochs passes of minibatch updates on the clipped policy and value losses; returns loss metrics."""
         cfg = self.config
         stats = {k: [] for k in ("approxkl", "clipfrac", "policy_loss", "value_loss", "value_clipfrac", "ratio", "entropy")}
         gen = torch.Generator().manual_seed(cfg.seed * 104729 + self.state["step"])
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
         for _epoch in range(cfg.num_ppo_epochs):
             perm = torch.randperm(cfg.batch_size, generator=gen)
             for mb_start in range(0, cfg.batch_size, self.mini_batch_size):
                 mb_idx = perm[mb_start : mb_start + self.mini_batch_size]
                 for micro_start in range(0, self.mini_batch_size, self.micro_batch_size):
                     idx = mb_idx[micro_start : micro_start + self.micro_batch_size].to(rollout.responses.device)
-                    mask = rollout.response_mask[idx].float()
-                    new_logits = forward_response(self.policy, rollout.query_ids[idx], rollout.query_mask[idx], rollout.responses[idx], rollout.response_mask[idx], cfg.temperature)
-                    new_logprobs = logprobs_from_logits(new_logits, rollout.responses[idx])
-                    pg_loss, pg_stats = policy_loss(new_logprobs, rollout.logprobs[idx], rollout.advantages[idx], mask, cfg.cliprange)
-                    new_values = value_forward(self.value_model, rollout.query_ids[idx], rollout.query_mask[idx], rollout.responses[idx], rollout.response_mask[idx])
-                    vf_loss, vf_clipfrac = value_loss(new_values, rollout.values[idx], rollout.returns[idx], mask, cfg.cliprange_value)
-                    loss = pg_loss + cfg.vf_coef * vf_loss
-                    if cfg.ent_coef:
-                        entropy = masked_mean(entropy_from_logits(new_logits), mask)
-                        loss = loss - cfg.ent_coef * entropy
-                        stats["entropy"].append(entropy.detach())
+                    loss = self._loss(rollout, idx, stats)
                     self.accelerator.backward(loss / cfg.gradient_accumulation_steps)
-                    for k, v in (("approxkl", pg_stats["approxkl"]), ("clipfrac", pg_stats["clipfrac"]), ("ratio", pg_stats["ratio"]),
-                                 ("policy_loss", pg_loss.detach()), ("value_loss", vf_loss.detach()), ("value_clipfrac", vf_clipfrac)):
-                        stats[k].append(v)
-                params = [p for group in self.optimizer.param_groups for p in group["params"]]
                 self.accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
         s = {k: self._gmean(torch.stack(v)) for k, v in stats.items() if v}
         out = {
             "policy/approxkl_avg": s["approxkl"], "policy/clipfrac_avg": s["clipfrac"],
@@ -318,6 +299,42 @@ class PPOTrainer:
         out["val/ratio_first_mb"] = stats["ratio"][0].item()
         return out
 
+    def _loss(self, rollout: Rollout, idx: torch.Tensor, stats: dict[str, list]) -> torch.Tensor:
+        """Clipped policy loss + vf_coef x clipped value loss (- ent_coef x entropy) on the episodes `idx`; appends
+        the minibatch's statistics to `stats`."""
+        cfg = self.config
+        q_ids, q_mask, resp, resp_mask = (rollout.query_ids[idx], rollout.query_mask[idx], rollout.responses[idx],
+                                          rollout.response_mask[idx])
+        mask = resp_mask.float()
+        new_logits = forward_response(self.policy, q_ids, q_mask, resp, resp_mask, cfg.temperature)
+        new_logprobs = logprobs_from_logits(new_logits, resp)
+        pg_loss, pg_stats = policy_loss(new_logprobs, rollout.logprobs[idx], rollout.advantages[idx], mask, cfg.cliprange)
+        new_values = value_forward(self.value_model, q_ids, q_mask, resp, resp_mask)
+        vf_loss, vf_clipfrac = value_loss(new_values, rollout.values[idx], rollout.returns[idx], mask, cfg.cliprange_value)
+        loss = pg_loss + cfg.vf_coef * vf_loss
+        if cfg.ent_coef:
+            entropy = masked_mean(entropy_from_logits(new_logits), mask)
+            loss = loss - cfg.ent_coef * entropy
+            stats["entropy"].append(entropy.detach())
+        for k, v in (("approxkl", pg_stats["approxkl"]), ("clipfrac", pg_stats["clipfrac"]), ("ratio", pg_stats["ratio"]),
+                     ("policy_loss", pg_loss.detach()), ("value_loss", vf_loss.detach()), ("value_clipfrac", vf_clipfrac)):
+            stats[k].append(v)
+        return loss
+
+    def _rollout_metrics(self, r: Rollout, beta: float, mean_kl: float) -> dict[str, float]:
+        """The rollout's TRL-named metrics, averaged over all processes."""
+        return {
+            "objective/kl": mean_kl,
+            "objective/entropy": self._gmean(r.entropy.sum(1)),
+            "objective/non_score_reward": self._gmean((-beta * r.kl).sum(1)),
+            "objective/rlhf_reward": self._gmean(r.raw_scores - beta * r.kl.sum(1)),
+            "objective/scores": self._gmean(r.raw_scores),
+            "objective/scores_std": self.accelerator.gather(r.raw_scores).std().item() if self.global_batch > 1 else 0.0,
+            "objective/kl_coef": beta,
+            "val/mean": self._gmean(masked_mean(r.values, r.response_mask.float(), 1)),
+            "response_length_mean": self._gmean(r.response_mask.sum(1).float()),
+        }
+
     def _gmean(self, x: torch.Tensor) -> float:
         """Mean over all elements on all processes."""
         return self.accelerator.gather(x.detach().float().reshape(-1)).mean().item()
@@ -328,15 +345,15 @@ class PPOTrainer:
 
         Returns the last step's metrics. The final aligned policy goes to `output_dir` (see `save_model`).
         """
-        cfg = self.config
+        cfg, main = self.config, self.accelerator.is_main_process
         os.makedirs(cfg.output_dir, exist_ok=True)
         if cfg.resume_from_checkpoint:
-            self.load_checkpoint(self._resolve_checkpoint(cfg.resume_from_checkpoint))
-        if self.accelerator.is_main_process:
-            save_config(cfg, os.path.join(cfg.output_dir, "training_config.yaml"))
-            self._open_loggers()
+            self.load_checkpoint(runs.resolve_checkpoint(cfg.output_dir, cfg.resume_from_checkpoint))
+        logger = runs.RunLogger(cfg.output_dir, cfg.report_to, cfg) if main else None
+        if main:
+            save_config(cfg, os.path.join(cfg.output_dir, runs.TRAINING_CONFIG_FILE))
         bar = tqdm(total=self.num_steps * self.global_batch, initial=self.state["episode"], unit="episode", desc="PPO",
-                   disable=not (cfg.progress_bar and self.accelerator.is_main_process))
+                   disable=not (cfg.progress_bar and main))
         metrics: dict[str, float] = {}
         while self.state["step"] < self.num_steps:
             t0 = time.time()
@@ -346,82 +363,33 @@ class PPOTrainer:
             bar.update(self.global_batch)
             bar.set_postfix(score=f"{metrics['objective/scores']:.2f}", kl=f"{metrics['objective/kl']:.2f}")
             step = self.state["step"]
-            if self.accelerator.is_main_process and (step % cfg.logging_steps == 0 or step == self.num_steps):
-                self._log(metrics)
-            if self.accelerator.is_main_process and cfg.sample_steps and (step % cfg.sample_steps == 0 or step == 1):
-                self._log_samples(bar)
+            if main and (step % cfg.logging_steps == 0 or step == self.num_steps):
+                logger.log(metrics)
+            if main and cfg.sample_steps and (step % cfg.sample_steps == 0 or step == 1):
+                r = self.last_rollout
+                rows = logger.log_samples(step, r.queries_text, r.responses_text, r.raw_scores.tolist(), cfg.num_samples_logged)
+                for row in rows[:2]:
+                    bar.write(f"[step {step}] {row['query']!r} -> {row['response']!r} (score {row['score']:.2f})")
             if cfg.save_steps and step % cfg.save_steps == 0 and step < self.num_steps:
                 self.save_checkpoint()
         bar.close()
         self.save_checkpoint()
         self.save_model(cfg.output_dir, metrics)
-        self._close_loggers()
+        if logger is not None:
+            logger.close()
         return metrics
 
-    # ---- logging ---------------------------------------------------------------------------------------
-    def _open_loggers(self):
-        cfg = self.config
-        if cfg.report_to == "tensorboard":
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.log_writer = SummaryWriter(os.path.join(cfg.output_dir, "runs"))
-        elif cfg.report_to == "trackio":
-            import trackio
-
-            trackio.init(project="rlhf-demo", config=asdict(cfg))
-            self.log_writer = trackio
-
-    def _log(self, metrics: dict[str, float]):
-        with open(os.path.join(self.config.output_dir, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps(metrics) + "\n")
-        if self.config.report_to == "tensorboard":
-            for k, v in metrics.items():
-                self.log_writer.add_scalar(k, v, int(metrics["episode"]))
-        elif self.config.report_to == "trackio":
-            self.log_writer.log(metrics, step=int(metrics["episode"]))
-
-    def _log_samples(self, bar):
-        r = self._last_rollout
-        rows = [{"step": self.state["step"], "query": q, "response": resp, "score": s}
-                for q, resp, s in zip(r.queries_text, r.responses_text, r.raw_scores.tolist())][: self.config.num_samples_logged]
-        with open(os.path.join(self.config.output_dir, "samples.jsonl"), "a") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
-        for row in rows[:2]:
-            bar.write(f"[step {row['step']}] {row['query']!r} -> {row['response']!r} (score {row['score']:.2f})")
-
-    def _close_loggers(self):
-        if self.config.report_to == "tensorboard" and self.log_writer is not None:
-            self.log_writer.close()
-        elif self.config.report_to == "trackio" and self.log_writer is not None:
-            self.log_writer.finish()
-
-    # ---- checkpoints -----------------------------------------------------------------------------------
-    def _resolve_checkpoint(self, path: str) -> str:
-        if path == "latest":
-            found = sorted(glob.glob(os.path.join(self.config.output_dir, "checkpoints", "checkpoint-*")),
-                           key=lambda p: int(p.rsplit("-", 1)[1]) if p.rsplit("-", 1)[1].isdigit() else -1)
-            found = [p for p in found if p.rsplit("-", 1)[1].isdigit()]
-            if not found:
-                raise FileNotFoundError(f"No checkpoint under {self.config.output_dir}/checkpoints to resume from; drop --resume_from_checkpoint to start fresh.")
-            return found[-1]
-        if not os.path.isfile(os.path.join(path, "trainer_state.json")):
-            raise FileNotFoundError(f"{path!r} is not a checkpoint folder (no trainer_state.json); pass a checkpoint-N folder or `latest`.")
-        return path
-
+    # ---- checkpoints and export --------------------------------------------------------------------------
     def save_checkpoint(self) -> str:
         """Write `output_dir/checkpoints/checkpoint-<step>` atomically (temporary folder, then rename) and keep
         the last `save_total_limit`. Holds policy, value model, optimizer, scheduler, KL controller, reward
         statistics, RNG states and the data position (the step)."""
         cfg, acc = self.config, self.accelerator
-        root = os.path.join(cfg.output_dir, "checkpoints")
-        final = os.path.join(root, f"checkpoint-{self.state['step']}")
-        tmp = os.path.join(root, f".tmp-checkpoint-{self.state['step']}")
         acc.wait_for_everyone()
         if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            os.makedirs(tmp)
+            runs.begin_checkpoint(cfg.output_dir, self.state["step"])
         acc.wait_for_everyone()
+        tmp, _ = runs.checkpoint_paths(cfg.output_dir, self.state["step"])
         rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
         torch.save(rng, os.path.join(tmp, f"rng_state_{acc.process_index}.pth"))
         if acc.is_main_process:
@@ -430,29 +398,26 @@ class PPOTrainer:
             self.tokenizer.save_pretrained(os.path.join(tmp, "policy"))
             torch.save(self.optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
             torch.save(self.scheduler.state_dict(), os.path.join(tmp, "scheduler.pt"))
-            state = {**self.state, "kl_coef": self.kl_ctl.value, "reward_stats": vars(self.reward_stats), "world_size": acc.num_processes}
-            with open(os.path.join(tmp, "trainer_state.json"), "w") as f:
-                json.dump(state, f, indent=2)
+            state = {**self.state, "kl_coef": self.kl_ctl.value, "reward_stats": vars(self.reward_stats),
+                     "world_size": acc.num_processes}
+            runs.write_json(os.path.join(tmp, "trainer_state.json"), state)
         acc.wait_for_everyone()
-        if acc.is_main_process:
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            done = sorted((p for p in glob.glob(os.path.join(root, "checkpoint-*")) if p.rsplit("-", 1)[1].isdigit()),
-                          key=lambda p: int(p.rsplit("-", 1)[1]))
-            for old in done[: max(0, len(done) - cfg.save_total_limit)]:
-                shutil.rmtree(old, ignore_errors=True)
+        final = runs.commit_checkpoint(cfg.output_dir, self.state["step"], cfg.save_total_limit) if acc.is_main_process else ""
         acc.wait_for_everyone()
         return final
 
     def load_checkpoint(self, path: str) -> None:
-        """Restore everything `save_checkpoint` wrote, so training continues as if never interrupted."""
+        """Restore everything `save_checkpoint` wrote, so training continues as if never interrupted.
+
+        Raises ValueError when the checkpoint was written by another number of processes."""
         from safetensors.torch import load_file
 
         acc = self.accelerator
         with open(os.path.join(path, "trainer_state.json")) as f:
             state = json.load(f)
         if state.get("world_size", 1) != acc.num_processes:
-            raise ValueError(f"Checkpoint {path} was written by {state['world_size']} processes; resume with the same number (now {acc.num_processes}).")
+            raise ValueError(f"Checkpoint {path} was written by {state['world_size']} processes; resume with the same number "
+                             f"(now {acc.num_processes}).")
         policy = acc.unwrap_model(self.policy)
         if self.config.use_peft:
             from peft import set_peft_model_state_dict
@@ -460,20 +425,15 @@ class PPOTrainer:
             set_peft_model_state_dict(policy, load_file(os.path.join(path, "policy", "adapter_model.safetensors")))
         else:
             policy.load_state_dict(load_file(os.path.join(path, "policy", "model.safetensors")), strict=False)
-        acc.unwrap_model(self.value_model).load_state_dict(load_file(os.path.join(path, "value_model", "model.safetensors")), strict=False)
+        value_weights = load_file(os.path.join(path, "value_model", "model.safetensors"))
+        acc.unwrap_model(self.value_model).load_state_dict(value_weights, strict=False)
         self.optimizer.load_state_dict(torch.load(os.path.join(path, "optimizer.pt"), weights_only=False))
         self.scheduler.load_state_dict(torch.load(os.path.join(path, "scheduler.pt"), weights_only=False))
         self.kl_ctl.value = state["kl_coef"]
         vars(self.reward_stats).update(state["reward_stats"])
         self.state = {k: state[k] for k in ("step", "episode", "wall_time_s")}
         if acc.is_main_process:  # forget what was logged after the checkpoint: those steps will run again
-            for name in ("metrics.jsonl", "samples.jsonl"):
-                log = os.path.join(self.config.output_dir, name)
-                if os.path.exists(log):
-                    with open(log) as f:
-                        rows = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= self.state["step"]]
-                    with open(log, "w") as f:
-                        f.writelines(rows)
+            runs.truncate_logs(self.config.output_dir, self.state["step"])
         rng = torch.load(os.path.join(path, f"rng_state_{acc.process_index}.pth"), weights_only=False)
         torch.set_rng_state(rng["torch"])
         random.setstate(rng["python"])
@@ -482,40 +442,23 @@ class PPOTrainer:
     def save_model(self, output_dir: str, final_metrics: dict | None = None) -> None:
         """Save the aligned policy (merged, if LoRA) loadable with `AutoModelForCausalLM.from_pretrained`,
         its tokenizer and generation config, the value model (`value_model/`) and `run_info.json`."""
-        acc = self.accelerator
+        acc, cfg = self.accelerator, self.config
         if not acc.is_main_process:
             return
         policy = acc.unwrap_model(self.policy)
-        if self.config.use_peft:
+        if cfg.use_peft:
             policy.save_pretrained(os.path.join(output_dir, "adapter"))
             policy = copy.deepcopy(policy).merge_and_unload()
         gen = policy.generation_config
-        gen.do_sample, gen.top_k, gen.top_p, gen.temperature = True, self.config.top_k, self.config.top_p, self.config.temperature
-        gen.max_new_tokens = self.config.response_length
-        gen.pad_token_id = self.tokenizer.pad_token_id
-        gen.eos_token_id = self.tokenizer.eos_token_id
+        gen.do_sample, gen.top_k, gen.top_p, gen.temperature = True, cfg.top_k, cfg.top_p, cfg.temperature
+        gen.max_new_tokens = cfg.response_length
+        gen.pad_token_id, gen.eos_token_id = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
         policy.save_pretrained(output_dir)
         self.tokenizer.save_pretrained(output_dir)
         acc.unwrap_model(self.value_model).save_pretrained(os.path.join(output_dir, "value_model"))
-        from .pretrain import machine_description
-
-        info = {
-            "base_model": self.config.model_name_or_path,
-            "reward_functions": [repr(self.reward_fn)],
-            "dataset": self.config.dataset_name,
-            "episodes": self.state["episode"],
-            "steps": self.state["step"],
-            "wall_time_s": self.state["wall_time_s"],
-            "machine": machine_description(),
-            "processes": acc.num_processes,
-            "rlhf_demo_version": __version__,
+        runs.write_json(os.path.join(output_dir, runs.RUN_INFO_FILE), {
+            "base_model": cfg.model_name_or_path, "reward_functions": [repr(self.reward_fn)], "dataset": cfg.dataset_name,
+            "episodes": self.state["episode"], "steps": self.state["step"], "wall_time_s": self.state["wall_time_s"],
+            "machine": runs.machine_description(), "processes": acc.num_processes, "rlhf_demo_version": __version__,
             "final_metrics": final_metrics or {},
-        }
-        with open(os.path.join(output_dir, "run_info.json"), "w") as f:
-            json.dump(info, f, indent=2)
-
-
-def _build_reward(cfg: PPOConfig):
-    from .rewards import build_reward
-
-    return build_reward(cfg.reward)
+        })

@@ -108,6 +108,51 @@ def truncate_logs(run_dir: str, step: int) -> None:
             os.replace(tmp, path)
 
 
+class RunLogger:
+    """Writes a run's `metrics.jsonl` and `samples.jsonl` and mirrors metrics to TensorBoard or Trackio.
+
+    Args:
+        run_dir: the run folder (exists).
+        report_to: `none`, `tensorboard` (event files under RUN/runs/) or `trackio`.
+        config: the run's config dataclass, given to Trackio.
+    """
+
+    def __init__(self, run_dir: str, report_to: str = "none", config=None):
+        self.run_dir, self.report_to, self.writer = run_dir, report_to, None
+        if report_to == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(os.path.join(run_dir, "runs"))
+        elif report_to == "trackio":
+            import dataclasses
+
+            import trackio
+
+            trackio.init(project="rlhf-demo", config=dataclasses.asdict(config) if config is not None else None)
+            self.writer = trackio
+
+    def log(self, metrics: dict[str, float]) -> None:
+        """Append one line of metrics (with its `episode` and `step`)."""
+        append_jsonl(os.path.join(self.run_dir, METRICS_FILE), [metrics])
+        if self.report_to == "tensorboard":
+            for k, v in metrics.items():
+                self.writer.add_scalar(k, v, int(metrics["episode"]))
+        elif self.report_to == "trackio":
+            self.writer.log(metrics, step=int(metrics["episode"]))
+
+    def log_samples(self, step: int, queries: list[str], responses: list[str], scores: list[float], n: int) -> list[dict]:
+        """Append the first `n` (query, response, score) episodes of `step`; return the rows written."""
+        rows = [{"step": step, "query": q, "response": r, "score": s} for q, r, s in zip(queries, responses, scores)][:n]
+        append_jsonl(os.path.join(self.run_dir, SAMPLES_FILE), rows)
+        return rows
+
+    def close(self) -> None:
+        if self.report_to == "tensorboard":
+            self.writer.close()
+        elif self.report_to == "trackio":
+            self.writer.finish()
+
+
 # ------------------------------------------------------------------------------------------- checkpoints
 def list_checkpoints(run_dir: str) -> list[tuple[int, str]]:
     """(step, path) of every finished `RUN/checkpoints/checkpoint-<step>/`, by step (temporary folders skipped)."""
@@ -138,6 +183,14 @@ def checkpoint_paths(run_dir: str, step: int) -> tuple[str, str]:
     """(temporary, final) folders of the checkpoint of `step`: write into the first, then `commit_checkpoint`."""
     root = os.path.join(run_dir, CHECKPOINTS)
     return os.path.join(root, f".tmp-checkpoint-{step}"), os.path.join(root, f"checkpoint-{step}")
+
+
+def begin_checkpoint(run_dir: str, step: int) -> str:
+    """Create the empty temporary folder of the checkpoint of `step` (removing a leftover one) and return it."""
+    tmp, _ = checkpoint_paths(run_dir, step)
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    return tmp
 
 
 def commit_checkpoint(run_dir: str, step: int, keep: int) -> str:

@@ -48,7 +48,7 @@ def test_gpt2_preset_runs_with_a_reward_model_of_another_tokenizer(tmp_path, gpt
     assert trainer.tokenizer.pad_token_id == trainer.tokenizer.eos_token_id == 50256  # GPT-2: pad with EOS, mask by length
     m = trainer.step()
     assert m["objective/kl"] == pytest.approx(0.0, abs=1e-4) and m["response_length_mean"] == 16  # up to rounding
-    r = trainer._last_rollout
+    r = trainer.last_rollout
     # The score is the DistilBERT logit of POSITIVE on the decoded text, not on GPT-2 ids.
     expected = SentimentReward(rm_dir)(r.queries_text, r.responses_text)
     assert torch.allclose(r.raw_scores, torch.tensor(expected), atol=1e-5)

@@ -149,22 +149,35 @@ def test_stop_at_eos_masks_after_eos(word_policy_dir):
             assert all(m)
 
 
-@pytest.mark.slow
-def test_data_parallel_two_processes_keep_identical_parameters(tmp_path):
+def run_data_parallel(out, nproc: int, port: int) -> list[dict]:
+    """Train dp_worker.py under torchrun with `nproc` processes; return each rank's report."""
     import subprocess
     import sys
 
     worker = os.path.join(os.path.dirname(__file__), "dp_worker.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", worker, str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+                           str(port), worker, str(out)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    reports = [json.load(open(tmp_path / f"rank{r}.json")) for r in (0, 1)]
-    for rep in reports:
+    return [json.load(open(out / f"rank{r}.json")) for r in range(nproc)]
+
+
+@pytest.mark.slow
+def test_data_parallel_matches_one_process(tmp_path):
+    one = run_data_parallel(tmp_path / "one", 1, 29531)
+    two = run_data_parallel(tmp_path / "two", 2, 29533)
+    for rep in two:
         assert rep["world_size"] == 2
-        assert rep["episodes"] == 2 * 16 * 3  # episodes count both processes
+        assert rep["episodes"] == one[0]["episodes"] == 32 * 3  # episodes count both processes
         assert rep["max_diff_across_ranks"] == 0.0  # gradients were all-reduced: the ranks never drift apart
         assert rep["moved"] > 0  # and training did change the weights
+    # The same global batch, so the same schedule: the learning rate is stepped once per PPO step, whatever the number
+    # of processes (accelerate's scheduler wrapper once stepped it per process, driving it below 0).
+    lr_one = [m["lr"] for m in read_metrics(tmp_path / "one")]
+    lr_two = [m["lr"] for m in read_metrics(tmp_path / "two")]
+    assert lr_one == pytest.approx([1e-3 * 2 / 3, 1e-3 / 3, 0.0], abs=1e-12)
+    assert lr_two == pytest.approx(lr_one, abs=1e-12)
+    assert [m["episode"] for m in read_metrics(tmp_path / "two")] == [32, 64, 96]
 
 
 def test_report_to_tensorboard_writes_events(word_policy_dir, tmp_path):
