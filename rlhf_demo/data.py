@@ -13,17 +13,14 @@ import random
 
 import datasets
 
+from .models import is_local_path
+
 DEFAULT_DATASET = "stanfordnlp/imdb"
 
 
 def clean_review(text: str) -> str:
     """Replace IMDB's HTML line breaks (`<br />`, `<br/>`, `<br>`) by spaces."""
     return text.replace("<br />", " ").replace("<br/>", " ").replace("<br>", " ")
-
-
-def _looks_like_path(name: str) -> bool:
-    # Hub ids are `name` or `namespace/name`; anything else is a local path.
-    return os.path.exists(os.path.expanduser(name)) or name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
 def load_reviews(dataset_name_or_path: str = DEFAULT_DATASET, split: str = "train", text_column: str = "text") -> datasets.Dataset:
@@ -41,7 +38,7 @@ def load_reviews(dataset_name_or_path: str = DEFAULT_DATASET, split: str = "trai
             found), or the split is empty.
     """
     path = os.path.expanduser(dataset_name_or_path)
-    if _looks_like_path(dataset_name_or_path) and not os.path.exists(path):
+    if is_local_path(dataset_name_or_path) and not os.path.exists(path):
         raise FileNotFoundError(
             f"Prompt dataset path {dataset_name_or_path!r} does not exist. Pass a folder that "
             "`datasets.load_dataset` can read (e.g. one with train.parquet and test.parquet) or a Hub id such "

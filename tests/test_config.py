@@ -50,3 +50,25 @@ def test_pretrain_dropout_flag_and_its_range():
     assert PretrainConfig().dropout == 0.0
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
         parse_config(PretrainConfig, ["--dropout", "1.5"])
+
+
+def test_required_push_fields_come_from_the_yaml_file(tmp_path):
+    # `model` and `repo_id` have no default (argparse would require the flags); a YAML file may give them.
+    from rlhf_demo.config import PushConfig
+
+    path = tmp_path / "push.yaml"
+    path.write_text("model: ./runs/tiny\nrepo_id: someone/tiny-rlhf\nprivate: true\n")
+    cfg = parse_config(PushConfig, ["--config", str(path)], section="push")
+    assert cfg.model == str(tmp_path / "runs" / "tiny") and cfg.repo_id == "someone/tiny-rlhf" and cfg.private
+    assert parse_config(PushConfig, ["--config", str(path), "--repo_id", "other/name"], section="push").repo_id == "other/name"
+    with pytest.raises(SystemExit):  # still required when nothing gives it
+        parse_config(PushConfig, ["--model", "x"], section="push")
+
+
+def test_data_dir_setting(monkeypatch, tmp_path):
+    from rlhf_demo.config import data_dir
+
+    monkeypatch.setenv("RLHF_DEMO_DATA", str(tmp_path))
+    assert data_dir() == str(tmp_path)
+    monkeypatch.delenv("RLHF_DEMO_DATA")
+    assert data_dir().endswith(os.path.join("shared", "data"))
