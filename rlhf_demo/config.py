@@ -10,6 +10,7 @@ always overrides a preset value. Paths in a YAML file that start with `./` or `.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -69,7 +70,8 @@ def load_yaml_config(path: str, section: str | None = None) -> dict[str, Any]:
     return {k: resolve(v) for k, v in data.items()}
 
 
-def parse_config(dataclass_types, args: list[str] | None = None, section: str | None = None, prog: str | None = None, description: str | None = None):
+def parse_config(dataclass_types, args: list[str] | None = None, section: str | None = None, prog: str | None = None,
+                 description: str | None = None):
     """Parse command-line `args` into instances of `dataclass_types` (a dataclass or a tuple of them).
 
     `--preset NAME` and `--config FILE.yaml` set defaults; explicit flags override them.
@@ -83,8 +85,10 @@ def parse_config(dataclass_types, args: list[str] | None = None, section: str | 
     known, _ = pre.parse_known_args(args)
 
     parser = HfArgumentParser(types, prog=prog, description=description)
-    parser.add_argument("--preset", choices=PRESET_NAMES, default=None, help="Preset to start from: tiny (offline, shipped models) or gpt2 (Hub defaults).")
-    parser.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file of option: value pairs; command-line flags override it.")
+    parser.add_argument("--preset", choices=PRESET_NAMES, default=None, help="Preset to start from: tiny (offline, "
+            "shipped models) or gpt2 (Hub defaults).")
+    parser.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file of option: value pairs; "
+            "command-line flags override it.")
     defaults: dict[str, Any] = {}
     if known.preset:
         defaults.update(load_yaml_config(preset_path(known.preset), section))
@@ -104,6 +108,14 @@ def parse_config(dataclass_types, args: list[str] | None = None, section: str | 
     return outputs[0] if single else tuple(outputs)
 
 
+def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:
+    """A config field with its `--help` text (what `HfArgumentParser` reads from `metadata["help"]`); a list or dict
+    default is copied for each instance. Without `default` the flag is required (unless a YAML file gives it)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help}, **kwargs)
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
 def save_config(config, path: str) -> None:
     """Write a config dataclass as YAML (the resolved config of a run)."""
     with open(path, "w") as f:
@@ -114,24 +126,27 @@ def save_config(config, path: str) -> None:
 class PretrainConfig:
     """`rlhf-demo pretrain`: a byte-level BPE tokenizer and a small GPT-2 trained from scratch on IMDB reviews."""
 
-    output_dir: str = field(default="runs/pretrain", metadata={"help": "Where the tokenizer, checkpoints and final model go."})
-    dataset_name: str = field(default="stanfordnlp/imdb", metadata={"help": "Hub id or local path of the review dataset (train split for training, test split for the held-out report)."})
-    vocab_size: int = field(default=8192, metadata={"help": "BPE vocabulary size, special tokens included."})
-    n_layer: int = field(default=4, metadata={"help": "Transformer blocks."})
-    n_embd: int = field(default=256, metadata={"help": "Hidden width."})
-    n_head: int = field(default=4, metadata={"help": "Attention heads."})
-    block_size: int = field(default=256, metadata={"help": "Training context in tokens (also the model's n_positions)."})
-    batch_size: int = field(default=16, metadata={"help": "Sequences per optimizer step."})
-    learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate (linear warmup, cosine decay to min_lr_ratio x peak)."})
-    min_lr_ratio: float = field(default=0.1, metadata={"help": "Final learning rate as a fraction of the peak."})
-    warmup_steps: int = field(default=100, metadata={"help": "Linear warmup steps."})
-    max_steps: int = field(default=1000, metadata={"help": "Optimizer steps."})
-    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay on matrices."})
-    dropout: float = field(default=0.0, metadata={"help": "Dropout on embeddings, attention and residuals (0 suits pretraining under one epoch, as in nanoGPT); also applied on --resume."})
-    eval_reviews: int = field(default=1000, metadata={"help": "Held-out test reviews for the loss / perplexity / bits-per-byte report."})
-    save_steps: int = field(default=100, metadata={"help": "Write a resumable checkpoint every N steps."})
-    resume: bool = field(default=False, metadata={"help": "Resume from output_dir/checkpoint if present. A larger --max_steps extends a finished run: the cosine schedule is recomputed for the new length."})
-    seed: int = field(default=0, metadata={"help": "Random seed."})
+    output_dir: str = arg("runs/pretrain", "Where the tokenizer, checkpoints and final model go.")
+    dataset_name: str = arg("stanfordnlp/imdb", "Hub id or local path of the review dataset (train split for training, "
+                                                "test split for the held-out report).")
+    vocab_size: int = arg(8192, "BPE vocabulary size, special tokens included.")
+    n_layer: int = arg(4, "Transformer blocks.")
+    n_embd: int = arg(256, "Hidden width.")
+    n_head: int = arg(4, "Attention heads.")
+    block_size: int = arg(256, "Training context in tokens (also the model's n_positions).")
+    batch_size: int = arg(16, "Sequences per optimizer step.")
+    learning_rate: float = arg(2e-3, "Peak AdamW learning rate (linear warmup, cosine decay to min_lr_ratio x peak).")
+    min_lr_ratio: float = arg(0.1, "Final learning rate as a fraction of the peak.")
+    warmup_steps: int = arg(100, "Linear warmup steps.")
+    max_steps: int = arg(1000, "Optimizer steps.")
+    weight_decay: float = arg(0.1, "AdamW weight decay on matrices.")
+    dropout: float = arg(0.0, "Dropout on embeddings, attention and residuals (0 suits pretraining under one epoch, as "
+                              "in nanoGPT); also applied on --resume.")
+    eval_reviews: int = arg(1000, "Held-out test reviews for the loss / perplexity / bits-per-byte report.")
+    save_steps: int = arg(100, "Write a resumable checkpoint every N steps.")
+    resume: bool = arg(False, "Resume from output_dir/checkpoint if present. A larger --max_steps extends a finished "
+                              "run: the cosine schedule is recomputed for the new length.")
+    seed: int = arg(0, "Random seed.")
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
@@ -147,17 +162,19 @@ class PretrainConfig:
 class RewardModelConfig:
     """`rlhf-demo reward-model`: a sentiment classifier initialised from a causal LM, trained on IMDB labels."""
 
-    model_name_or_path: str = field(default="runs/pretrain", metadata={"help": "Causal LM (and its tokenizer) to start from, as Ziegler et al. initialise the reward model from the policy."})
-    output_dir: str = field(default="runs/reward_model", metadata={"help": "Where the classifier goes."})
-    dataset_name: str = field(default="stanfordnlp/imdb", metadata={"help": "Hub id or local path of a dataset with `text` and `label` (0=negative, 1=positive)."})
-    max_length: int = field(default=256, metadata={"help": "Tokens kept per review (the last ones: reviews tend to conclude with the verdict)."})
-    batch_size: int = field(default=32, metadata={"help": "Reviews per optimizer step."})
-    learning_rate: float = field(default=3e-4, metadata={"help": "Peak AdamW learning rate (linear warmup then linear decay)."})
-    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the train split."})
-    warmup_ratio: float = field(default=0.05, metadata={"help": "Fraction of steps used for warmup."})
-    max_train_examples: int | None = field(default=None, metadata={"help": "Train on at most this many reviews (None: all 25,000)."})
-    eval_examples: int | None = field(default=None, metadata={"help": "Test reviews for the accuracy report (None: the full 25,000)."})
-    seed: int = field(default=0, metadata={"help": "Random seed."})
+    model_name_or_path: str = arg("runs/pretrain", "Causal LM (and its tokenizer) to start from, as Ziegler et al. "
+                                                   "initialise the reward model from the policy.")
+    output_dir: str = arg("runs/reward_model", "Where the classifier goes.")
+    dataset_name: str = arg("stanfordnlp/imdb", "Hub id or local path of a dataset with `text` and `label` "
+                                                "(0=negative, 1=positive).")
+    max_length: int = arg(256, "Tokens kept per review (the last ones: reviews tend to conclude with the verdict).")
+    batch_size: int = arg(32, "Reviews per optimizer step.")
+    learning_rate: float = arg(3e-4, "Peak AdamW learning rate (linear warmup then linear decay).")
+    num_train_epochs: float = arg(1.0, "Passes over the train split.")
+    warmup_ratio: float = arg(0.05, "Fraction of steps used for warmup.")
+    max_train_examples: int | None = arg(None, "Train on at most this many reviews (None: all 25,000).")
+    eval_examples: int | None = arg(None, "Test reviews for the accuracy report (None: the full 25,000).")
+    seed: int = arg(0, "Random seed.")
 
 
 @dataclass
@@ -171,69 +188,80 @@ class PPOConfig:
     """
 
     # --- models and data
-    output_dir: str = field(default="runs/ppo", metadata={"help": "Run folder: the aligned policy, value model, checkpoints, metrics.jsonl."})
-    model_name_or_path: str = field(default="openai-community/gpt2", metadata={"help": "Policy to align (Hub id or folder); its frozen copy is the reference."})
-    reward: list[str] = field(default_factory=lambda: ["sentiment=lvwerra/distilbert-imdb@POSITIVE"], metadata={"help": "Reward function(s) as KIND=PATH_OR_ID[@LABEL][:WEIGHT], KIND in sentiment, toxicity, keyword; repeat the flag to sum several."})
-    value_model_name_or_path: str | None = field(default=None, metadata={"help": "Backbone for the value model (needs the policy's tokenizer); None: the policy. Ziegler et al. start it from the reward model."})
-    dataset_name: str = field(default="stanfordnlp/imdb", metadata={"help": "Prompt dataset: Hub id or local folder with a train split and a `text` column."})
-    text_column: str = field(default="text", metadata={"help": "Column holding the review text."})
-    min_review_chars: int = field(default=200, metadata={"help": "Keep reviews longer than this many characters."})
-    min_query_tokens: int = field(default=2, metadata={"help": "Shortest query, in tokens."})
-    max_query_tokens: int = field(default=8, metadata={"help": "Longest query, in tokens (length drawn uniformly)."})
+    output_dir: str = arg("runs/ppo", "Run folder: the aligned policy, value model, checkpoints, metrics.jsonl.")
+    model_name_or_path: str = arg("openai-community/gpt2", "Policy to align (Hub id or folder); its frozen copy is the "
+                                                           "reference.")
+    reward: list[str] = arg(["sentiment=lvwerra/distilbert-imdb@POSITIVE"], "Reward function(s) as "
+            "KIND=PATH_OR_ID[@LABEL][:WEIGHT], KIND in sentiment, toxicity, keyword; repeat the flag to sum several.")
+    value_model_name_or_path: str | None = arg(None, "Backbone for the value model (needs the policy's tokenizer); "
+                                                     "None: the policy. Ziegler et al. start it from the reward model.")
+    dataset_name: str = arg("stanfordnlp/imdb", "Prompt dataset: Hub id or local folder with a train split and a "
+                                                "`text` column.")
+    text_column: str = arg("text", "Column holding the review text.")
+    min_review_chars: int = arg(200, "Keep reviews longer than this many characters.")
+    min_query_tokens: int = arg(2, "Shortest query, in tokens.")
+    max_query_tokens: int = arg(8, "Longest query, in tokens (length drawn uniformly).")
     # --- rollout
-    response_length: int = field(default=24, metadata={"help": "Response tokens to sample (the maximum when min_response_length is set)."})
-    min_response_length: int | None = field(default=None, metadata={"help": "If set, each batch's response length is drawn uniformly from [min_response_length, response_length]."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature; log-probs are recomputed with logits / temperature."})
-    top_k: int = field(default=0, metadata={"help": "Top-k sampling (0: off). Anything but 0 / top_p 1 makes PPO's ratio biased."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling (1.0: off)."})
-    stop_at_eos: bool = field(default=False, metadata={"help": "Stop responses at EOS and mask what follows. Off by default: with it, policies learn to end early (Ziegler et al. used fixed lengths)."})
+    response_length: int = arg(24, "Response tokens to sample (the maximum when min_response_length is set).")
+    min_response_length: int | None = arg(None, "If set, each batch's response length is drawn uniformly from "
+                                                "[min_response_length, response_length].")
+    temperature: float = arg(1.0, "Sampling temperature; log-probs are recomputed with logits / temperature.")
+    top_k: int = arg(0, "Top-k sampling (0: off). Anything but 0 / top_p 1 makes PPO's ratio biased.")
+    top_p: float = arg(1.0, "Nucleus sampling (1.0: off).")
+    stop_at_eos: bool = arg(False, "Stop responses at EOS and mask what follows. Off by default: with it, policies "
+                                   "learn to end early (Ziegler et al. used fixed lengths).")
     # --- reward shaping
-    kl_coef: float = field(default=0.05, metadata={"help": "Initial KL coefficient beta: per-token reward -beta * KL_t."})
-    adaptive_kl: bool = field(default=False, metadata={"help": "Adapt beta toward target_kl (Ziegler et al. 2019, eq. 2)."})
-    target_kl: float = field(default=6.0, metadata={"help": "Target KL per response in nats, for the adaptive controller."})
-    kl_horizon: int = field(default=10000, metadata={"help": "Horizon of the adaptive KL controller, in episodes."})
-    kl_estimator: str = field(default="k1", metadata={"help": "Per-token KL estimator: k1 (log p - log q) or k3 ((r - 1) - log r, r = q/p; Schulman 2020)."})
-    missing_eos_penalty: float | None = field(default=None, metadata={"help": "Subtract this from the score of a response with no EOS (needs stop_at_eos)."})
-    reward_clip: float | None = field(default=None, metadata={"help": "Clip scores to [-reward_clip, reward_clip]."})
-    normalize_reward: bool = field(default=False, metadata={"help": "Standardise scores with running mean and std over all episodes so far."})
+    kl_coef: float = arg(0.05, "Initial KL coefficient beta: per-token reward -beta * KL_t.")
+    adaptive_kl: bool = arg(False, "Adapt beta toward target_kl (Ziegler et al. 2019, eq. 2).")
+    target_kl: float = arg(6.0, "Target KL per response in nats, for the adaptive controller.")
+    kl_horizon: int = arg(10000, "Horizon of the adaptive KL controller, in episodes.")
+    kl_estimator: str = arg("k1", "Per-token KL estimator: k1 (log p - log q) or k3 ((r - 1) - log r, r = q/p; "
+                                  "Schulman 2020).")
+    missing_eos_penalty: float | None = arg(None, "Subtract this from the score of a response with no EOS (needs "
+                                                  "stop_at_eos).")
+    reward_clip: float | None = arg(None, "Clip scores to [-reward_clip, reward_clip].")
+    normalize_reward: bool = arg(False, "Standardise scores with running mean and std over all episodes so far.")
     # --- PPO
-    total_episodes: int = field(default=10000, metadata={"help": "Episodes (query + response) to train on."})
-    batch_size: int = field(default=64, metadata={"help": "Episodes per PPO step, per process."})
-    num_mini_batches: int = field(default=1, metadata={"help": "Minibatches per PPO epoch."})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per minibatch (memory only: same result)."})
-    num_ppo_epochs: int = field(default=4, metadata={"help": "Passes over each batch of episodes."})
-    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate, decayed linearly to 0."})
-    adam_eps: float = field(default=1e-5, metadata={"help": "AdamW epsilon (1e-5 as in PPO implementations, Huang et al. 2022)."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Clip the global gradient norm."})
-    gamma: float = field(default=1.0, metadata={"help": "Discount factor."})
-    lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
-    cliprange: float = field(default=0.2, metadata={"help": "PPO ratio clip epsilon."})
-    cliprange_value: float = field(default=0.2, metadata={"help": "Value clip, around the rollout values."})
-    vf_coef: float = field(default=0.1, metadata={"help": "Value loss coefficient."})
-    ent_coef: float = field(default=0.0, metadata={"help": "Entropy bonus coefficient."})
-    whiten_advantages: bool = field(default=True, metadata={"help": "Whiten advantages over the batch (masked)."})
+    total_episodes: int = arg(10000, "Episodes (query + response) to train on.")
+    batch_size: int = arg(64, "Episodes per PPO step, per process.")
+    num_mini_batches: int = arg(1, "Minibatches per PPO epoch.")
+    gradient_accumulation_steps: int = arg(1, "Micro-batches per minibatch (memory only: same result).")
+    num_ppo_epochs: int = arg(4, "Passes over each batch of episodes.")
+    learning_rate: float = arg(1e-5, "AdamW learning rate, decayed linearly to 0.")
+    adam_eps: float = arg(1e-5, "AdamW epsilon (1e-5 as in PPO implementations, Huang et al. 2022).")
+    weight_decay: float = arg(0.0, "AdamW weight decay.")
+    max_grad_norm: float = arg(1.0, "Clip the global gradient norm.")
+    gamma: float = arg(1.0, "Discount factor.")
+    lam: float = arg(0.95, "GAE lambda.")
+    cliprange: float = arg(0.2, "PPO ratio clip epsilon.")
+    cliprange_value: float = arg(0.2, "Value clip, around the rollout values.")
+    vf_coef: float = arg(0.1, "Value loss coefficient.")
+    ent_coef: float = arg(0.0, "Entropy bonus coefficient.")
+    whiten_advantages: bool = arg(True, "Whiten advantages over the batch (masked).")
     # --- LoRA
-    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters; the reference is the policy with adapters disabled (no second copy)."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (0 keeps the first-minibatch ratio at exactly 1)."})
-    lora_target_modules: list[str] = field(default_factory=lambda: ["c_attn", "c_proj", "c_fc"], metadata={"help": "Modules that get adapters (GPT-2 names)."})
+    use_peft: bool = arg(False, "Train LoRA adapters; the reference is the policy with adapters disabled (no second "
+                                "copy).")
+    lora_r: int = arg(16, "LoRA rank.")
+    lora_alpha: int = arg(32, "LoRA alpha.")
+    lora_dropout: float = arg(0.0, "LoRA dropout (0 keeps the first-minibatch ratio at exactly 1).")
+    lora_target_modules: list[str] = arg(["c_attn", "c_proj", "c_fc"], "Modules that get adapters (GPT-2 names).")
     # --- logging and checkpoints
-    logging_steps: int = field(default=1, metadata={"help": "Write metrics every N PPO steps."})
-    sample_steps: int = field(default=10, metadata={"help": "Log a few sampled completions every N PPO steps (0: never)."})
-    num_samples_logged: int = field(default=4, metadata={"help": "Completions logged each time."})
-    report_to: str = field(default="none", metadata={"help": "Also log to: none, tensorboard or trackio."})
-    save_steps: int = field(default=50, metadata={"help": "Checkpoint every N PPO steps (0: only at the end)."})
-    save_total_limit: int = field(default=2, metadata={"help": "Keep only the last N checkpoints."})
-    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "Resume from a checkpoint folder, or `latest` for the newest under output_dir/checkpoints."})
-    seed: int = field(default=0, metadata={"help": "Random seed (data order, sampling, initialisation)."})
-    num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (None: torch's default)."})
-    progress_bar: bool = field(default=True, metadata={"help": "Show a tqdm progress bar over episodes."})
+    logging_steps: int = arg(1, "Write metrics every N PPO steps.")
+    sample_steps: int = arg(10, "Log a few sampled completions every N PPO steps (0: never).")
+    num_samples_logged: int = arg(4, "Completions logged each time.")
+    report_to: str = arg("none", "Also log to: none, tensorboard or trackio.")
+    save_steps: int = arg(50, "Checkpoint every N PPO steps (0: only at the end).")
+    save_total_limit: int = arg(2, "Keep only the last N checkpoints.")
+    resume_from_checkpoint: str | None = arg(None, "Resume from a checkpoint folder, or `latest` for the newest under "
+                                                   "output_dir/checkpoints.")
+    seed: int = arg(0, "Random seed (data order, sampling, initialisation).")
+    num_threads: int | None = arg(None, "torch CPU threads (None: torch's default).")
+    progress_bar: bool = arg(True, "Show a tqdm progress bar over episodes.")
 
     def __post_init__(self):
         if self.batch_size % self.num_mini_batches:
-            raise ValueError(f"batch_size ({self.batch_size}) must be divisible by num_mini_batches ({self.num_mini_batches}).")
+            raise ValueError(f"batch_size ({self.batch_size}) must be divisible by num_mini_batches "
+                             f"({self.num_mini_batches}).")
         if (self.batch_size // self.num_mini_batches) % self.gradient_accumulation_steps:
             raise ValueError(
                 f"The minibatch ({self.batch_size // self.num_mini_batches} episodes) must be divisible by "
@@ -246,12 +274,15 @@ class PPOConfig:
         if self.response_length < 1:
             raise ValueError(f"response_length must be at least 1, got {self.response_length}.")
         if self.min_response_length is not None and not 1 <= self.min_response_length <= self.response_length:
-            raise ValueError(f"min_response_length must be in [1, response_length={self.response_length}], got {self.min_response_length}.")
+            raise ValueError(f"min_response_length must be in [1, response_length={self.response_length}], got "
+                             f"{self.min_response_length}.")
         if self.missing_eos_penalty is not None and not self.stop_at_eos:
-            raise ValueError("missing_eos_penalty needs stop_at_eos: without stopping at EOS no response contains one by design.")
+            raise ValueError("missing_eos_penalty needs stop_at_eos: without stopping at EOS no response contains one "
+                             "by design.")
         if self.report_to not in ("none", "tensorboard", "trackio"):
             raise ValueError(f"report_to must be none, tensorboard or trackio, got {self.report_to!r}.")
-        for name in ("total_episodes", "batch_size", "num_mini_batches", "gradient_accumulation_steps", "num_ppo_epochs"):
+        positive = ("total_episodes", "batch_size", "num_mini_batches", "gradient_accumulation_steps", "num_ppo_epochs")
+        for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
         for name in ("cliprange", "cliprange_value", "learning_rate"):
@@ -267,14 +298,14 @@ class PPOConfig:
 class GenerateConfig:
     """`rlhf-demo generate`: sample continuations of a prompt from a causal LM."""
 
-    model: str = field(default="tiny", metadata={"help": "Hub id, local folder, or preset name (tiny, gpt2)."})
-    prompt: list[str] = field(default_factory=lambda: ["This movie"], metadata={"help": "Prompt(s) to continue; repeat the flag for several."})
-    num_samples: int = field(default=3, metadata={"help": "Continuations per prompt."})
-    max_new_tokens: int = field(default=24, metadata={"help": "Tokens to sample per continuation."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
-    top_k: int = field(default=0, metadata={"help": "Top-k (0: off)."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold (1.0: off)."})
-    seed: int = field(default=0, metadata={"help": "Random seed."})
+    model: str = arg("tiny", "Hub id, local folder, or preset name (tiny, gpt2).")
+    prompt: list[str] = arg(["This movie"], "Prompt(s) to continue; repeat the flag for several.")
+    num_samples: int = arg(3, "Continuations per prompt.")
+    max_new_tokens: int = arg(24, "Tokens to sample per continuation.")
+    temperature: float = arg(1.0, "Sampling temperature.")
+    top_k: int = arg(0, "Top-k (0: off).")
+    top_p: float = arg(1.0, "Nucleus sampling threshold (1.0: off).")
+    seed: int = arg(0, "Random seed.")
 
     def __post_init__(self):
         if self.num_samples < 1 or self.max_new_tokens < 1:
@@ -287,50 +318,64 @@ class GenerateConfig:
 class EvalConfig:
     """`rlhf-demo eval`: compare an aligned policy with its reference on held-out prompts."""
 
-    model: str = field(default=None, metadata={"help": "Aligned policy: a folder written by `rlhf-demo train` (its checkpoints/ give the reward-KL frontier), a Hub id or a preset name."})
-    reference: str = field(default=None, metadata={"help": "Reference (the policy before alignment): folder, Hub id or preset (tiny, gpt2)."})
-    output_dir: str = field(default="runs/eval", metadata={"help": "Where eval_results.json, eval_report.md, the plots and samples.jsonl go."})
-    num_prompts: int = field(default=512, metadata={"help": "Held-out prompts (IMDB test split), the same for both models."})
-    samples_per_prompt: int = field(default=1, metadata={"help": "Responses sampled per prompt and model."})
-    max_new_tokens: int = field(default=24, metadata={"help": "Response length in tokens (the maximum when --stop_at_eos)."})
-    stop_at_eos: bool = field(default=False, metadata={"help": "Stop responses at EOS; default samples exactly max_new_tokens tokens as in training (Ziegler et al. 2019)."})
-    seed: int = field(default=0, metadata={"help": "Seeds the prompt choice and sampling; batch i of both models starts from seed + i (paired samples)."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (KL is computed on logits divided by it, as sampled)."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold (1.0: off)."})
-    top_k: int = field(default=0, metadata={"help": "Top-k sampling (0: off)."})
-    dataset_name: str = field(default="stanfordnlp/imdb", metadata={"help": "Hub id or local path of the review dataset."})
-    split: str = field(default="test", metadata={"help": "Split the prompts come from: the held-out one, never the training prompts."})
-    min_review_chars: int = field(default=200, metadata={"help": "Keep reviews longer than this many characters (0 for datasets of review heads, as the tiny preset ships)."})
-    reward_model: str = field(default="lvwerra/distilbert-imdb", metadata={"help": "The training reward model (sequence classifier): folder, Hub id or preset (tiny, gpt2)."})
-    reward_label: str = field(default="POSITIVE", metadata={"help": "Label of the reward model whose logit is the reward."})
-    sentiment_judge: str = field(default="vader", metadata={"help": "Independent sentiment judge: `vader` (offline) or a transformers classifier, e.g. siebert/sentiment-roberta-large-english."})
-    judge_positive_label: str = field(default="POSITIVE", metadata={"help": "Positive label of a transformers judge."})
-    toxicity_judge: str = field(default="profanity-check", metadata={"help": "Toxicity judge: `profanity-check` (offline) or a transformers classifier, e.g. facebook/roberta-hate-speech-dynabench-r4-target."})
-    toxic_label: str = field(default="hate", metadata={"help": "Toxic label of a transformers toxicity classifier."})
-    batch_size: int = field(default=64, metadata={"help": "Prompts per generation / forward batch."})
-    bootstrap_samples: int = field(default=1000, metadata={"help": "Paired bootstrap resamples for the 95%% confidence intervals (Efron & Tibshirani 1993)."})
-    frontier: bool = field(default=True, metadata={"help": "Evaluate every checkpoints/checkpoint-*/ of --model for the reward-KL frontier."})
-    frontier_num_prompts: int = field(default=128, metadata={"help": "The first N of the prompts score each checkpoint for the frontier (0: all); keeps a run with many checkpoints cheap."})
-    num_report_samples: int = field(default=5, metadata={"help": "Sample pairs shown in eval_report.md."})
+    model: str = arg(None, "Aligned policy: a folder written by `rlhf-demo train` (its checkpoints/ give the reward-KL "
+                           "frontier), a Hub id or a preset name.")
+    reference: str = arg(None, "Reference (the policy before alignment): folder, Hub id or preset (tiny, gpt2).")
+    output_dir: str = arg("runs/eval", "Where eval_results.json, eval_report.md, the plots and samples.jsonl go.")
+    num_prompts: int = arg(512, "Held-out prompts (IMDB test split), the same for both models.")
+    samples_per_prompt: int = arg(1, "Responses sampled per prompt and model.")
+    max_new_tokens: int = arg(24, "Response length in tokens (the maximum when --stop_at_eos).")
+    stop_at_eos: bool = arg(False, "Stop responses at EOS; default samples exactly max_new_tokens tokens as in "
+                                   "training (Ziegler et al. 2019).")
+    seed: int = arg(0, "Seeds the prompt choice and sampling; batch i of both models starts from seed + i (paired "
+                       "samples).")
+    temperature: float = arg(1.0, "Sampling temperature (KL is computed on logits divided by it, as sampled).")
+    top_p: float = arg(1.0, "Nucleus sampling threshold (1.0: off).")
+    top_k: int = arg(0, "Top-k sampling (0: off).")
+    dataset_name: str = arg("stanfordnlp/imdb", "Hub id or local path of the review dataset.")
+    split: str = arg("test", "Split the prompts come from: the held-out one, never the training prompts.")
+    min_review_chars: int = arg(200, "Keep reviews longer than this many characters (0 for datasets of review heads, "
+                                     "as the tiny preset ships).")
+    reward_model: str = arg("lvwerra/distilbert-imdb", "The training reward model (sequence classifier): folder, Hub "
+                                                       "id or preset (tiny, gpt2).")
+    reward_label: str = arg("POSITIVE", "Label of the reward model whose logit is the reward.")
+    sentiment_judge: str = arg("vader", "Independent sentiment judge: `vader` (offline) or a transformers classifier, "
+                                        "e.g. siebert/sentiment-roberta-large-english.")
+    judge_positive_label: str = arg("POSITIVE", "Positive label of a transformers judge.")
+    toxicity_judge: str = arg("profanity-check", "Toxicity judge: `profanity-check` (offline) or a transformers "
+                                                 "classifier, e.g. facebook/roberta-hate-speech-dynabench-r4-target.")
+    toxic_label: str = arg("hate", "Toxic label of a transformers toxicity classifier.")
+    batch_size: int = arg(64, "Prompts per generation / forward batch.")
+    bootstrap_samples: int = arg(1000, "Paired bootstrap resamples for the 95%% confidence intervals (Efron & "
+                                       "Tibshirani 1993).")
+    frontier: bool = arg(True, "Evaluate every checkpoints/checkpoint-*/ of --model for the reward-KL frontier.")
+    frontier_num_prompts: int = arg(128, "The first N of the prompts score each checkpoint for the frontier (0: all); "
+                                         "keeps a run with many checkpoints cheap.")
+    num_report_samples: int = arg(5, "Sample pairs shown in eval_report.md.")
 
     def __post_init__(self):
         if not self.model:
-            raise ValueError("--model is required: the aligned policy (a folder written by `rlhf-demo train` or a Hub id).")
+            raise ValueError("--model is required: the aligned policy (a folder written by `rlhf-demo train` or a Hub "
+                             "id).")
         if not self.reference:
-            raise ValueError("--reference is required: the policy before alignment (a folder, a Hub id, or a preset such as tiny).")
+            raise ValueError("--reference is required: the policy before alignment (a folder, a Hub id, or a preset "
+                             "such as tiny).")
         if self.num_prompts < 1:
-            raise ValueError(f"num_prompts must be at least 1, got {self.num_prompts}; the evaluation needs prompts to compare on.")
+            raise ValueError(f"num_prompts must be at least 1, got {self.num_prompts}; the evaluation needs prompts to "
+                             "compare on.")
         for name in ("samples_per_prompt", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.bootstrap_samples < 100:
-            raise ValueError(f"bootstrap_samples must be at least 100 for a 95% interval, got {self.bootstrap_samples}.")
+            raise ValueError(f"bootstrap_samples must be at least 100 for a 95% interval,"
+                             f" got {self.bootstrap_samples}.")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}.")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
         if self.frontier_num_prompts < 0:
-            raise ValueError(f"frontier_num_prompts must be 0 (all prompts) or positive, got {self.frontier_num_prompts}.")
+            raise ValueError("frontier_num_prompts must be 0 (all prompts) or positive, got "
+                             f"{self.frontier_num_prompts}.")
         if self.top_k < 0:
             raise ValueError(f"top_k must be 0 (off) or positive, got {self.top_k}.")
 
@@ -339,19 +384,21 @@ class EvalConfig:
 class PushConfig:
     """`rlhf-demo push`: upload a training run (policy, value model, card, evaluation) to the Hugging Face Hub."""
 
-    model: str = field(metadata={"help": "Run directory written by `rlhf-demo train --output_dir` (the aligned policy at its top level)."})
-    repo_id: str = field(metadata={"help": "Hub repository, NAMESPACE/NAME (created if missing)."})
-    private: bool = field(default=False, metadata={"help": "Create the repository as private (an existing repository keeps its visibility)."})
-    revision: str = field(default="main", metadata={"help": "Branch to commit to (created from main if missing)."})
-    commit_message: str | None = field(default=None, metadata={"help": "Commit message (default: one naming the run)."})
-    dry_run: bool = field(default=False, metadata={"help": "Write the folder that would be uploaded to --output_dir instead of pushing."})
-    output_dir: str | None = field(default=None, metadata={"help": "Where --dry_run writes the folder (must be new or empty; default RUN_DIR_hub)."})
-    include_checkpoints: bool = field(default=False, metadata={"help": "Also upload checkpoints/ (optimizer and scheduler state included)."})
-    license: str = field(default="mit", metadata={"help": "License in the card metadata (GPT-2's is MIT)."})
-    token: str | None = field(default=None, repr=False, metadata={"help": "Hub token with write access (default: HF_TOKEN, then the `hf auth login` token). Never printed."})
-    endpoint: str | None = field(default=None, metadata={"help": "Hub URL (default: HF_ENDPOINT, else https://huggingface.co)."})
-    max_retries: int = field(default=5, metadata={"help": "Retries of a request that failed with a connection error, 429 or 5xx."})
-    retry_base_wait: float = field(default=1.0, metadata={"help": "Seconds before the first retry; doubled at each retry."})
+    model: str = arg(help="Run directory written by `rlhf-demo train --output_dir` (the aligned policy at its top "
+                          "level).")
+    repo_id: str = arg(help="Hub repository, NAMESPACE/NAME (created if missing).")
+    private: bool = arg(False, "Create the repository as private (an existing repository keeps its visibility).")
+    revision: str = arg("main", "Branch to commit to (created from main if missing).")
+    commit_message: str | None = arg(None, "Commit message (default: one naming the run).")
+    dry_run: bool = arg(False, "Write the folder that would be uploaded to --output_dir instead of pushing.")
+    output_dir: str | None = arg(None, "Where --dry_run writes the folder (must be new or empty; default RUN_DIR_hub).")
+    include_checkpoints: bool = arg(False, "Also upload checkpoints/ (optimizer and scheduler state included).")
+    license: str = arg("mit", "License in the card metadata (GPT-2's is MIT).")
+    token: str | None = arg(None, "Hub token with write access (default: HF_TOKEN, then the `hf auth login` token). "
+                                  "Never printed.", repr=False)
+    endpoint: str | None = arg(None, "Hub URL (default: HF_ENDPOINT, else https://huggingface.co).")
+    max_retries: int = arg(5, "Retries of a request that failed with a connection error, 429 or 5xx.")
+    retry_base_wait: float = arg(1.0, "Seconds before the first retry; doubled at each retry.")
 
     def __post_init__(self):
         if not self.model:
@@ -362,7 +409,8 @@ class PushConfig:
         try:
             validate_repo_id(self.repo_id)
         except HFValidationError as e:
-            raise ValueError(f"--repo_id {self.repo_id!r} is not a valid Hub repository id (NAMESPACE/NAME): {e}") from None
+            raise ValueError(f"--repo_id {self.repo_id!r} is not a valid Hub repository id (NAMESPACE/NAME): "
+                             f"{e}") from None
         if not self.revision:
             raise ValueError("--revision must name a branch, e.g. main.")
         if self.max_retries < 0:
