@@ -3,7 +3,7 @@
     python benchmarks/profile_ppo_step.py                 # 2 warm-up steps, then 5 timed steps
     python benchmarks/profile_ppo_step.py --profile 25    # also a torch.profiler table of one step (top 25 ops)
     python benchmarks/profile_ppo_step.py --record results/speed_changes.json --label "fused AdamW"
-    PYTHONPATH=/tmp/worktree-of-an-older-commit python benchmarks/profile_ppo_step.py ...   # measure that commit's rlhf_demo
+    PYTHONPATH=WORKTREE_OF_AN_OLDER_COMMIT python benchmarks/profile_ppo_step.py ...  # that commit's rlhf_demo
 
 Prints episodes per second and the rollout / update split (seconds per step, median of the timed steps).
 Run it when the CPU is otherwise idle; compare only runs from the same machine and thread count.
@@ -28,12 +28,14 @@ import rlhf_speed  # noqa: E402  (the same defaults and prompts as the benchmark
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=5, help="Timed PPO steps (after 2 warm-up steps).")
-    p.add_argument("--profile", type=int, default=0, help="Also profile one step and print the top N ops by self CPU time.")
+    p.add_argument("--profile", type=int, default=0, help="Also profile one step and print the top N ops by self CPU "
+                                                          "time.")
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--num_ppo_epochs", type=int, default=4)
     p.add_argument("--response_length", type=int, default=24)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--record", default=None, help="Append this measurement (with --label and the git commit) to a JSON list file.")
+    p.add_argument("--record", default=None, help="Append this measurement (with --label and the git commit) to a JSON "
+                                                  "list file.")
     p.add_argument("--label", default="", help="What this measurement is of (the change), for --record.")
     args = p.parse_args(argv)
 
@@ -53,7 +55,8 @@ def main(argv=None):
         rollout.append(m["time/rollout_s"])
         update.append(m["time/update_s"])
     step_s = statistics.median(times)
-    print(f"threads {torch.get_num_threads()}: {args.batch_size / step_s:.2f} episodes/s; per step (median of {args.steps}): "
+    print(f"threads {torch.get_num_threads()}: {args.batch_size / step_s:.2f} episodes/s; per step (median of "
+          f"{args.steps}): "
           f"{step_s:.3f} s = rollout {statistics.median(rollout):.3f} s + update {statistics.median(update):.3f} s")
     if args.record:
         import json
@@ -62,12 +65,14 @@ def main(argv=None):
         import rlhf_demo  # the measured code: PYTHONPATH=<a git worktree> measures another commit
 
         src = os.path.dirname(os.path.abspath(rlhf_demo.__file__))
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True,
+                                text=True).stdout.strip()
         rows = json.load(open(args.record)) if os.path.exists(args.record) else []
         rows.append({"label": args.label, "commit": commit, "episodes_per_s": round(args.batch_size / step_s, 3),
                      "step_s": round(step_s, 3), "rollout_s": round(statistics.median(rollout), 3),
                      "update_s": round(statistics.median(update), 3), "steps_timed": args.steps,
-                     "batch_size": args.batch_size, "num_ppo_epochs": args.num_ppo_epochs, "response_length": args.response_length,
+                     "batch_size": args.batch_size, "num_ppo_epochs": args.num_ppo_epochs,
+                     "response_length": args.response_length,
                      "machine": rlhf_speed.machine_facts(torch.get_num_threads())})
         with open(args.record, "w") as f:
             json.dump(rows, f, indent=1)

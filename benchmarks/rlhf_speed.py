@@ -52,33 +52,50 @@ DEFAULT_IMDB = "/work/shared/data/imdb" if os.path.isdir("/work/shared/data/imdb
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--budget_s", type=float, default=600.0, help="Training wall-clock budget per trainer (evaluation pauses the clock).")
-    p.add_argument("--target_reward", type=float, default=None, help="Held-out mean reward to reach (None: time to target is null for all).")
-    p.add_argument("--max_kl", type=float, default=6.0, help="The target counts only at KL to the reference <= this (nats per response).")
-    p.add_argument("--output", default=os.path.join(HERE, "results"), help="Folder for the .json, .md and .png results.")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--budget_s", type=float, default=600.0, help="Training wall-clock budget per trainer (evaluation "
+                                                                 "pauses the clock).")
+    p.add_argument("--target_reward", type=float, default=None, help="Held-out mean reward to reach (None: time to "
+                                                                     "target is null for all).")
+    p.add_argument("--max_kl", type=float, default=6.0, help="The target counts only at KL to the reference <= this "
+                                                             "(nats per response).")
+    p.add_argument("--output", default=os.path.join(HERE, "results"),
+                   help="Folder for the .json, .md and .png results.")
     p.add_argument("--trainers", default=",".join(TRAINERS), help=f"Comma-separated subset of {', '.join(TRAINERS)}.")
-    p.add_argument("--policy", default=os.path.join(PRESET_DIR, "policy"), help="Policy (and its tokenizer); its frozen copy is the reference.")
-    p.add_argument("--reward_model", default=os.path.join(PRESET_DIR, "reward_model"), help="Sentiment classifier with a POSITIVE label; reward = its logit.")
-    p.add_argument("--dataset", default=DEFAULT_IMDB, help="IMDB: train split for training prompts, test split for the held-out prompts.")
+    p.add_argument("--policy", default=os.path.join(PRESET_DIR, "policy"), help="Policy (and its tokenizer); its "
+            "frozen copy is the reference.")
+    p.add_argument("--reward_model", default=os.path.join(PRESET_DIR, "reward_model"), help="Sentiment classifier with "
+            "a POSITIVE label; reward = its logit.")
+    p.add_argument("--dataset", default=DEFAULT_IMDB, help="IMDB: train split for training prompts, test split for the "
+                                                           "held-out prompts.")
     p.add_argument("--batch_size", type=int, default=64, help="Episodes (query + response) per rollout, every trainer.")
-    p.add_argument("--num_ppo_epochs", type=int, default=4, help="Optimisation passes over each rollout (TRL: num_iterations), one minibatch each.")
-    p.add_argument("--num_generations", type=int, default=4, help="RLOO/GRPO: completions per prompt (batch_size / this prompts per rollout).")
+    p.add_argument("--num_ppo_epochs", type=int, default=4, help="Optimisation passes over each rollout (TRL: "
+                                                                 "num_iterations), one minibatch each.")
+    p.add_argument("--num_generations", type=int, default=4, help="RLOO/GRPO: completions per prompt (batch_size / "
+                                                                  "this prompts per rollout).")
     p.add_argument("--response_length", type=int, default=24, help="Response tokens, fixed (no stop at EOS).")
     p.add_argument("--temperature", type=float, default=1.0, help="Sampling temperature, training and evaluation.")
     p.add_argument("--kl_coef", type=float, default=0.05, help="KL coefficient beta, every trainer.")
     p.add_argument("--learning_rate", type=float, default=1e-5, help="Constant learning rate, every trainer.")
-    p.add_argument("--eval_every_s", type=float, default=60.0, help="Evaluate every this many seconds of training time.")
+    p.add_argument("--eval_every_s", type=float, default=60.0,
+                   help="Evaluate every this many seconds of training time.")
     p.add_argument("--eval_prompts", type=int, default=256, help="Held-out test prompts for the evaluation.")
-    p.add_argument("--threads", type=int, default=None, help="torch threads for the matmul probe and every trainer (default: torch's).")
-    p.add_argument("--trl112_python", default=os.path.join(HERE, ".venv-trl112", "bin", "python"), help="Python of the TRL 1.12 virtualenv.")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for the matmul probe and every trainer "
+                                                             "(default: torch's).")
+    p.add_argument("--trl112_python", default=os.path.join(HERE, ".venv-trl112", "bin", "python"), help="Python of the "
+            "TRL 1.12 virtualenv.")
     p.add_argument("--trl112_reward_head", choices=("pos", "margin"), default="pos",
-                   help="TRL 1.12 PPO's 1-label reward model: head W_pos (the POSITIVE logit, as the others) or W_pos - W_neg.")
-    p.add_argument("--work_dir", default=None, help="Scratch folder (trainer output dirs, logs); default: a new temporary folder.")
+                   help="TRL 1.12 PPO's 1-label reward model: head W_pos (the POSITIVE logit, as the others) or W_pos "
+                        "- W_neg.")
+    p.add_argument("--work_dir", default=None, help="Scratch folder (trainer output dirs, logs); default: a new "
+                                                    "temporary folder.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--speed_changes", default=None,
-                   help="JSON list written by profile_ppo_step.py --record (our PPO before/after each speed change) to include in the results.")
-    p.add_argument("--notes", default=None, help="Markdown file with the analysis (what limits each goal) to include in the results.")
+                   help="JSON list written by profile_ppo_step.py --record (our PPO before/after each speed change) to "
+                        "include in the results.")
+    p.add_argument("--notes", default=None, help="Markdown file with the analysis (what limits each goal) to include "
+                                                 "in the results.")
     p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--_worker_out", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -107,7 +124,8 @@ def config_subset(config, keys) -> dict:
     return {k: getattr(config, k) for k in keys if hasattr(config, k)}
 
 
-ALGO_KEYS = ("batch_size", "per_device_train_batch_size", "num_generations", "num_iterations", "num_ppo_epochs", "num_mini_batches",
+ALGO_KEYS = ("batch_size", "per_device_train_batch_size", "num_generations", "num_iterations", "num_ppo_epochs",
+             "num_mini_batches",
              "learning_rate", "kl_coef", "beta", "kl_estimator", "cliprange", "epsilon", "cliprange_value", "vf_coef",
              "gamma", "lam", "loss_type", "scale_rewards", "normalize_advantages", "whiten_rewards", "temperature",
              "response_length", "max_completion_length", "gradient_checkpointing", "bf16")
@@ -148,7 +166,8 @@ class HeldOutEval:
             torch.manual_seed(self.args.seed + 12345)
             for i in range(0, len(self.queries), batch):
                 q, m = self.query_ids[i : i + batch], self.query_mask[i : i + batch]
-                resp, rmask = sample(policy, q, m, max_new_tokens=self.args.response_length, temperature=self.args.temperature,
+                resp, rmask = sample(policy, q, m, max_new_tokens=self.args.response_length,
+                                     temperature=self.args.temperature,
                                      pad_token_id=self.tokenizer.pad_token_id)
                 lp = response_logprobs(policy, q, m, resp, rmask, self.args.temperature)
                 ref_lp = response_logprobs(self.ref, q, m, resp, rmask, self.args.temperature)
@@ -192,8 +211,10 @@ class Recorder:
         self.train_s, self._t = t, None  # pause
         t0 = time.perf_counter()
         result = self.evaluator(policy)
-        self.evals.append({"train_s": round(t, 3), "episodes": self.episodes, **result, "eval_s": round(time.perf_counter() - t0, 2)})
-        print(f"[eval] t={t:7.1f}s episodes={self.episodes:6d} reward={result['reward']:.3f} kl={result['kl']:.3f}", flush=True)
+        self.evals.append({"train_s": round(t, 3), "episodes": self.episodes, **result,
+                           "eval_s": round(time.perf_counter() - t0, 2)})
+        print(f"[eval] t={t:7.1f}s episodes={self.episodes:6d} reward={result['reward']:.3f} kl={result['kl']:.3f}",
+              flush=True)
         while self.next_eval <= t:
             self.next_eval += self.args.eval_every_s
         self.start()
@@ -416,7 +437,8 @@ def machine_slug(machine: dict) -> str:
 def worker_command(name: str, args, out_path: str) -> list[str] | str:
     """The subprocess command for trainer `name`, or a string saying why it cannot run."""
     forwarded = []
-    for key in ("budget_s", "max_kl", "policy", "reward_model", "dataset", "batch_size", "num_ppo_epochs", "num_generations",
+    for key in ("budget_s", "max_kl", "policy", "reward_model", "dataset", "batch_size", "num_ppo_epochs",
+                "num_generations",
                 "response_length", "temperature", "kl_coef", "learning_rate", "eval_every_s", "eval_prompts", "threads",
                 "work_dir", "seed", "trl112_reward_head"):
         forwarded += [f"--{key}", str(getattr(args, key))]
@@ -437,7 +459,8 @@ def run_trainer(name: str, args) -> dict:
         return {"status": "skipped", "reason": cmd}
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
            "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+           "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     print(f"== {name}: running (log: {log_path})", flush=True)
     t0 = time.perf_counter()
     # Generous limit: the budget, evaluations (~budget/eval_every of them) and model loading.
@@ -473,7 +496,8 @@ def summarise(results: dict, args, matmul: dict) -> dict:
         eps[name] = r["episodes_per_s"]
         hit = None
         if args.target_reward is not None:
-            hit = next((e["train_s"] for e in r["evals"] if e["reward"] >= args.target_reward and e["kl"] <= args.max_kl), None)
+            hits = (e["train_s"] for e in r["evals"] if e["reward"] >= args.target_reward and e["kl"] <= args.max_kl)
+            hit = next(hits, None)
         time_to_target[name] = hit
         n = r["n_params"]
         r["rollout_mfu"] = 2 * n * r["rollout_tokens_per_s"] / peak
@@ -481,10 +505,10 @@ def summarise(results: dict, args, matmul: dict) -> dict:
         r["final_reward"], r["final_kl"] = r["evals"][-1]["reward"], r["evals"][-1]["kl"]
     ours = results.get("rlhf_demo_ppo") or {}
     trl_times = [t for name, t in time_to_target.items() if name.startswith("trl_") and t is not None]
-    goals = {  # the issue's goals, with what was reached (None: not measurable in this run)
+    ours_t = time_to_target.get("rlhf_demo_ppo")
+    goals = {  # the performance goals, with what was reached (None: not measurable in this run)
         "episodes_per_s >= 24": eps.get("rlhf_demo_ppo"),
-        "time_to_target <= 0.5 x best TRL": (time_to_target.get("rlhf_demo_ppo") / min(trl_times)
-                                             if trl_times and time_to_target.get("rlhf_demo_ppo") is not None else None),
+        "time_to_target <= 0.5 x best TRL": ours_t / min(trl_times) if trl_times and ours_t is not None else None,
         "rollout MFU >= 0.5": ours.get("rollout_mfu"),
         "update MFU >= 0.4": ours.get("update_mfu"),
     }
@@ -496,15 +520,20 @@ def markdown_table(report: dict) -> str:
     lines = [
         f"# RLHF speed benchmark, {report['date']}",
         "",
-        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, {report['machine']['threads']} threads; "
-        f"torch {report['machine']['torch']}, transformers {report['machine']['transformers']}, trl {report['machine']['trl']}. "
+        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, {report['machine']['threads']} "
+        "threads; "
+        f"torch {report['machine']['torch']}, transformers {report['machine']['transformers']}, trl "
+        f"{report['machine']['trl']}. "
         f"Matmul rate (fp32, {report['matmul']['threads']} threads): {report['matmul']['gflops']:.1f} GFLOP/s.",
         "",
-        f"Budget {s['budget_s']:g} s of training per trainer; batch {s['batch_size']} episodes, {s['num_ppo_epochs']} epochs, "
-        f"{s['response_length']}-token responses, temperature {s['temperature']:g}, beta {s['kl_coef']:g}, lr {s['learning_rate']:g}; "
+        f"Budget {s['budget_s']:g} s of training per trainer; batch {s['batch_size']} episodes, {s['num_ppo_epochs']} "
+        "epochs, "
+        f"{s['response_length']}-token responses, temperature {s['temperature']:g}, beta {s['kl_coef']:g}, lr "
+        f"{s['learning_rate']:g}; "
         f"target: held-out reward >= {s['target_reward']} at KL <= {s['max_kl']:g} nats.",
         "",
-        "| trainer | status | time to target (s) | episodes/s | rollout tok/s | update tok/s | rollout MFU | update MFU | peak RSS (MB) | final reward | final KL |",
+        "| trainer | status | time to target (s) | episodes/s | rollout tok/s | update tok/s | rollout MFU | update "
+        "MFU | peak RSS (MB) | final reward | final KL |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
@@ -520,8 +549,10 @@ def markdown_table(report: dict) -> str:
             lines.append(f"| {name} | {r['status']}: {reason} | - | - | - | - | - | - | - | - | - |")
             continue
         lines.append(
-            f"| {name} | ok | {f(report['time_to_target_s'][name], '.0f')} | {r['episodes_per_s']:.2f} | {r['rollout_tokens_per_s']:.0f} | "
-            f"{r['update_tokens_per_s']:.0f} | {r['rollout_mfu']:.1%} | {r['update_mfu']:.1%} | {r['peak_rss_mb']:.0f} | "
+            f"| {name} | ok | {f(report['time_to_target_s'][name], '.0f')} | {r['episodes_per_s']:.2f} | "
+            f"{r['rollout_tokens_per_s']:.0f} | "
+            f"{r['update_tokens_per_s']:.0f} | {r['rollout_mfu']:.1%} | {r['update_mfu']:.1%} | {r['peak_rss_mb']:.0f} "
+            "| "
             f"{r['final_reward']:.3f} | {r['final_kl']:.2f} |")
     lines += ["", "MFU: 2N FLOPs per generated token (rollout), 6N per trained token (update), N = policy parameters "
               "without position embeddings; divided by the matmul rate above. Rollout = sampling + scoring + no-grad "
@@ -531,8 +562,10 @@ def markdown_table(report: dict) -> str:
     if report.get("speed_changes"):
         base = report["speed_changes"][0]["episodes_per_s"]
         lines += ["", "## Our PPO step, change by change (`profile_ppo_step.py`, same machine, CPU otherwise idle)", "",
-                  "| change | commit | episodes/s | x first row | step (s) | rollout (s) | update (s) |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {c['label']} | {c['commit']} | {c['episodes_per_s']:.2f} | {c['episodes_per_s'] / base:.2f} | {c['step_s']:.3f} | "
+                  "| change | commit | episodes/s | x first row | step (s) | rollout (s) | update (s) |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {c['label']} | {c['commit']} | {c['episodes_per_s']:.2f} | {c['episodes_per_s'] / base:.2f} | "
+                  f"{c['step_s']:.3f} | "
                   f"{c['rollout_s']:.3f} | {c['update_s']:.3f} |" for c in report["speed_changes"]]
     if report.get("notes"):
         lines += ["", report["notes"].strip()]
@@ -568,7 +601,8 @@ def main(argv=None) -> None:
     if args.work_dir is None:
         args.work_dir = tempfile.mkdtemp(prefix="rlhf_speed_")
     # Workers run from the repository root: pass them absolute paths.
-    args.work_dir, args.policy, args.reward_model = (os.path.abspath(p) for p in (args.work_dir, args.policy, args.reward_model))
+    args.work_dir, args.policy, args.reward_model = (os.path.abspath(p) for p in (args.work_dir, args.policy,
+                                                                                  args.reward_model))
     if os.path.exists(args.dataset):
         args.dataset = os.path.abspath(args.dataset)
     os.makedirs(args.work_dir, exist_ok=True)
@@ -578,13 +612,18 @@ def main(argv=None) -> None:
             sys.exit(f"Model folder {path!r} does not exist; pass --policy / --reward_model.")
     date = datetime.datetime.now().strftime("%Y-%m-%d")
     machine = machine_facts(args.threads)
-    print(f"Machine: {machine['cpu']}, {machine['cores']} cores, {args.threads} threads; scratch in {args.work_dir}", flush=True)
+    print(f"Machine: {machine['cpu']}, {machine['cores']} cores, {args.threads} threads; scratch in {args.work_dir}",
+          flush=True)
     matmul = matmul_rate(args.threads)
-    print(f"Matmul rate (fp32, {args.threads} threads): {matmul['gflops']:.1f} GFLOP/s {matmul['per_size_gflops']}", flush=True)
+    print(f"Matmul rate (fp32, {args.threads} threads): {matmul['gflops']:.1f} GFLOP/s {matmul['per_size_gflops']}",
+          flush=True)
     results = {name: run_trainer(name, args) for name in args.trainers}
-    settings = {k: getattr(args, k) for k in ("budget_s", "target_reward", "max_kl", "policy", "reward_model", "dataset", "batch_size",
-                                              "num_ppo_epochs", "num_generations", "response_length", "temperature", "kl_coef",
-                                              "learning_rate", "eval_every_s", "eval_prompts", "threads", "seed", "trainers")}
+    settings = {k: getattr(args, k) for k in ("budget_s", "target_reward", "max_kl", "policy", "reward_model",
+                                              "dataset", "batch_size",
+                                              "num_ppo_epochs", "num_generations", "response_length", "temperature",
+                                              "kl_coef",
+                                              "learning_rate", "eval_every_s", "eval_prompts", "threads", "seed",
+                                              "trainers")}
     report = {"date": date, "machine": machine, "matmul": matmul, "settings": settings}
     report.update(summarise(results, args, matmul))
     report["trainers"] = results

@@ -66,13 +66,15 @@ def run(args) -> dict:
     torch.manual_seed(args.seed)
     work = os.path.join(args.work_dir, "trl_ppo_1_12")
     os.makedirs(work, exist_ok=True)
-    rm_path = one_label_classifier(args.reward_model, os.path.join(work, "reward_model_1label"), args.trl112_reward_head)
+    rm_path = one_label_classifier(args.reward_model, os.path.join(work, "reward_model_1label"),
+                                   args.trl112_reward_head)
     vm_path = one_label_classifier(args.reward_model, os.path.join(work, "value_model_1label"), "margin")
     reward_model = AutoModelForSequenceClassification.from_pretrained(rm_path, dtype=torch.float32)
     value_model = AutoModelForSequenceClassification.from_pretrained(vm_path, dtype=torch.float32)
     tokenizer = load_tokenizer(args.policy)  # left padding; the tiny tokenizer has its own pad token
     if tokenizer.pad_token_id == tokenizer.eos_token_id:
-        raise ValueError("TRL 1.12's PPO finds padding by token id: the policy's tokenizer needs a pad token distinct from EOS.")
+        raise ValueError("TRL 1.12's PPO finds padding by token id: the policy's tokenizer needs a pad token distinct "
+                         "from EOS.")
     policy = load_policy(args.policy)
     prompts = rlhf_speed.train_prompts(args, tokenizer)
     dataset = Dataset.from_dict({"input_ids": list(prompts["input_ids"])})
@@ -83,8 +85,10 @@ def run(args) -> dict:
         response_length=args.response_length, stop_token=None, temperature=args.temperature, kl_coef=args.kl_coef,
         learning_rate=args.learning_rate, lr_scheduler_type="constant", warmup_steps=0, total_episodes=10**9,
         num_sample_generations=0, save_strategy="no", report_to="none", logging_steps=10**9, disable_tqdm=True,
-        use_cpu=True, seed=args.seed, gradient_checkpointing=False,  # TRL's default is True; rlhf-demo does not checkpoint
-        bf16=False,  # TRL's default is True: bf16 autocast, which is many times slower than fp32 on a CPU without bf16 units
+        use_cpu=True, seed=args.seed,
+        gradient_checkpointing=False,  # TRL's default is True; rlhf-demo does not checkpoint
+        # TRL's default is True: bf16 autocast, many times slower than fp32 on a CPU without bf16 units
+        bf16=False,
     )
     rec = rlhf_speed.Recorder(args, rlhf_speed.HeldOutEval(args))
     rec.n_params = rlhf_speed.policy_flop_params(policy)
@@ -101,7 +105,8 @@ def run(args) -> dict:
             if rec.done():
                 raise BudgetReached()
 
-    trainer = PPOTrainer(args=config, processing_class=tokenizer, model=policy, ref_model=None, reward_model=reward_model,
+    trainer = PPOTrainer(args=config, processing_class=tokenizer, model=policy, ref_model=None,
+                         reward_model=reward_model,
                          train_dataset=dataset, value_model=value_model, callbacks=[Budget()])
     torch.set_num_threads(args.threads)
 
@@ -123,7 +128,8 @@ def run(args) -> dict:
             rec.update_tokens += int((query_responses != pad_token_id).sum())
         return forward(model, query_responses, pad_token_id)
 
-    rec.trainer_config = {**rlhf_speed.config_subset(config, rlhf_speed.ALGO_KEYS), "reward_head": args.trl112_reward_head}
+    rec.trainer_config = {**rlhf_speed.config_subset(config, rlhf_speed.ALGO_KEYS),
+                          "reward_head": args.trl112_reward_head}
     ppo_module.batch_generation, ppo_module.forward = timed_batch_generation, counted_forward
     try:
         trainer.train()

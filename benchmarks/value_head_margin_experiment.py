@@ -35,8 +35,11 @@ if __name__ == "__main__":
     budget, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
     ppo.build_value_model = margin_head_value_model
-    args = rlhf_speed.parse_args(["--budget_s", budget, "--target_reward", "1.5", "--learning_rate", "3e-5", "--kl_coef", "0.1",
-                                  "--eval_every_s", "30", "--work_dir", work, "--policy", os.path.join(rlhf_speed.PRESET_DIR, "policy"),
+    args = rlhf_speed.parse_args(["--budget_s", budget, "--target_reward", "1.5", "--learning_rate", "3e-5",
+                                  "--kl_coef", "0.1",
+                                  "--eval_every_s", "30", "--work_dir", work, "--policy",
+                                  os.path.join(rlhf_speed.PRESET_DIR, "policy"),
                                   "--reward_model", os.path.join(rlhf_speed.PRESET_DIR, "reward_model"),
-                                  "--_worker", "rlhf_demo_ppo", "--_worker_out", os.path.join(work, "rlhf_demo_ppo_margin_head.json")])
+                                  "--_worker", "rlhf_demo_ppo", "--_worker_out",
+                                  os.path.join(work, "rlhf_demo_ppo_margin_head.json")])
     rlhf_speed.worker_main(args)

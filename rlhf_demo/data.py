@@ -23,7 +23,8 @@ def clean_review(text: str) -> str:
     return text.replace("<br />", " ").replace("<br/>", " ").replace("<br>", " ")
 
 
-def load_reviews(dataset_name_or_path: str = DEFAULT_DATASET, split: str = "train", text_column: str = "text") -> datasets.Dataset:
+def load_reviews(dataset_name_or_path: str = DEFAULT_DATASET, split: str = "train",
+                 text_column: str = "text") -> datasets.Dataset:
     """Load one split of a review dataset from a Hub id or a local path and check it.
 
     Args:
@@ -97,10 +98,12 @@ def build_prompt_dataset(
     """
     if not 1 <= min_query_tokens <= max_query_tokens:
         raise ValueError(
-            f"Query lengths must satisfy 1 <= min_query_tokens <= max_query_tokens; got {min_query_tokens} and {max_query_tokens}."
+            f"Query lengths must satisfy 1 <= min_query_tokens <= max_query_tokens; got {min_query_tokens} and "
+            f"{max_query_tokens}."
         )
     ds = load_reviews(dataset_name_or_path, split, text_column)
-    ds = ds.map(lambda b: {"text": [clean_review(t) for t in b[text_column]]}, batched=True, remove_columns=ds.column_names)
+    ds = ds.map(lambda b: {"text": [clean_review(t) for t in b[text_column]]}, batched=True,
+                remove_columns=ds.column_names)
     ds = ds.filter(lambda b: [len(t) > min_review_chars for t in b["text"]], batched=True)
     if len(ds) == 0:
         raise ValueError(

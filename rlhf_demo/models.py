@@ -28,7 +28,8 @@ def is_local_path(name: str) -> bool:
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
-    if os.path.exists(os.path.expanduser(name)) or name.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in name):
+    if os.path.exists(os.path.expanduser(name)) or name.startswith((".", "/",
+                                                                    "~")) or (os.sep != "/" and os.sep in name):
         return True
     try:
         validate_repo_id(name)
@@ -46,7 +47,8 @@ def check_model_path(name_or_path: str, role: str, presets: dict[str, str] = PRE
     """Resolve a preset; raise FileNotFoundError naming `role` when a local path does not exist."""
     path = resolve_model_path(name_or_path, presets)
     if is_local_path(path) and not os.path.exists(path):
-        raise FileNotFoundError(f"The {role} {name_or_path!r} does not exist. Pass a folder written by save_pretrained, "
+        raise FileNotFoundError(f"The {role} {name_or_path!r} does not exist. Pass a folder written by "
+                                "save_pretrained, "
                                 f"a Hub id or a preset ({', '.join(presets)}).")
     return path
 
@@ -102,10 +104,12 @@ def load_policy(name_or_path: str, dtype: torch.dtype = torch.float32):
     kind of model or a folder without config.json."""
     path = resolve_model_path(name_or_path)
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "config.json")):
-        raise ValueError(f"{path!r} is not a saved model: it has no config.json. Pass a folder written by save_pretrained or a Hub id.")
+        raise ValueError(f"{path!r} is not a saved model: it has no config.json. Pass a folder written by "
+                         "save_pretrained or a Hub id.")
     config = AutoConfig.from_pretrained(path)
     if not is_causal_lm_config(config):
-        raise ValueError(f"{path!r} holds a {config.architectures[0]}, not a causal language model; pass a policy (e.g. a GPT2LMHeadModel).")
+        raise ValueError(f"{path!r} holds a {config.architectures[0]}, not a causal language model; pass a policy "
+                         "(e.g. a GPT2LMHeadModel).")
     return use_fused_gelu(AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval())
 
 
@@ -121,8 +125,10 @@ def load_causal_lm(name_or_path: str, role: str):
     except ValueError as e:
         raise ValueError(f"The {role} is not a causal language model: {e}") from e
     except OSError as e:  # neither a local folder nor a Hub id that can be downloaded (e.g. offline)
-        raise FileNotFoundError(f"Could not load the {role} {name_or_path!r}: it is not a local folder, and as a Hub id it could "
-                                f"not be loaded ({e}). Pass a folder written by save_pretrained, or a preset (tiny).") from e
+        raise FileNotFoundError(f"Could not load the {role} {name_or_path!r}: it is not a local folder, and as a Hub "
+                                "id it could "
+                                f"not be loaded ({e}). Pass a folder written by save_pretrained, or a preset "
+                                "(tiny).") from e
     return model, load_tokenizer(path)
 
 
@@ -154,7 +160,8 @@ def value_forward(value_model, query_ids, query_mask, responses, response_mask) 
     """V(s_t) for each response token t, where s_t = query + response_<t: (B, T). Inputs as `forward_response`."""
     input_ids = torch.cat([query_ids, responses], 1)
     attention_mask = torch.cat([query_mask, response_mask], 1)
-    out = value_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask))
+    out = value_model(input_ids=input_ids, attention_mask=attention_mask,
+                      position_ids=position_ids_from_mask(attention_mask))
     return out.logits[:, query_ids.shape[1] - 1 : -1, 0]
 
 

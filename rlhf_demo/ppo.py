@@ -18,7 +18,6 @@ policy's features, the two can start from different models, and the value model 
 from __future__ import annotations
 
 import copy
-import json
 import os
 import random
 import time
@@ -31,8 +30,8 @@ from tqdm.auto import tqdm
 
 from . import __version__, runs
 from .config import PPOConfig, save_config
-from .models import (build_value_model, disable_dropout, ensure_pad_token, forward_response, load_policy, load_tokenizer,
-                     logprobs_from_logits, pad_left, use_fused_gelu, value_forward)
+from .models import (build_value_model, disable_dropout, ensure_pad_token, forward_response, load_policy,
+                     load_tokenizer, logprobs_from_logits, pad_left, use_fused_gelu, value_forward)
 from .ppo_math import (AdaptiveKLController, FixedKLController, RunningMoments, compute_gae, entropy_from_logits,
                        kl_per_token, masked_mean, masked_whiten, policy_loss, value_loss)
 from .rewards import build_reward, check_scores
@@ -91,15 +90,17 @@ class PPOTrainer:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
 
-        self.tokenizer = ensure_pad_token(tokenizer if tokenizer is not None else load_tokenizer(cfg.model_name_or_path))
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model_name_or_path)
+        self.tokenizer = ensure_pad_token(tokenizer)
         policy, self.ref_policy, value_model = self._build_models(policy, ref_policy, value_model)
         self.reward_fn = reward_fn if reward_fn is not None else build_reward(cfg.reward)
         if train_dataset is None:
             from .data import build_prompt_dataset
 
             train_dataset = build_prompt_dataset(
-                self.tokenizer, cfg.dataset_name, "train", text_column=cfg.text_column, min_review_chars=cfg.min_review_chars,
-                min_query_tokens=cfg.min_query_tokens, max_query_tokens=cfg.max_query_tokens, seed=cfg.seed)
+                self.tokenizer, cfg.dataset_name, "train", text_column=cfg.text_column, seed=cfg.seed,
+                min_review_chars=cfg.min_review_chars, min_query_tokens=cfg.min_query_tokens,
+                max_query_tokens=cfg.max_query_tokens)
         if len(train_dataset) == 0:
             raise ValueError("The training dataset holds no queries.")
         self.train_dataset = train_dataset
@@ -112,9 +113,10 @@ class PPOTrainer:
         self.micro_batch_size = self.mini_batch_size // cfg.gradient_accumulation_steps
 
         params = [p for p in policy.parameters() if p.requires_grad] + list(value_model.parameters())
-        # fused: one kernel per parameter instead of ~6 elementwise passes (torch docs, "Algorithms" / fused); same math.
+        # fused: one kernel per parameter instead of ~6 elementwise passes (torch docs, "Algorithms"); same math.
         fused = self.accelerator.device.type in ("cpu", "cuda")
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=fused)
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
+                                      fused=fused)
         # Linear decay to 0 over the run, stepped once per PPO step. The scheduler is NOT given to accelerator.prepare:
         # accelerate's wrapper steps it once per process per call, which with 2 processes drove the lr negative.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / self.num_steps)
@@ -186,7 +188,8 @@ class PPOTrainer:
         self.last_rollout = rollout
         tokens = self.accelerator.gather(rollout.response_mask.sum() + rollout.query_mask.sum()).sum().item()
         return {
-            "episode": self.state["episode"], "step": self.state["step"], **self._rollout_metrics(rollout, beta, mean_kl),
+            "episode": self.state["episode"], "step": self.state["step"],
+            **self._rollout_metrics(rollout, beta, mean_kl),
             **update_stats, "lr": self.scheduler.get_last_lr()[0],
             "time/rollout_s": t_rollout, "time/update_s": t_update, "tokens_per_s": tokens / (time.time() - t0),
         }
@@ -240,9 +243,11 @@ class PPOTrainer:
             del logits
             if self.ref_policy is None:  # LoRA: the reference is the base model, adapter off
                 with policy.disable_adapter():
-                    ref_logits = forward_response(policy, query_ids, query_mask, responses, response_mask, cfg.temperature)
+                    ref_logits = forward_response(policy, query_ids, query_mask, responses, response_mask,
+                                                  cfg.temperature)
             else:
-                ref_logits = forward_response(self.ref_policy, query_ids, query_mask, responses, response_mask, cfg.temperature)
+                ref_logits = forward_response(self.ref_policy, query_ids, query_mask, responses, response_mask,
+                                              cfg.temperature)
             ref_logprobs = logprobs_from_logits(ref_logits, responses) * response_mask
             del ref_logits
             values = value_forward(value_model, query_ids, query_mask, responses, response_mask) * response_mask
@@ -271,7 +276,8 @@ class PPOTrainer:
     def update(self, rollout: Rollout) -> dict[str, float]:
         """num_ppo_epochs passes of minibatch updates on the clipped policy and value losses; returns loss metrics."""
         cfg = self.config
-        stats = {k: [] for k in ("approxkl", "clipfrac", "policy_loss", "value_loss", "value_clipfrac", "ratio", "entropy")}
+        names = ("approxkl", "clipfrac", "policy_loss", "value_loss", "value_clipfrac", "ratio", "entropy")
+        stats: dict[str, list[torch.Tensor]] = {k: [] for k in names}
         gen = torch.Generator().manual_seed(cfg.seed * 104729 + self.state["step"])
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         for _epoch in range(cfg.num_ppo_epochs):
@@ -308,16 +314,19 @@ class PPOTrainer:
         mask = resp_mask.float()
         new_logits = forward_response(self.policy, q_ids, q_mask, resp, resp_mask, cfg.temperature)
         new_logprobs = logprobs_from_logits(new_logits, resp)
-        pg_loss, pg_stats = policy_loss(new_logprobs, rollout.logprobs[idx], rollout.advantages[idx], mask, cfg.cliprange)
+        pg_loss, pg_stats = policy_loss(new_logprobs, rollout.logprobs[idx], rollout.advantages[idx], mask,
+                                        cfg.cliprange)
         new_values = value_forward(self.value_model, q_ids, q_mask, resp, resp_mask)
-        vf_loss, vf_clipfrac = value_loss(new_values, rollout.values[idx], rollout.returns[idx], mask, cfg.cliprange_value)
+        vf_loss, vf_clipfrac = value_loss(new_values, rollout.values[idx], rollout.returns[idx], mask,
+                                          cfg.cliprange_value)
         loss = pg_loss + cfg.vf_coef * vf_loss
         if cfg.ent_coef:
             entropy = masked_mean(entropy_from_logits(new_logits), mask)
             loss = loss - cfg.ent_coef * entropy
             stats["entropy"].append(entropy.detach())
-        for k, v in (("approxkl", pg_stats["approxkl"]), ("clipfrac", pg_stats["clipfrac"]), ("ratio", pg_stats["ratio"]),
-                     ("policy_loss", pg_loss.detach()), ("value_loss", vf_loss.detach()), ("value_clipfrac", vf_clipfrac)):
+        minibatch_stats = {**pg_stats, "policy_loss": pg_loss.detach(), "value_loss": vf_loss.detach(),
+                           "value_clipfrac": vf_clipfrac}
+        for k, v in minibatch_stats.items():
             stats[k].append(v)
         return loss
 
@@ -329,7 +338,7 @@ class PPOTrainer:
             "objective/non_score_reward": self._gmean((-beta * r.kl).sum(1)),
             "objective/rlhf_reward": self._gmean(r.raw_scores - beta * r.kl.sum(1)),
             "objective/scores": self._gmean(r.raw_scores),
-            "objective/scores_std": self.accelerator.gather(r.raw_scores).std().item() if self.global_batch > 1 else 0.0,
+            "objective/scores_std": self.accelerator.gather(r.raw_scores).std().item() if self.global_batch > 1 else 0.,
             "objective/kl_coef": beta,
             "val/mean": self._gmean(masked_mean(r.values, r.response_mask.float(), 1)),
             "response_length_mean": self._gmean(r.response_mask.sum(1).float()),
@@ -367,7 +376,8 @@ class PPOTrainer:
                 logger.log(metrics)
             if main and cfg.sample_steps and (step % cfg.sample_steps == 0 or step == 1):
                 r = self.last_rollout
-                rows = logger.log_samples(step, r.queries_text, r.responses_text, r.raw_scores.tolist(), cfg.num_samples_logged)
+                rows = logger.log_samples(step, r.queries_text, r.responses_text, r.raw_scores.tolist(),
+                                          cfg.num_samples_logged)
                 for row in rows[:2]:
                     bar.write(f"[step {step}] {row['query']!r} -> {row['response']!r} (score {row['score']:.2f})")
             if cfg.save_steps and step % cfg.save_steps == 0 and step < self.num_steps:
@@ -379,86 +389,42 @@ class PPOTrainer:
             logger.close()
         return metrics
 
-    # ---- checkpoints and export --------------------------------------------------------------------------
+    # ---- checkpoints and export (the files themselves: runs.py) ----------------------------------------------
     def save_checkpoint(self) -> str:
-        """Write `output_dir/checkpoints/checkpoint-<step>` atomically (temporary folder, then rename) and keep
-        the last `save_total_limit`. Holds policy, value model, optimizer, scheduler, KL controller, reward
-        statistics, RNG states and the data position (the step)."""
-        cfg, acc = self.config, self.accelerator
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            runs.begin_checkpoint(cfg.output_dir, self.state["step"])
-        acc.wait_for_everyone()
-        tmp, _ = runs.checkpoint_paths(cfg.output_dir, self.state["step"])
-        rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-        torch.save(rng, os.path.join(tmp, f"rng_state_{acc.process_index}.pth"))
-        if acc.is_main_process:
-            acc.unwrap_model(self.policy).save_pretrained(os.path.join(tmp, "policy"))
-            acc.unwrap_model(self.value_model).save_pretrained(os.path.join(tmp, "value_model"))
-            self.tokenizer.save_pretrained(os.path.join(tmp, "policy"))
-            torch.save(self.optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
-            torch.save(self.scheduler.state_dict(), os.path.join(tmp, "scheduler.pt"))
-            state = {**self.state, "kl_coef": self.kl_ctl.value, "reward_stats": vars(self.reward_stats),
-                     "world_size": acc.num_processes}
-            runs.write_json(os.path.join(tmp, "trainer_state.json"), state)
-        acc.wait_for_everyone()
-        final = runs.commit_checkpoint(cfg.output_dir, self.state["step"], cfg.save_total_limit) if acc.is_main_process else ""
-        acc.wait_for_everyone()
-        return final
+        """Write `output_dir/checkpoints/checkpoint-<step>` atomically and keep the last `save_total_limit`; it holds
+        everything `load_checkpoint` needs to continue exactly. Returns its path (on the main process)."""
+        acc = self.accelerator
+        state = {**self.state, "kl_coef": self.kl_ctl.value, "reward_stats": vars(self.reward_stats)}
+        return runs.save_checkpoint(self.config.output_dir, self.config.save_total_limit, acc,
+                                    acc.unwrap_model(self.policy), acc.unwrap_model(self.value_model), self.tokenizer,
+                                    self.optimizer, self.scheduler, state)
 
     def load_checkpoint(self, path: str) -> None:
-        """Restore everything `save_checkpoint` wrote, so training continues as if never interrupted.
-
-        Raises ValueError when the checkpoint was written by another number of processes."""
-        from safetensors.torch import load_file
-
+        """Restore a checkpoint of `save_checkpoint`, so training continues as if never interrupted (ValueError when it
+        was written by another number of processes)."""
         acc = self.accelerator
-        with open(os.path.join(path, "trainer_state.json")) as f:
-            state = json.load(f)
-        if state.get("world_size", 1) != acc.num_processes:
-            raise ValueError(f"Checkpoint {path} was written by {state['world_size']} processes; resume with the same number "
-                             f"(now {acc.num_processes}).")
-        policy = acc.unwrap_model(self.policy)
-        if self.config.use_peft:
-            from peft import set_peft_model_state_dict
-
-            set_peft_model_state_dict(policy, load_file(os.path.join(path, "policy", "adapter_model.safetensors")))
-        else:
-            policy.load_state_dict(load_file(os.path.join(path, "policy", "model.safetensors")), strict=False)
-        value_weights = load_file(os.path.join(path, "value_model", "model.safetensors"))
-        acc.unwrap_model(self.value_model).load_state_dict(value_weights, strict=False)
-        self.optimizer.load_state_dict(torch.load(os.path.join(path, "optimizer.pt"), weights_only=False))
-        self.scheduler.load_state_dict(torch.load(os.path.join(path, "scheduler.pt"), weights_only=False))
+        state = runs.load_checkpoint(path, acc, acc.unwrap_model(self.policy), acc.unwrap_model(self.value_model),
+                                     self.optimizer, self.scheduler, adapter_only=self.config.use_peft)
         self.kl_ctl.value = state["kl_coef"]
         vars(self.reward_stats).update(state["reward_stats"])
         self.state = {k: state[k] for k in ("step", "episode", "wall_time_s")}
         if acc.is_main_process:  # forget what was logged after the checkpoint: those steps will run again
             runs.truncate_logs(self.config.output_dir, self.state["step"])
-        rng = torch.load(os.path.join(path, f"rng_state_{acc.process_index}.pth"), weights_only=False)
-        torch.set_rng_state(rng["torch"])
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
 
     def save_model(self, output_dir: str, final_metrics: dict | None = None) -> None:
-        """Save the aligned policy (merged, if LoRA) loadable with `AutoModelForCausalLM.from_pretrained`,
-        its tokenizer and generation config, the value model (`value_model/`) and `run_info.json`."""
+        """Save the aligned policy (merged, if LoRA) loadable with `AutoModelForCausalLM.from_pretrained`, its
+        tokenizer and sampling settings, the value model (`value_model/`) and `run_info.json`."""
         acc, cfg = self.accelerator, self.config
         if not acc.is_main_process:
             return
-        policy = acc.unwrap_model(self.policy)
-        if cfg.use_peft:
-            policy.save_pretrained(os.path.join(output_dir, "adapter"))
-            policy = copy.deepcopy(policy).merge_and_unload()
-        gen = policy.generation_config
-        gen.do_sample, gen.top_k, gen.top_p, gen.temperature = True, cfg.top_k, cfg.top_p, cfg.temperature
-        gen.max_new_tokens = cfg.response_length
-        gen.pad_token_id, gen.eos_token_id = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
-        policy.save_pretrained(output_dir)
-        self.tokenizer.save_pretrained(output_dir)
-        acc.unwrap_model(self.value_model).save_pretrained(os.path.join(output_dir, "value_model"))
-        runs.write_json(os.path.join(output_dir, runs.RUN_INFO_FILE), {
-            "base_model": cfg.model_name_or_path, "reward_functions": [repr(self.reward_fn)], "dataset": cfg.dataset_name,
+        run_info = {
+            "base_model": cfg.model_name_or_path, "reward_functions": [repr(self.reward_fn)],
+            "dataset": cfg.dataset_name,
             "episodes": self.state["episode"], "steps": self.state["step"], "wall_time_s": self.state["wall_time_s"],
             "machine": runs.machine_description(), "processes": acc.num_processes, "rlhf_demo_version": __version__,
             "final_metrics": final_metrics or {},
-        })
+        }
+        sampling = {"top_k": cfg.top_k, "top_p": cfg.top_p, "temperature": cfg.temperature,
+                    "max_new_tokens": cfg.response_length}
+        runs.export_model(output_dir, acc.unwrap_model(self.policy), self.tokenizer, acc.unwrap_model(self.value_model),
+                          sampling, run_info, merge_adapter=cfg.use_peft)

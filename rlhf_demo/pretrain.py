@@ -102,7 +102,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
           f"({sum(len(t.encode()) for t in train_texts) / len(stream):.2f} bytes/token)")
 
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
+        vocab_size=len(tokenizer), n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
     )
@@ -118,7 +119,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
         if step < cfg.warmup_steps:
             return cfg.learning_rate * (step + 1) / cfg.warmup_steps
         progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-        return cfg.learning_rate * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return cfg.learning_rate * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
 
     ckpt_dir = os.path.join(cfg.output_dir, "checkpoint")
     step, elapsed_before = 0, 0.0
@@ -160,7 +162,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
 
             def save(tmp, elapsed=elapsed):
                 model.save_pretrained(tmp)
-                torch.save({"optimizer": optimizer.state_dict(), "step": step, "elapsed_s": elapsed}, os.path.join(tmp, "state.pt"))
+                torch.save({"optimizer": optimizer.state_dict(), "step": step, "elapsed_s": elapsed},
+                           os.path.join(tmp, "state.pt"))
 
             atomic_save(save, ckpt_dir)
     bar.close()

@@ -25,7 +25,8 @@ ID2LABEL = {0: "NEGATIVE", 1: "POSITIVE"}
 def _tokenized(tokenizer, dataset_name: str, split: str, max_length: int, limit: int | None, seed: int):
     ds = load_reviews(dataset_name, split)
     if "label" not in ds.column_names:
-        raise ValueError(f"Dataset {dataset_name!r} split {split!r} has no 'label' column (0=negative, 1=positive); columns: {ds.column_names}.")
+        raise ValueError(f"Dataset {dataset_name!r} split {split!r} has no 'label' column (0=negative, 1=positive); "
+                         f"columns: {ds.column_names}.")
     ds = ds.shuffle(seed=seed)
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
@@ -36,7 +37,8 @@ def _tokenized(tokenizer, dataset_name: str, split: str, max_length: int, limit:
 def train_reward_model(cfg: RewardModelConfig) -> dict:
     """Fine-tune the classifier, save it to `cfg.output_dir` (fp16 weights, fp32 on load) and return the report
     (test accuracy, examples, wall time). Raises ValueError for a dataset without labels."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
 
     from .models import ensure_pad_token
     from .runs import machine_description, save_half
@@ -46,7 +48,8 @@ def train_reward_model(cfg: RewardModelConfig) -> dict:
     tokenizer.truncation_side = "left"  # keep the end of a review: that is where the verdict usually is
     tokenizer.padding_side = "right"
     model = AutoModelForSequenceClassification.from_pretrained(
-        cfg.model_name_or_path, num_labels=2, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()}, dtype=torch.float32,
+        cfg.model_name_or_path, num_labels=2, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()},
+        dtype=torch.float32,
     )
     model.config.pad_token_id = tokenizer.pad_token_id
     train = _tokenized(tokenizer, cfg.dataset_name, "train", cfg.max_length, cfg.max_train_examples, cfg.seed)
@@ -54,8 +57,10 @@ def train_reward_model(cfg: RewardModelConfig) -> dict:
 
     args = TrainingArguments(
         output_dir=os.path.join(cfg.output_dir, "trainer"), per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=2 * cfg.batch_size, learning_rate=cfg.learning_rate, num_train_epochs=cfg.num_train_epochs,
-        warmup_steps=cfg.warmup_ratio, lr_scheduler_type="linear", weight_decay=0.01, logging_steps=50, save_strategy="steps",
+        per_device_eval_batch_size=2 * cfg.batch_size, learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.num_train_epochs,
+        warmup_steps=cfg.warmup_ratio, lr_scheduler_type="linear", weight_decay=0.01, logging_steps=50,
+        save_strategy="steps",
         save_steps=200, save_total_limit=1, report_to="none", seed=cfg.seed, use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
     )

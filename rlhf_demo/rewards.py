@@ -47,14 +47,15 @@ class SentimentReward:
         if kind not in ("logit", "probability"):
             raise ValueError(f"kind must be 'logit' or 'probability', got {kind!r}.")
         self.name = model_name_or_path
-        self.tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(model_name_or_path))  # the mask says what is real
+        self.tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(model_name_or_path))
         model = AutoModelForSequenceClassification.from_pretrained(model_name_or_path, dtype=torch.float32)
         self.model = use_fused_gelu(model).to(device).eval()
         if getattr(self.model.config, "pad_token_id", None) is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         labels = {v.upper(): int(k) for k, v in self.model.config.id2label.items()}
         if label.upper() not in labels:
-            raise ValueError(f"Label {label!r} is not a label of {model_name_or_path!r}; its labels are {sorted(labels)}.")
+            raise ValueError(f"Label {label!r} is not a label of {model_name_or_path!r}; its labels are "
+                             f"{sorted(labels)}.")
         self.label, self.label_id, self.kind = label.upper(), labels[label.upper()], kind
         self.batch_size, self.max_length, self.score_query, self.device = batch_size, max_length, score_query, device
 
@@ -65,7 +66,8 @@ class SentimentReward:
         logits_out: list[float] = []
         probs_out: list[float] = []
         for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True, max_length=self.max_length,
+            enc = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True,
+                                 max_length=self.max_length,
                                  return_tensors="pt").to(self.device)
             logits = self.model(**enc).logits.float()
             logits_out.extend(logits[:, self.label_id].tolist())
@@ -84,7 +86,8 @@ class ToxicityReward(SentimentReward):
     """Minus the probability of a toxicity classifier's toxic label (default label `hate`, as in
     `facebook/roberta-hate-speech-dynabench-r4-target`), scored on the response alone. Reward in [-1, 0]."""
 
-    def __init__(self, model_name_or_path: str = "facebook/roberta-hate-speech-dynabench-r4-target", label: str = "hate", **kwargs):
+    def __init__(self, model_name_or_path: str = "facebook/roberta-hate-speech-dynabench-r4-target",
+                 label: str = "hate", **kwargs):
         kwargs.setdefault("kind", "probability")
         kwargs.setdefault("score_query", False)
         super().__init__(model_name_or_path, label=label, **kwargs)
@@ -140,12 +143,15 @@ def check_scores(scores, n: int, fn=None) -> list[float]:
     try:
         scores = [float(s) for s in scores]
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must return a list of numbers, one per response; got {type(scores).__name__} ({e}).") from e
+        raise ValueError(f"{name} must return a list of numbers, one per response; got {type(scores).__name__} "
+                         f"({e}).") from e
     if len(scores) != n:
-        raise ValueError(f"{name} returned {len(scores)} scores for {n} responses; it must return exactly one score per response.")
+        raise ValueError(f"{name} returned {len(scores)} scores for {n} responses; it must return exactly one score "
+                         "per response.")
     bad = [i for i, s in enumerate(scores) if not math.isfinite(s)]
     if bad:
-        raise ValueError(f"{name} returned non-finite scores (NaN or inf) at positions {bad[:10]}; fix the reward function.")
+        raise ValueError(f"{name} returned non-finite scores (NaN or inf) at positions {bad[:10]}; fix the reward "
+                         "function.")
     return scores
 
 
@@ -159,7 +165,8 @@ def parse_reward_spec(spec: str) -> tuple[RewardFn, float]:
     Raises ValueError for an unknown kind or a malformed spec.
     """
     if "=" not in spec:
-        raise ValueError(f"Reward spec {spec!r} must look like KIND=PATH_OR_ID[:WEIGHT] with KIND in {sorted(REWARD_KINDS)}.")
+        raise ValueError(f"Reward spec {spec!r} must look like KIND=PATH_OR_ID[:WEIGHT] with KIND in "
+                         f"{sorted(REWARD_KINDS)}.")
     kind, arg = spec.split("=", 1)
     if kind not in REWARD_KINDS:
         raise ValueError(f"Unknown reward kind {kind!r} in {spec!r}; choose one of {sorted(REWARD_KINDS)}.")
@@ -186,7 +193,8 @@ def parse_reward_spec(spec: str) -> tuple[RewardFn, float]:
 def build_reward(specs: Sequence[str]) -> RewardFn:
     """One reward function from CLI specs: the function itself for one unweighted spec, else a WeightedSum."""
     if not specs:
-        raise ValueError("No reward function given: pass --reward KIND=PATH_OR_ID (e.g. sentiment=lvwerra/distilbert-imdb).")
+        raise ValueError("No reward function given: pass --reward KIND=PATH_OR_ID (e.g. "
+                         "sentiment=lvwerra/distilbert-imdb).")
     parsed = [parse_reward_spec(s) for s in specs]
     if len(parsed) == 1 and parsed[0][1] == 1.0:
         return parsed[0][0]

@@ -1,7 +1,7 @@
 """The run folder of `rlhf-demo train --output_dir RUN`: its layout, checkpoints, logs, final export and machine facts.
 
     RUN/
-      config.json, model.safetensors, generation_config.json, tokenizer files   the aligned policy (from_pretrained(RUN))
+      config.json, model.safetensors, generation_config.json, tokenizer files   the aligned policy
       adapter/                     the LoRA adapter (with --use_peft; the top level holds the merged model)
       value_model/                 the PPO value model of the run
       training_config.yaml         the resolved PPOConfig
@@ -19,13 +19,16 @@ leaves the previous checkpoint or model whole.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
+import random
 import re
 import shutil
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
 
 CHECKPOINTS = "checkpoints"
@@ -140,9 +143,11 @@ class RunLogger:
         elif self.report_to == "trackio":
             self.writer.log(metrics, step=int(metrics["episode"]))
 
-    def log_samples(self, step: int, queries: list[str], responses: list[str], scores: list[float], n: int) -> list[dict]:
+    def log_samples(self, step: int, queries: list[str], responses: list[str], scores: list[float],
+                    n: int) -> list[dict]:
         """Append the first `n` (query, response, score) episodes of `step`; return the rows written."""
-        rows = [{"step": step, "query": q, "response": r, "score": s} for q, r, s in zip(queries, responses, scores)][:n]
+        rows = [{"step": step, "query": q, "response": r, "score": s} for q, r,
+                s in zip(queries, responses, scores)][:n]
         append_jsonl(os.path.join(self.run_dir, SAMPLES_FILE), rows)
         return rows
 
@@ -159,7 +164,8 @@ def list_checkpoints(run_dir: str) -> list[tuple[int, str]]:
     root = os.path.join(run_dir, CHECKPOINTS)
     if not os.path.isdir(root):
         return []
-    found = [(int(m.group(1)), os.path.join(root, name)) for name in os.listdir(root) if (m := _CHECKPOINT_NAME.fullmatch(name))]
+    found = [(int(m.group(1)),
+              os.path.join(root, name)) for name in os.listdir(root) if (m := _CHECKPOINT_NAME.fullmatch(name))]
     return sorted(found)
 
 
@@ -175,7 +181,8 @@ def resolve_checkpoint(run_dir: str, spec: str) -> str:
                                     "drop --resume_from_checkpoint to start fresh.")
         return found[-1][1]
     if not os.path.isfile(os.path.join(spec, "trainer_state.json")):
-        raise FileNotFoundError(f"{spec!r} is not a checkpoint folder (no trainer_state.json); pass a checkpoint-N folder or `latest`.")
+        raise FileNotFoundError(f"{spec!r} is not a checkpoint folder (no trainer_state.json); pass a checkpoint-N "
+                                "folder or `latest`.")
     return spec
 
 
@@ -202,6 +209,85 @@ def commit_checkpoint(run_dir: str, step: int, keep: int) -> str:
     for _, old in done[: max(0, len(done) - keep)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save_checkpoint(run_dir: str, keep: int, accelerator, policy, value_model, tokenizer, optimizer, scheduler,
+                    state: dict) -> str:
+    """Write `RUN/checkpoints/checkpoint-<state["step"]>` atomically (a temporary folder, then a rename) and keep the
+    last `keep`. Every process saves its RNG states; the main process the unwrapped `policy` (its adapter only, for a
+    PEFT model) and `value_model`, the tokenizer, optimizer and scheduler states and `state` (JSON-serialisable: step,
+    episode, wall time, KL coefficient, reward statistics) as trainer_state.json. Returns the path ("" off the main
+    process)."""
+    acc, step = accelerator, state["step"]
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        begin_checkpoint(run_dir, step)
+    acc.wait_for_everyone()
+    tmp, _ = checkpoint_paths(run_dir, step)
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    torch.save(rng, os.path.join(tmp, f"rng_state_{acc.process_index}.pth"))
+    if acc.is_main_process:
+        policy.save_pretrained(os.path.join(tmp, "policy"))
+        tokenizer.save_pretrained(os.path.join(tmp, "policy"))
+        value_model.save_pretrained(os.path.join(tmp, "value_model"))
+        torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
+        torch.save(scheduler.state_dict(), os.path.join(tmp, "scheduler.pt"))
+        write_json(os.path.join(tmp, "trainer_state.json"), {**state, "world_size": acc.num_processes})
+    acc.wait_for_everyone()
+    final = commit_checkpoint(run_dir, step, keep) if acc.is_main_process else ""
+    acc.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(path: str, accelerator, policy, value_model, optimizer, scheduler,
+                    adapter_only: bool = False) -> dict:
+    """Load a checkpoint of `save_checkpoint` into the given (unwrapped) models, optimizer and scheduler, restore this
+    process's RNG states, and return trainer_state.json's dict.
+
+    Raises ValueError when the checkpoint was written by another number of processes (its RNG states and data
+    positions would not match)."""
+    from safetensors.torch import load_file
+
+    with open(os.path.join(path, "trainer_state.json")) as f:
+        state = json.load(f)
+    if state.get("world_size", 1) != accelerator.num_processes:
+        raise ValueError(f"Checkpoint {path} was written by {state['world_size']} processes; resume with the same "
+                         f"number (now {accelerator.num_processes}).")
+    if adapter_only:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(policy, load_file(os.path.join(path, "policy", "adapter_model.safetensors")))
+    else:
+        policy.load_state_dict(load_file(os.path.join(path, "policy", "model.safetensors")), strict=False)
+    value_model.load_state_dict(load_file(os.path.join(path, "value_model", "model.safetensors")), strict=False)
+    optimizer.load_state_dict(torch.load(os.path.join(path, "optimizer.pt"), weights_only=False))
+    scheduler.load_state_dict(torch.load(os.path.join(path, "scheduler.pt"), weights_only=False))
+    rng = torch.load(os.path.join(path, f"rng_state_{accelerator.process_index}.pth"), weights_only=False)
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    return state
+
+
+# ------------------------------------------------------------------------------------------- final export
+def export_model(run_dir: str, policy, tokenizer, value_model, sampling: dict, run_info: dict,
+                 merge_adapter: bool = False) -> None:
+    """Write the run's final model: the policy at the top level (merged into its base when `merge_adapter`, the
+    adapter itself in `adapter/`), loadable with `AutoModelForCausalLM.from_pretrained(run_dir)` and sampling as in
+    training (`sampling`: top_k, top_p, temperature, max_new_tokens, written to generation_config.json), its
+    tokenizer, `value_model/` and `run_info.json`."""
+    if merge_adapter:
+        policy.save_pretrained(os.path.join(run_dir, "adapter"))
+        policy = copy.deepcopy(policy).merge_and_unload()
+    gen = policy.generation_config
+    gen.do_sample = True
+    for k, v in sampling.items():
+        setattr(gen, k, v)
+    gen.pad_token_id, gen.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+    policy.save_pretrained(run_dir)
+    tokenizer.save_pretrained(run_dir)
+    value_model.save_pretrained(os.path.join(run_dir, "value_model"))
+    write_json(os.path.join(run_dir, RUN_INFO_FILE), run_info)
 
 
 # ------------------------------------------------------------------------------------------- machine facts

@@ -60,7 +60,8 @@ def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_
         raise ValueError(f"temperature must be positive for sampling, got {temperature}.")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
-    warpers = ([TopKLogitsWarper(top_k)] if top_k and top_k > 0 else []) + ([TopPLogitsWarper(top_p)] if top_p < 1.0 else [])
+    warpers = [TopKLogitsWarper(top_k)] if top_k and top_k > 0 else []
+    warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
     B = query_ids.shape[0]
     attention_mask = query_mask
     position_ids = position_ids_from_mask(query_mask)
@@ -109,7 +110,8 @@ class Generations:
 
 
 def generate(model, tokenizer, prompts: Sequence[str | Sequence[int]], *, max_new_tokens: int, temperature: float = 1.0,
-             top_k: int = 0, top_p: float = 1.0, stop_at_eos: bool = False, seed: int | None = None, batch_size: int = 64,
+             top_k: int = 0, top_p: float = 1.0, stop_at_eos: bool = False, seed: int | None = None,
+             batch_size: int = 64,
              desc: str | None = None) -> Generations:
     """One sampled response per prompt, in batches of `batch_size`, decoded with `tokenizer`.
 
@@ -131,7 +133,8 @@ def generate(model, tokenizer, prompts: Sequence[str | Sequence[int]], *, max_ne
         if not q:
             raise ValueError("A prompt is empty (it has no tokens); give some text to continue.")
         if limit and len(q) + max_new_tokens > limit:
-            raise ValueError(f"A prompt of {len(q)} tokens plus {max_new_tokens} new tokens exceeds the model's context of {limit} "
+            raise ValueError(f"A prompt of {len(q)} tokens plus {max_new_tokens} new tokens exceeds the model's "
+                             f"context of {limit} "
                              "tokens; shorten the prompt or lower the number of new tokens.")
     eos_id = tokenizer.eos_token_id if stop_at_eos else None
     ids: list[list[int]] = []
@@ -141,7 +144,8 @@ def generate(model, tokenizer, prompts: Sequence[str | Sequence[int]], *, max_ne
         device = next(model.parameters()).device
         if seed is not None:
             torch.manual_seed(seed + i)
-        responses, response_mask = sample(model, query_ids.to(device), query_mask.to(device), max_new_tokens=max_new_tokens,
+        responses, response_mask = sample(model, query_ids.to(device), query_mask.to(device),
+                                          max_new_tokens=max_new_tokens,
                                           temperature=temperature, top_k=top_k, top_p=top_p, eos_token_id=eos_id,
                                           pad_token_id=tokenizer.pad_token_id)
         ids.extend(r[m.bool()].tolist() for r, m in zip(responses.cpu(), response_mask.cpu()))

@@ -13,7 +13,8 @@ SHARED_DATA = os.environ.get("RLHF_DEMO_SHARED_DATA", os.path.join(os.path.dirna
 IMDB = os.path.join(SHARED_DATA, "imdb")
 GPT2_TOKENIZER = os.path.join(SHARED_DATA, "gpt2-tokenizer")
 
-WORDS = ["good", "bad", "movie", "film", "the", "a", "was", "is", "great", "awful", "plot", "actor", "and", "it", "this", "very"]
+WORDS = ["good", "bad", "movie", "film", "the", "a", "was", "is", "great", "awful", "plot", "actor", "and", "it",
+         "this", "very"]
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +47,8 @@ def make_tiny_gpt2(vocab_size, seed=0, n_positions=64):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=32, n_layer=1, n_head=2)).eval()
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=32, n_layer=1,
+                                      n_head=2)).eval()
 
 
 @pytest.fixture

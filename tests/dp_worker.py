@@ -23,7 +23,8 @@ world = dist.get_world_size()
 tok = make_word_tokenizer()
 policy = make_tiny_gpt2(len(tok), seed=0)  # same seed: the same start on every rank
 cfg = PPOConfig(output_dir=out, model_name_or_path="unused", reward=[], total_episodes=32 * 3, batch_size=32 // world,
-                num_mini_batches=2, response_length=6, learning_rate=1e-3, save_steps=0, sample_steps=0, progress_bar=False)
+                num_mini_batches=2, response_length=6, learning_rate=1e-3, save_steps=0, sample_steps=0,
+                progress_bar=False)
 policy_dir = os.path.join(out, "start")
 if dist.get_rank() == 0:
     policy.save_pretrained(policy_dir)

@@ -16,7 +16,8 @@ needs_tiny = pytest.mark.skipif(not os.path.isfile(os.path.join(TINY, "policy", 
 
 def run_cli(*args, timeout=900):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    return subprocess.run([sys.executable, "-m", "rlhf_demo.cli", *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "rlhf_demo.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
 
 
 def test_help_lists_every_command_with_one_line():
@@ -65,14 +66,16 @@ def test_train_eval_push_on_the_tiny_preset(tmp_path):
                  "run_info.json", "value_model/model.safetensors"):
         assert (run / name).exists(), name
 
-    out = run_cli("eval", "--preset", "tiny", "--model", str(run), "--output_dir", str(run / "eval"), "--num_prompts", "16",
+    out = run_cli("eval", "--preset", "tiny", "--model", str(run), "--output_dir", str(run / "eval"), "--num_prompts",
+                  "16",
                   "--bootstrap_samples", "100", "--frontier_num_prompts", "8")
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((run / "eval" / "eval_results.json").read_text())
     assert results["metrics"]["reference"]["kl_to_reference_mean"] == 0.0
     assert results["settings"]["num_prompts"] == 16
 
-    out = run_cli("push", "--model", str(run), "--repo_id", "someone/tiny-rlhf", "--dry_run", "--output_dir", str(tmp_path / "upload"))
+    out = run_cli("push", "--model", str(run), "--repo_id", "someone/tiny-rlhf", "--dry_run", "--output_dir",
+                  str(tmp_path / "upload"))
     assert out.returncode == 0, out.stderr[-3000:]
     from huggingface_hub import ModelCard
 

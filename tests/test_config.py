@@ -60,7 +60,8 @@ def test_required_push_fields_come_from_the_yaml_file(tmp_path):
     path.write_text("model: ./runs/tiny\nrepo_id: someone/tiny-rlhf\nprivate: true\n")
     cfg = parse_config(PushConfig, ["--config", str(path)], section="push")
     assert cfg.model == str(tmp_path / "runs" / "tiny") and cfg.repo_id == "someone/tiny-rlhf" and cfg.private
-    assert parse_config(PushConfig, ["--config", str(path), "--repo_id", "other/name"], section="push").repo_id == "other/name"
+    assert parse_config(PushConfig, ["--config", str(path), "--repo_id", "other/name"],
+                        section="push").repo_id == "other/name"
     with pytest.raises(SystemExit):  # still required when nothing gives it
         parse_config(PushConfig, ["--model", "x"], section="push")
 

@@ -55,5 +55,6 @@ def test_every_mentioned_command_and_flag_exists(accepted_flags):
         if command not in HANDLERS:
             wrong.append(f"{doc}: `rlhf-demo {command}` is not a command")
             continue
-        wrong += [f"{doc}: `rlhf-demo {command} --{f}` is not a flag" for f in flags if f not in accepted_flags(command)]
+        missing = [f for f in flags if f not in accepted_flags(command)]
+        wrong += [f"{doc}: `rlhf-demo {command} --{f}` is not a flag" for f in missing]
     assert not wrong, "\n".join(wrong)

@@ -56,7 +56,8 @@ def test_logprobs_do_not_depend_on_left_padding(word_policy_dir):
 
 def test_toy_reward_rises(word_policy_dir, tmp_path):
     out = tmp_path / "run"
-    trainer = make_trainer(word_policy_dir, out, count_word("good"), total_episodes=16 * 30, kl_coef=0.01, logging_steps=1)
+    trainer = make_trainer(word_policy_dir, out, count_word("good"), total_episodes=16 * 30, kl_coef=0.01,
+                           logging_steps=1)
     trainer.train()
     scores = [m["objective/scores"] for m in read_metrics(out)]
     first, last = sum(scores[:5]) / 5, sum(scores[-5:]) / 5
@@ -140,7 +141,8 @@ def test_stop_at_eos_masks_after_eos(word_policy_dir):
         model.lm_head.weight[tok.eos_token_id] += 0.5
     ids, mask = pad_left([tok("the movie", add_special_tokens=False)["input_ids"]] * 32, tok.pad_token_id)
     torch.manual_seed(0)
-    responses, rmask = sample(model, ids, mask, max_new_tokens=8, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    responses, rmask = sample(model, ids, mask, max_new_tokens=8, eos_token_id=tok.eos_token_id,
+                              pad_token_id=tok.pad_token_id)
     for r, m in zip(responses.tolist(), rmask.tolist()):
         if tok.eos_token_id in r:
             k = r.index(tok.eos_token_id)
@@ -156,7 +158,8 @@ def run_data_parallel(out, nproc: int, port: int) -> list[dict]:
 
     worker = os.path.join(os.path.dirname(__file__), "dp_worker.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+                           "--master_port",
                            str(port), worker, str(out)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.load(open(out / f"rank{r}.json")) for r in range(nproc)]
@@ -183,7 +186,8 @@ def test_data_parallel_matches_one_process(tmp_path):
 def test_report_to_tensorboard_writes_events(word_policy_dir, tmp_path):
     pytest.importorskip("tensorboard")
     out = tmp_path / "tb"
-    make_trainer(word_policy_dir, out, count_word("good"), total_episodes=32, report_to="tensorboard", sample_steps=1).train()
+    make_trainer(word_policy_dir, out, count_word("good"), total_episodes=32, report_to="tensorboard",
+                 sample_steps=1).train()
     events = [f for _, _, files in os.walk(out / "runs") for f in files if f.startswith("events.out.tfevents")]
     assert events
     samples = [json.loads(line) for line in open(out / "samples.jsonl")]

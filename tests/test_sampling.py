@@ -15,7 +15,8 @@ def test_samples_match_the_recomputed_distribution():
     model = make_tiny_gpt2(len(tok), seed=3)
     with torch.no_grad():  # a peaked, uneven distribution, where a biased sampler shows
         model.lm_head.weight.mul_(8)
-    queries = [tok("the movie was", add_special_tokens=False)["input_ids"], tok("good", add_special_tokens=False)["input_ids"]] * 1000
+    queries = [tok("the movie was", add_special_tokens=False)["input_ids"],
+               tok("good", add_special_tokens=False)["input_ids"]] * 1000
     ids, mask = pad_left(queries, tok.pad_token_id)
     with torch.no_grad():  # make EOS as likely as the most likely token, so stopping there would show
         likely = model(input_ids=ids[:1], attention_mask=mask[:1]).logits[0, -1].argmax().item()

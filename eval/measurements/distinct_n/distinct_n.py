@@ -15,10 +15,13 @@ import evaluate
 _CITATION = """\
 @inproceedings{li2016diversity,
   title={A Diversity-Promoting Objective Function for Neural Conversation Models},
-  author={Li, Jiwei and Galley, Michel and Brockett, Chris and Gao, Jianfeng and Dolan, Bill}, booktitle={NAACL}, year={2016}}
+  author={Li, Jiwei and Galley, Michel and Brockett, Chris and Gao, Jianfeng and Dolan, Bill},
+  booktitle={NAACL}, year={2016}}
 """
 
-_DESCRIPTION = "Distinct-n for n = 1..max_n: the number of distinct n-grams divided by the total number of n-grams in all texts."
+_DESCRIPTION = (
+    "Distinct-n for n = 1..max_n: the number of distinct n-grams divided by the total number of n-grams in all texts."
+)
 
 _KWARGS_DESCRIPTION = """
 Args:

@@ -21,7 +21,9 @@ _CITATION = """\
   author={Hutto, C.J. and Gilbert, Eric}, booktitle={ICWSM}, year={2014}}
 """
 
-_DESCRIPTION = "Sentiment of each text in [-1, 1] by VADER (offline) or a transformers classifier, with the positive rate."
+_DESCRIPTION = (
+    "Sentiment of each text in [-1, 1] by VADER (offline) or a transformers classifier, with the positive rate."
+)
 
 _KWARGS_DESCRIPTION = """
 Args:
@@ -75,7 +77,8 @@ class SentimentJudge(evaluate.Measurement):
             for out in outputs:
                 by_label = {o["label"].upper(): o["score"] for o in out}
                 if positive_label.upper() not in by_label:
-                    raise ValueError(f"The judge {self.config_name!r} has no label {positive_label!r}; its labels are {sorted(by_label)}. Pass positive_label=...")
+                    raise ValueError(f"The judge {self.config_name!r} has no label {positive_label!r}; its labels are "
+                                     f"{sorted(by_label)}. Pass positive_label=...")
                 probs.append(by_label[positive_label.upper()])
             scores = [2.0 * p - 1.0 for p in probs]
             positive = [p > 0.5 for p in probs]

@@ -20,7 +20,10 @@ _CITATION = """\
   author={Bertie Vidgen and Tristan Thrush and Zeerak Waseem and Douwe Kiela}, booktitle={ACL}, year={2021}}
 """
 
-_DESCRIPTION = "Per-text toxicity probability by alt-profanity-check (offline) or a transformers classifier; mean and rate above a threshold."
+_DESCRIPTION = (
+    "Per-text toxicity probability by alt-profanity-check (offline) or a transformers classifier; mean and rate "
+    "above a threshold."
+)
 
 _KWARGS_DESCRIPTION = """
 Args:
@@ -73,6 +76,8 @@ class Toxicity(evaluate.Measurement):
             for out in self.classifier(data, batch_size=batch_size, truncation=True):
                 by_label = {o["label"]: o["score"] for o in out}
                 if toxic_label not in by_label:
-                    raise ValueError(f"The toxicity classifier {self.config_name!r} has no label {toxic_label!r}; its labels are {sorted(by_label)}. Pass toxic_label=...")
+                    raise ValueError(f"The toxicity classifier {self.config_name!r} has no label {toxic_label!r}; its "
+                                     f"labels are {sorted(by_label)}. Pass toxic_label=...")
                 scores.append(float(by_label[toxic_label]))
-        return {"toxicity": scores, "mean": sum(scores) / len(scores), "rate": sum(s > threshold for s in scores) / len(scores)}
+        return {"toxicity": scores, "mean": sum(scores) / len(scores),
+                "rate": sum(s > threshold for s in scores) / len(scores)}
