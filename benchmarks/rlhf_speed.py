@@ -308,9 +308,11 @@ def run_trl_online(args, kind: str) -> dict:
     from rlhf_demo.rewards import SentimentReward
 
     if kind == "rloo":
-        from trl import RLOOConfig as Config, RLOOTrainer as Trainer
+        from trl import RLOOConfig as Config
+        from trl import RLOOTrainer as Trainer
     else:
-        from trl import GRPOConfig as Config, GRPOTrainer as Trainer
+        from trl import GRPOConfig as Config
+        from trl import GRPOTrainer as Trainer
 
     sentiment = SentimentReward(args.reward_model, label="POSITIVE", kind="logit")
 

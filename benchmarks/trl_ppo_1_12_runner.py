@@ -25,9 +25,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]  # rlhf_speed (this folder) and rlhf_demo (the repository)
 
-import torch  # noqa: E402
-
 import rlhf_speed  # noqa: E402
+import torch  # noqa: E402
 
 
 class BudgetReached(Exception):

@@ -61,24 +61,22 @@ from tqdm.auto import tqdm
 
 from rlhf_demo.config import EvalConfig
 from rlhf_demo.data import build_prompt_dataset
-from rlhf_demo.models import (PRESET_REWARD_MODELS, context_length, is_causal_lm_config, load_causal_lm, pad_left, resolve_model_path,
-                              response_logprobs)
+from rlhf_demo.eval.stats import MEAN_METRICS, METRICS, compute_differences, per_prompt, win_rate
+from rlhf_demo.models import (
+    PRESET_REWARD_MODELS,
+    context_length,
+    is_causal_lm_config,
+    load_causal_lm,
+    pad_left,
+    resolve_model_path,
+    response_logprobs,
+)
 from rlhf_demo.rewards import SentimentReward
 from rlhf_demo.runs import list_checkpoints
 from rlhf_demo.sampling import generate
 
 MEASUREMENTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "measurements")
 SCHEMA_VERSION = 1
-METRICS = (
-    "reward_mean", "reward_positive_rate", "judge_score_mean", "judge_positive_rate", "toxicity_mean", "toxicity_rate",
-    "kl_to_reference_mean", "perplexity", "distinct_1", "distinct_2", "distinct_3", "response_length_mean",
-)
-# Per-episode arrays whose per-prompt mean gives a metric (the rest are corpus statistics).
-MEAN_METRICS = {
-    "reward_mean": "reward", "reward_positive_rate": "reward_positive", "judge_score_mean": "judge",
-    "judge_positive_rate": "judge_positive", "toxicity_mean": "toxicity", "toxicity_rate": "toxic",
-    "kl_to_reference_mean": "kl", "response_length_mean": "length",
-}
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -126,7 +124,8 @@ def sequence_logprobs(model, queries: list[list[int]], responses: list[list[int]
             r_mask[j, : len(r)] = 1
         limit = context_length(model)
         if limit and q_ids.shape[1] + width > limit:
-            raise ValueError(f"A query + response of {q_ids.shape[1] + width} tokens exceeds the model's context of {limit} tokens "
+            raise ValueError(f"A query + response of {q_ids.shape[1] + width} tokens exceeds the model's context of "
+                             f"{limit} tokens "
                              "(a retokenized response can be longer than the sampled one); lower --max_new_tokens.")
         logprobs = response_logprobs(model, q_ids, q_mask, r_ids, r_mask, temperature)  # (B, T)
         totals.append(logprobs.sum(-1).double().numpy())
@@ -170,7 +169,8 @@ class Scorers:
         path = resolve_model_path(cfg.reward_model, PRESET_REWARD_MODELS)
         self.reward = SentimentReward(path, label=cfg.reward_label, kind="logit", batch_size=cfg.batch_size)
         self.judge = load_measurement("sentiment_judge", judge_config_name(cfg.sentiment_judge, ("vader", "default")))
-        self.toxicity = load_measurement("toxicity", judge_config_name(cfg.toxicity_judge, ("profanity-check", "default")))
+        self.toxicity = load_measurement("toxicity",
+                                         judge_config_name(cfg.toxicity_judge, ("profanity-check", "default")))
         self.distinct = load_measurement("distinct_n")
         self.cfg = cfg
         self.names = {"reward_model": path, "sentiment_judge": cfg.sentiment_judge, "toxicity": cfg.toxicity_judge}
@@ -183,72 +183,14 @@ class Scorers:
     def score(self, queries: list[str], responses: list[str]) -> dict[str, np.ndarray]:
         """All per-episode text scores: reward, reward_positive, judge, judge_positive, toxicity, toxic; each (N,)."""
         reward, reward_positive = self.reward_scores(queries, responses)
-        judged = self.judge.compute(data=[q + r for q, r in zip(queries, responses)], positive_label=self.cfg.judge_positive_label)
+        judged = self.judge.compute(data=[q + r for q, r in zip(queries, responses)],
+                                    positive_label=self.cfg.judge_positive_label)
         tox = self.toxicity.compute(data=list(responses), toxic_label=self.cfg.toxic_label)
         toxicity = np.asarray(tox["toxicity"], dtype=float)
-        return {"reward": reward, "reward_positive": reward_positive.astype(float), "judge": np.asarray(judged["scores"], dtype=float),
-                "judge_positive": np.asarray(judged["positive"], dtype=float), "toxicity": toxicity, "toxic": (toxicity > 0.5).astype(float)}
-
-
-# ---------------------------------------------------------------------------------------------- statistics
-
-
-def per_prompt(values: np.ndarray, samples_per_prompt: int) -> np.ndarray:
-    """(N,) per-episode values, prompt-major, -> (P,) per-prompt means."""
-    return np.asarray(values, dtype=float).reshape(-1, samples_per_prompt).mean(1)
-
-
-def bootstrap_indices(num_prompts: int, num_samples: int, seed: int) -> np.ndarray:
-    """(num_samples, num_prompts) prompt indices drawn with replacement, shared by every metric (paired)."""
-    return np.random.default_rng(seed).integers(0, num_prompts, size=(num_samples, num_prompts))
-
-
-def paired_bootstrap(point: float, resampled: np.ndarray) -> dict[str, float]:
-    """Percentile 95% CI of a difference from its bootstrap replicates (Efron & Tibshirani 1993, ch. 13)."""
-    low, high = np.nanpercentile(resampled, [2.5, 97.5])
-    return {"diff": float(point), "ci_low": float(low), "ci_high": float(high)}
-
-
-def ngram_incidence(texts: list[str], n: int, samples_per_prompt: int):
-    """Per prompt: the set of n-gram ids of its responses and its n-gram count (words, as the distinct_n module).
-
-    Returns (incidence (P, G) bool, totals (P,)): incidence[p, g] says whether prompt p's responses contain n-gram g.
-    """
-    vocab: dict[tuple, int] = {}
-    rows, totals = [], []
-    for p in range(0, len(texts), samples_per_prompt):
-        ids, total = set(), 0
-        for text in texts[p : p + samples_per_prompt]:
-            words = text.lower().split()
-            grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-            total += len(grams)
-            ids.update(vocab.setdefault(g, len(vocab)) for g in grams)
-        rows.append(ids)
-        totals.append(total)
-    incidence = np.zeros((len(rows), max(len(vocab), 1)), dtype=np.float32)
-    for p, ids in enumerate(rows):
-        incidence[p, list(ids)] = 1.0
-    return incidence, np.asarray(totals, dtype=float)
-
-
-def distinct_bootstrap(texts: list[str], n: int, samples_per_prompt: int, idx: np.ndarray, chunk: int = 100) -> np.ndarray:
-    """Distinct-n of each prompt resample idx (S, P) -> (S,). A prompt drawn twice adds its n-grams twice
-    to the total but no new distinct n-gram, exactly as distinct-n of the resampled corpus."""
-    incidence, totals = ngram_incidence(texts, n, samples_per_prompt)
-    out = np.empty(len(idx))
-    for s in range(0, len(idx), chunk):
-        block = idx[s : s + chunk]
-        counts = np.zeros((len(block), len(totals)), dtype=np.float32)  # (S', P) multiplicity of each prompt
-        np.add.at(counts, (np.arange(len(block))[:, None], block), 1.0)
-        unique = ((counts > 0).astype(np.float32) @ incidence > 0).sum(1)
-        total = counts @ totals
-        out[s : s + chunk] = np.where(total > 0, unique / np.maximum(total, 1), 0.0)
-    return out
-
-
-def win_rate(aligned: np.ndarray, reference: np.ndarray) -> float:
-    """Share of prompts where aligned scores higher than reference, ties counting one half. Inputs (P,)."""
-    return float(np.mean((aligned > reference) + 0.5 * (aligned == reference)))
+        return {"reward": reward, "reward_positive": reward_positive.astype(float),
+                "judge": np.asarray(judged["scores"], dtype=float),
+                "judge_positive": np.asarray(judged["positive"], dtype=float), "toxicity": toxicity,
+                "toxic": (toxicity > 0.5).astype(float)}
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -257,8 +199,10 @@ def win_rate(aligned: np.ndarray, reference: np.ndarray) -> float:
 def evaluate_model(name: str, model, tokenizer, queries_ids: list[list[int]], cfg: EvalConfig):
     """Sample from one model on its own tokenization of the prompts; batch i from seed cfg.seed + i, so both models
     draw from the same random stream (paired samples). Returns (response ids, response texts)."""
-    out = generate(model, tokenizer, queries_ids, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
-                   top_p=cfg.top_p, stop_at_eos=cfg.stop_at_eos, seed=cfg.seed, batch_size=cfg.batch_size, desc=f"sampling {name}")
+    out = generate(model, tokenizer, queries_ids, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                   top_k=cfg.top_k,
+                   top_p=cfg.top_p, stop_at_eos=cfg.stop_at_eos, seed=cfg.seed, batch_size=cfg.batch_size,
+                   desc=f"sampling {name}")
     return out.ids, out.texts
 
 
@@ -267,7 +211,8 @@ def tokenize_for(tokenizer, texts: list[str]) -> list[list[int]]:
     return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts] if texts else []
 
 
-def corpus_metrics(per_episode: dict[str, np.ndarray], texts: list[str], nll: np.ndarray, ref_tokens: np.ndarray, distinct) -> dict[str, float]:
+def corpus_metrics(per_episode: dict[str, np.ndarray], texts: list[str], nll: np.ndarray, ref_tokens: np.ndarray,
+                   distinct) -> dict[str, float]:
     """The metrics dict of one model from its per-episode arrays (see the module docstring for the keys)."""
     metrics = {key: float(np.mean(per_episode[col])) for key, col in MEAN_METRICS.items()}
     metrics["perplexity"] = perplexity(nll, ref_tokens)
@@ -276,38 +221,11 @@ def corpus_metrics(per_episode: dict[str, np.ndarray], texts: list[str], nll: np
     return {k: metrics[k] for k in METRICS}
 
 
-def compute_differences(ref: dict, aligned: dict, cfg: EvalConfig, num_prompts: int) -> dict[str, dict[str, float]]:
-    """Aligned minus reference for every metric with a paired bootstrap 95% CI over prompts.
-
-    `ref` and `aligned` hold per-episode arrays plus "texts", "nll", "ref_tokens" and "metrics".
-    """
-    S = cfg.samples_per_prompt
-    idx = bootstrap_indices(num_prompts, cfg.bootstrap_samples, cfg.seed)
-    out = {}
-    for key, col in MEAN_METRICS.items():
-        a, r = per_prompt(aligned[col], S), per_prompt(ref[col], S)
-        out[key] = paired_bootstrap(aligned["metrics"][key] - ref["metrics"][key], (a - r)[idx].mean(1))
-    # Perplexity: a ratio estimator, resampled as sums of per-prompt NLL and token counts.
-    def ppl(d):
-        nll, tok = d["nll"].reshape(-1, S).sum(1)[idx].sum(1), d["ref_tokens"].reshape(-1, S).sum(1)[idx].sum(1)
-        return np.exp(nll / np.where(tok > 0, tok, np.nan))
-    out["perplexity"] = paired_bootstrap(aligned["metrics"]["perplexity"] - ref["metrics"]["perplexity"], ppl(aligned) - ppl(ref))
-    for n in (1, 2, 3):
-        key = f"distinct_{n}"
-        boot = distinct_bootstrap(aligned["texts"], n, S, idx) - distinct_bootstrap(ref["texts"], n, S, idx)
-        point = aligned["metrics"][key] - ref["metrics"][key]
-        # Resampling with replacement duplicates responses, which lowers distinct-n (more for the more diverse
-        # model), so the raw bootstrap distribution is biased; recentre it on the point estimate (bias correction,
-        # Efron & Tibshirani 1993, ch. 10) so the interval brackets the reported difference.
-        boot = boot - (np.median(boot) - point)
-        out[key] = paired_bootstrap(point, boot)
-    return {k: out[k] for k in METRICS}
-
-
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages that shape the numbers."""
     versions = {}
-    for pkg in ("rlhf-demo", "torch", "transformers", "tokenizers", "evaluate", "datasets", "numpy", "vaderSentiment", "alt-profanity-check", "scikit-learn"):
+    for pkg in ("rlhf-demo", "torch", "transformers", "tokenizers", "evaluate", "datasets", "numpy", "vaderSentiment",
+                "alt-profanity-check", "scikit-learn"):
         try:
             versions[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
@@ -315,7 +233,8 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def evaluate_frontier(cfg: EvalConfig, scorers: Scorers, ref_model, ref_tok, queries_text, ref_queries_ids) -> list[dict]:
+def evaluate_frontier(cfg: EvalConfig, scorers: Scorers, ref_model, ref_tok, queries_text,
+                      ref_queries_ids) -> list[dict]:
     """Reward mean and KL to the reference of every checkpoint under cfg.model/checkpoints/, same prompts and seeds."""
     points = []
     for step, path in tqdm(find_checkpoints(resolve_model_path(cfg.model)), desc="checkpoints", unit="ckpt"):
@@ -325,7 +244,8 @@ def evaluate_frontier(cfg: EvalConfig, scorers: Scorers, ref_model, ref_tok, que
         responses, texts = evaluate_model(os.path.basename(path), model, tok, ids, cfg)
         logp = sequence_logprobs(model, ids, responses, tok.pad_token_id, cfg.batch_size, cfg.temperature)
         ref_resp = responses if same_tok else tokenize_for(ref_tok, texts)
-        logp_ref = sequence_logprobs(ref_model, ref_queries_ids, ref_resp, ref_tok.pad_token_id, cfg.batch_size, cfg.temperature)
+        logp_ref = sequence_logprobs(ref_model, ref_queries_ids, ref_resp, ref_tok.pad_token_id, cfg.batch_size,
+                                     cfg.temperature)
         reward, _ = scorers.reward_scores(queries_text, texts)
         points.append({"checkpoint": path, "step": step, "reward_mean": float(np.mean(reward)),
                        "kl_to_reference_mean": float(np.mean(kl_per_sequence(logp, logp_ref)))})
@@ -333,7 +253,8 @@ def evaluate_frontier(cfg: EvalConfig, scorers: Scorers, ref_model, ref_tok, que
 
 
 def run_eval(cfg: EvalConfig) -> dict:
-    """Evaluate cfg.model against cfg.reference; write the outputs to cfg.output_dir and return eval_results.json's dict.
+    """Evaluate cfg.model against cfg.reference; write the outputs to cfg.output_dir and return the dict of
+    eval_results.json.
 
     Raises:
         FileNotFoundError: a model path does not exist.
@@ -343,57 +264,42 @@ def run_eval(cfg: EvalConfig) -> dict:
     policy, policy_tok = load_causal_lm(cfg.model, "model (--model)")
     reference, ref_tok = load_causal_lm(cfg.reference, "reference (--reference)")
     same_tok = same_tokenizer(policy_tok, ref_tok)
-    prompts = build_prompt_dataset(policy_tok, cfg.dataset_name, split=cfg.split, num_prompts=cfg.num_prompts, seed=cfg.seed,
-                                   min_review_chars=cfg.min_review_chars)
+    prompts = build_prompt_dataset(policy_tok, cfg.dataset_name, split=cfg.split, num_prompts=cfg.num_prompts,
+                                   seed=cfg.seed, min_review_chars=cfg.min_review_chars)
     if len(prompts) == 0:
-        raise ValueError(f"No prompts: {cfg.dataset_name!r} split {cfg.split!r} gave 0 queries. Use a dataset with reviews in that split.")
+        raise ValueError(f"No prompts: {cfg.dataset_name!r} split {cfg.split!r} gave 0 queries. Use a dataset with "
+                         "reviews in that split.")
     S = cfg.samples_per_prompt
     queries_text = [q for q in prompts["query"] for _ in range(S)]  # prompt-major: episode e = p * S + s
     queries_ids = [list(q) for q in prompts["input_ids"] for _ in range(S)]
     ref_queries_ids = queries_ids if same_tok else tokenize_for(ref_tok, queries_text)
     scorers = Scorers(cfg)
 
-    # 2. Sample from both models with the same prompts, seeds and settings (paired).
-    ref_resp, ref_texts = evaluate_model("reference", reference, ref_tok, ref_queries_ids, cfg)
-    pol_resp, pol_texts = evaluate_model("aligned", policy, policy_tok, queries_ids, cfg)
+    # 2-4. Both models sample (paired), log-probs give KL and perplexity, then the text scores.
+    ref, pol = sample_and_score(cfg, scorers, (policy, policy_tok, queries_ids), (reference, ref_tok, ref_queries_ids),
+                                queries_text, same_tok)
 
-    # 3. Log-probs: KL(pi || pi_ref) on the aligned samples; perplexity of both under the reference (T = 1).
-    logp_pi = sequence_logprobs(policy, queries_ids, pol_resp, policy_tok.pad_token_id, cfg.batch_size, cfg.temperature)
-    pol_resp_ref = pol_resp if same_tok else tokenize_for(ref_tok, pol_texts)
-    logp_ref = sequence_logprobs(reference, ref_queries_ids, pol_resp_ref, ref_tok.pad_token_id, cfg.batch_size, cfg.temperature)
-    nll_pol = -(logp_ref if cfg.temperature == 1.0 else sequence_logprobs(reference, ref_queries_ids, pol_resp_ref, ref_tok.pad_token_id, cfg.batch_size))
-    nll_ref = -sequence_logprobs(reference, ref_queries_ids, ref_resp, ref_tok.pad_token_id, cfg.batch_size)
-
-    # 4. Text scores, per episode.
-    results = {}
-    for name, texts, resp, kl, nll, ref_tokens in (
-        ("reference", ref_texts, ref_resp, np.zeros(len(ref_resp)), nll_ref, [len(r) for r in ref_resp]),
-        ("aligned", pol_texts, pol_resp, kl_per_sequence(logp_pi, logp_ref), nll_pol, [len(r) for r in pol_resp_ref]),
-    ):
-        d = scorers.score(queries_text, texts)
-        d.update(kl=kl, length=np.asarray([len(r) for r in resp], dtype=float), nll=nll, ref_tokens=np.asarray(ref_tokens, dtype=float), texts=texts, ids=resp)
-        d["metrics"] = corpus_metrics(d, texts, nll, d["ref_tokens"], scorers.distinct)
-        results[name] = d
-    ref, pol = results["reference"], results["aligned"]
-
-    # 5. Paired statistics over prompts.
+    # 5. Paired statistics over prompts; the reward-KL frontier of the run's checkpoints.
     differences = compute_differences(ref, pol, cfg, len(prompts))
-    agreement = float(np.mean(np.concatenate([ref["reward_positive"] == ref["judge_positive"], pol["reward_positive"] == pol["judge_positive"]])))
-    hacking = bool(differences["reward_mean"]["ci_low"] > 0 and differences["judge_score_mean"]["ci_low"] <= 0)
+    agreement = float(np.mean(np.concatenate([ref["reward_positive"] == ref["judge_positive"],
+                                              pol["reward_positive"] == pol["judge_positive"]])))
     frontier = []
     if cfg.frontier and find_checkpoints(resolve_model_path(cfg.model)):
-        # Checkpoints are scored on the first frontier_num_prompts prompts; the reference and final points use the same ones.
+        # Checkpoints are scored on the first frontier_num_prompts prompts; the reference and final points too.
         k = S * (cfg.frontier_num_prompts or len(prompts))
-        frontier = [{"checkpoint": "reference", "step": 0, "reward_mean": float(np.mean(ref["reward"][:k])), "kl_to_reference_mean": 0.0}]
+        frontier = [{"checkpoint": "reference", "step": 0, "reward_mean": float(np.mean(ref["reward"][:k])),
+                     "kl_to_reference_mean": 0.0}]
         frontier += evaluate_frontier(cfg, scorers, reference, ref_tok, queries_text[:k], ref_queries_ids[:k])
-        frontier.append({"checkpoint": resolve_model_path(cfg.model), "step": -1, "reward_mean": float(np.mean(pol["reward"][:k])),
+        frontier.append({"checkpoint": resolve_model_path(cfg.model), "step": -1,
+                         "reward_mean": float(np.mean(pol["reward"][:k])),
                          "kl_to_reference_mean": float(np.mean(pol["kl"][:k]))})
 
     output = {
         "schema_version": SCHEMA_VERSION,
-        "settings": {"num_prompts": len(prompts), "samples_per_prompt": S, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
-                     "temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k, "dataset": cfg.dataset_name, "split": cfg.split,
-                     "stop_at_eos": cfg.stop_at_eos, "bootstrap_samples": cfg.bootstrap_samples, "same_tokenizer": same_tok},
+        "settings": {"num_prompts": len(prompts), "samples_per_prompt": S, "max_new_tokens": cfg.max_new_tokens,
+                     "seed": cfg.seed, "temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k,
+                     "dataset": cfg.dataset_name, "split": cfg.split, "stop_at_eos": cfg.stop_at_eos,
+                     "bootstrap_samples": cfg.bootstrap_samples, "same_tokenizer": same_tok},
         "models": {"reference": resolve_model_path(cfg.reference), "aligned": resolve_model_path(cfg.model)},
         "judges": scorers.names,
         "metrics": {"reference": ref["metrics"], "aligned": pol["metrics"]},
@@ -401,12 +307,46 @@ def run_eval(cfg: EvalConfig) -> dict:
         "win_rate": {"reward_model": win_rate(per_prompt(pol["reward"], S), per_prompt(ref["reward"], S)),
                      "judge": win_rate(per_prompt(pol["judge"], S), per_prompt(ref["judge"], S))},
         "reward_judge_agreement": agreement,
-        "reward_hacking_flag": hacking,
+        "reward_hacking_flag": bool(differences["reward_mean"]["ci_low"] > 0
+                                    and differences["judge_score_mean"]["ci_low"] <= 0),
         "frontier": frontier,
         "versions": package_versions(),
     }
     write_outputs(cfg, output, queries_text, queries_ids, ref, pol)
     return output
+
+
+def sample_and_score(cfg: EvalConfig, scorers: Scorers, aligned: tuple, reference: tuple, queries_text: list[str],
+                     same_tok: bool) -> tuple[dict, dict]:
+    """Steps 2-4 of `run_eval` for (model, tokenizer, query ids) `aligned` and `reference`: paired samples, KL of the
+    aligned samples to the reference and perplexity of both under it, text scores. Returns (reference, aligned)
+    dicts of per-episode arrays (the `MEAN_METRICS` columns, "nll", "ref_tokens"), "texts", "ids" and "metrics"."""
+    policy, policy_tok, queries_ids = aligned
+    ref_model, ref_tok, ref_queries_ids = reference
+    ref_resp, ref_texts = evaluate_model("reference", ref_model, ref_tok, ref_queries_ids, cfg)
+    pol_resp, pol_texts = evaluate_model("aligned", policy, policy_tok, queries_ids, cfg)
+
+    def ref_logprobs(responses, temperature=1.0):
+        return sequence_logprobs(ref_model, ref_queries_ids, responses, ref_tok.pad_token_id, cfg.batch_size,
+                                 temperature)
+
+    # KL(pi || pi_ref) on the aligned samples (logits / temperature, as sampled); perplexity under the reference (T=1).
+    logp_pi = sequence_logprobs(policy, queries_ids, pol_resp, policy_tok.pad_token_id, cfg.batch_size, cfg.temperature)
+    pol_resp_ref = pol_resp if same_tok else tokenize_for(ref_tok, pol_texts)
+    logp_ref = ref_logprobs(pol_resp_ref, cfg.temperature)
+    nll_pol = -(logp_ref if cfg.temperature == 1.0 else ref_logprobs(pol_resp_ref))
+    nll_ref = -ref_logprobs(ref_resp)
+    results = {}
+    for name, texts, resp, kl, nll, ref_tokens in (
+        ("reference", ref_texts, ref_resp, np.zeros(len(ref_resp)), nll_ref, [len(r) for r in ref_resp]),
+        ("aligned", pol_texts, pol_resp, kl_per_sequence(logp_pi, logp_ref), nll_pol, [len(r) for r in pol_resp_ref]),
+    ):
+        d = scorers.score(queries_text, texts)
+        d.update(kl=kl, length=np.asarray([len(r) for r in resp], dtype=float), nll=nll,
+                 ref_tokens=np.asarray(ref_tokens, dtype=float), texts=texts, ids=resp)
+        d["metrics"] = corpus_metrics(d, texts, nll, d["ref_tokens"], scorers.distinct)
+        results[name] = d
+    return results["reference"], results["aligned"]
 
 
 def write_outputs(cfg: EvalConfig, output: dict, queries_text, queries_ids, ref: dict, pol: dict) -> None:

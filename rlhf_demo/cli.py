@@ -9,7 +9,6 @@ subcommand lists its options.
 
 from __future__ import annotations
 
-import os
 import sys
 
 COMMANDS = {
@@ -26,7 +25,8 @@ COMMANDS = {
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: rlhf-demo COMMAND [--preset tiny|gpt2] [--config FILE.yaml] [options]", "",
-             "Align GPT-2-family language models with RLHF (PPO with a KL penalty against a reference).", "", "commands:"]
+             "Align GPT-2-family language models with RLHF (PPO with a KL penalty against a reference).", "",
+             "commands:"]
     lines += [f"  {name.ljust(width)}  {text}" for name, text in COMMANDS.items()]
     lines += ["", "Run `rlhf-demo COMMAND --help` for a command's options.",
               "Quick start (offline): rlhf-demo train --preset tiny --output_dir runs/tiny"]
@@ -44,16 +44,16 @@ def cmd_train(argv):
 
 
 def cmd_eval(argv):
-    from .config import parse_config
-    from .eval.suite import EvalConfig, run_eval
+    from .config import EvalConfig, parse_config
+    from .eval.suite import run_eval
 
     cfg = parse_config(EvalConfig, argv, section="eval", prog="rlhf-demo eval", description=COMMANDS["eval"])
     run_eval(cfg)
 
 
 def cmd_push(argv):
-    from .config import parse_config
-    from .hub import HubPushError, PushConfig, push
+    from .config import PushConfig, parse_config
+    from .hub import HubPushError, push
 
     cfg = parse_config(PushConfig, argv, section="push", prog="rlhf-demo push", description=COMMANDS["push"])
     try:
@@ -68,10 +68,12 @@ def cmd_generate(argv):
     from .models import load_causal_lm
     from .sampling import generate
 
-    cfg = parse_config(GenerateConfig, argv, section="generate", prog="rlhf-demo generate", description=COMMANDS["generate"])
+    cfg = parse_config(GenerateConfig, argv, section="generate", prog="rlhf-demo generate",
+                       description=COMMANDS["generate"])
     model, tokenizer = load_causal_lm(cfg.model, "model (--model)")
     for p, prompt in enumerate(cfg.prompt):
-        out = generate(model, tokenizer, [prompt] * cfg.num_samples, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+        out = generate(model, tokenizer, [prompt] * cfg.num_samples, max_new_tokens=cfg.max_new_tokens,
+                       temperature=cfg.temperature,
                        top_k=cfg.top_k, top_p=cfg.top_p, stop_at_eos=True, seed=cfg.seed + p)
         for i, text in enumerate(out.texts):
             print(f"[{i + 1}] {prompt}{text}")
@@ -81,26 +83,22 @@ def cmd_pretrain(argv):
     from .config import PretrainConfig, parse_config
     from .pretrain import pretrain
 
-    pretrain(parse_config(PretrainConfig, argv, section="pretrain", prog="rlhf-demo pretrain", description=COMMANDS["pretrain"]))
+    pretrain(parse_config(PretrainConfig, argv, section="pretrain", prog="rlhf-demo pretrain",
+                          description=COMMANDS["pretrain"]))
 
 
 def cmd_reward_model(argv):
     from .config import RewardModelConfig, parse_config
     from .reward_model import train_reward_model
 
-    train_reward_model(parse_config(RewardModelConfig, argv, section="reward-model", prog="rlhf-demo reward-model", description=COMMANDS["reward-model"]))
+    train_reward_model(parse_config(RewardModelConfig, argv, section="reward-model", prog="rlhf-demo reward-model",
+                                    description=COMMANDS["reward-model"]))
 
 
 def cmd_space(argv):
-    here = os.path.dirname(os.path.abspath(__file__))
-    for candidate in (os.path.join(here, "space_app.py"), os.path.join(os.path.dirname(here), "space", "app.py")):
-        if os.path.exists(candidate):
-            import runpy
+    from .space.app import main as space_main  # the Space ships inside the package as rlhf_demo.space
 
-            sys.argv = [candidate, *argv]
-            runpy.run_path(candidate, run_name="__main__")
-            return
-    raise SystemExit("error: the Space app (space/app.py) is not part of this installation; run it from a clone of the repository.")
+    space_main(argv)
 
 
 HANDLERS = {"train": cmd_train, "eval": cmd_eval, "push": cmd_push, "generate": cmd_generate, "pretrain": cmd_pretrain,

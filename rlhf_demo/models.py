@@ -149,7 +149,7 @@ def build_value_model(name_or_path: str):
 
     model = AutoModelForTokenClassification.from_pretrained(name_or_path, num_labels=1, dtype=torch.float32,
                                                             ignore_mismatched_sizes=True)
-    head = getattr(model, "classifier", None) or getattr(model, "score")  # the head's name varies by architecture
+    head = getattr(model, "classifier", None) or model.score  # the head's name varies by architecture
     torch.nn.init.zeros_(head.weight)
     if getattr(head, "bias", None) is not None:
         torch.nn.init.zeros_(head.bias)

@@ -30,10 +30,30 @@ from tqdm.auto import tqdm
 
 from . import __version__, runs
 from .config import PPOConfig, save_config
-from .models import (build_value_model, disable_dropout, ensure_pad_token, forward_response, load_policy,
-                     load_tokenizer, logprobs_from_logits, pad_left, use_fused_gelu, value_forward)
-from .ppo_math import (AdaptiveKLController, FixedKLController, RunningMoments, compute_gae, entropy_from_logits,
-                       kl_per_token, masked_mean, masked_whiten, policy_loss, value_loss)
+from .models import (
+    build_value_model,
+    disable_dropout,
+    ensure_pad_token,
+    forward_response,
+    load_policy,
+    load_tokenizer,
+    logprobs_from_logits,
+    pad_left,
+    use_fused_gelu,
+    value_forward,
+)
+from .ppo_math import (
+    AdaptiveKLController,
+    FixedKLController,
+    RunningMoments,
+    compute_gae,
+    entropy_from_logits,
+    kl_per_token,
+    masked_mean,
+    masked_whiten,
+    policy_loss,
+    value_loss,
+)
 from .rewards import build_reward, check_scores
 from .sampling import sample
 

@@ -37,8 +37,13 @@ def _tokenized(tokenizer, dataset_name: str, split: str, max_length: int, limit:
 def train_reward_model(cfg: RewardModelConfig) -> dict:
     """Fine-tune the classifier, save it to `cfg.output_dir` (fp16 weights, fp32 on load) and return the report
     (test accuracy, examples, wall time). Raises ValueError for a dataset without labels."""
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     from .models import ensure_pad_token
     from .runs import machine_description, save_half

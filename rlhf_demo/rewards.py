@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -158,11 +159,21 @@ def check_scores(scores, n: int, fn=None) -> list[float]:
 REWARD_KINDS = {"sentiment": SentimentReward, "toxicity": ToxicityReward, "keyword": KeywordReward}
 
 
-def parse_reward_spec(spec: str) -> tuple[RewardFn, float]:
-    """Parse `KIND=ARG[:WEIGHT]` (e.g. `sentiment=lvwerra/distilbert-imdb`, `toxicity=PATH:0.5`, `keyword=good`).
+@dataclass(frozen=True)
+class RewardSpec:
+    """One `--reward KIND=TARGET[@LABEL][:WEIGHT]`, parsed without loading anything (`split_reward_spec`)."""
 
-    For `sentiment` the argument may carry a label: `sentiment=PATH@POSITIVE`. Returns (reward function, weight).
-    Raises ValueError for an unknown kind or a malformed spec.
+    kind: str  # sentiment, toxicity or keyword
+    target: str  # the classifier (Hub id or path), or the keyword
+    label: str | None  # the classifier's label (None: the reward class's default)
+    weight: float
+
+
+def split_reward_spec(spec: str) -> RewardSpec:
+    """Parse `KIND=ARG[:WEIGHT]` (e.g. `sentiment=lvwerra/distilbert-imdb`, `toxicity=PATH:0.5`, `keyword=good`);
+    a classifier's ARG may carry a label: `sentiment=PATH@POSITIVE`. Loads nothing.
+
+    Raises ValueError for an unknown kind or a spec without `=` or without a target.
     """
     if "=" not in spec:
         raise ValueError(f"Reward spec {spec!r} must look like KIND=PATH_OR_ID[:WEIGHT] with KIND in "
@@ -178,16 +189,24 @@ def parse_reward_spec(spec: str) -> tuple[RewardFn, float]:
             arg = head
         except ValueError:
             pass  # a colon that is not a weight (e.g. a Windows path)
+    label = None
+    if kind != "keyword" and "@" in arg:
+        arg, label = arg.rsplit("@", 1)
     if not arg:
         raise ValueError(f"Reward spec {spec!r} names no model or keyword after '='.")
-    if kind == "keyword":
-        return KeywordReward(arg), weight
-    kwargs = {}
-    if "@" in arg:
-        arg, kwargs["label"] = arg.rsplit("@", 1)
-    if os.path.exists(os.path.expanduser(arg)):
-        arg = os.path.expanduser(arg)
-    return REWARD_KINDS[kind](arg, **kwargs), weight
+    return RewardSpec(kind, arg, label, weight)
+
+
+def parse_reward_spec(spec: str) -> tuple[RewardFn, float]:
+    """The reward function and weight of a `--reward` spec (see `split_reward_spec`), its classifier loaded.
+
+    Raises ValueError for a malformed spec or a label the classifier does not have.
+    """
+    s = split_reward_spec(spec)
+    if s.kind == "keyword":
+        return KeywordReward(s.target), s.weight
+    target = os.path.expanduser(s.target) if os.path.exists(os.path.expanduser(s.target)) else s.target
+    return REWARD_KINDS[s.kind](target, **({"label": s.label} if s.label else {})), s.weight
 
 
 def build_reward(specs: Sequence[str]) -> RewardFn:

@@ -4,29 +4,25 @@
     python space/screenshot.py --random_models      # tiny random models built on the fly (before the preset exists)
     python space/screenshot.py --reference tiny --aligned runs/tiny --reward_model tiny --output /tmp/shot.png
 
-Needs Debian's Chromium at /usr/bin/chromium (`apt-get install chromium`) or `--chromium PATH`.
+Needs Debian's Chromium at /usr/bin/chromium (`apt-get install chromium`) or `--chromium PATH`. `--random_models`
+uses GPT-2's tokenizer from `rlhf_demo.config.data_dir()` (RLHF_DEMO_DATA, else ../shared/data) unless
+`--tokenizer` says otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import socket
 import tempfile
 
+from rlhf_demo.config import data_dir
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
-
-def load_app():
-    spec = importlib.util.spec_from_file_location("space_app", os.path.join(HERE, "app.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def random_models(root: str, tokenizer: str) -> dict[str, str]:
@@ -35,7 +31,8 @@ def random_models(root: str, tokenizer: str) -> dict[str, str]:
     from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
     tok = AutoTokenizer.from_pretrained(tokenizer)
-    base = dict(n_layer=1, n_embd=32, n_head=2, n_positions=256, vocab_size=len(tok), bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    base = dict(n_layer=1, n_embd=32, n_head=2, n_positions=256, vocab_size=len(tok), bos_token_id=tok.eos_token_id,
+                eos_token_id=tok.eos_token_id)
     paths = {}
     for name, seed, init in (("reference", 1, 0.02), ("aligned", 2, 0.3)):
         torch.manual_seed(seed)
@@ -52,13 +49,16 @@ def random_models(root: str, tokenizer: str) -> dict[str, str]:
 
 
 def main() -> None:
-    app = load_app()
+    from rlhf_demo.space import app
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--reference", default=os.environ.get("REFERENCE_MODEL", app.DEFAULT_REFERENCE))
     p.add_argument("--aligned", default=os.environ.get("ALIGNED_MODEL", app.DEFAULT_ALIGNED))
     p.add_argument("--reward_model", default=os.environ.get("REWARD_MODEL", app.DEFAULT_REWARD_MODEL))
-    p.add_argument("--random_models", action="store_true", help="Use tiny random models instead (the flags above are ignored).")
-    p.add_argument("--tokenizer", default=os.path.join(HERE, "..", "..", "shared", "data", "gpt2-tokenizer"), help="Tokenizer of --random_models.")
+    p.add_argument("--random_models", action="store_true",
+                   help="Use tiny random models instead (the flags above are ignored).")
+    p.add_argument("--tokenizer", default=os.path.join(data_dir(), "gpt2-tokenizer"),
+                   help="Tokenizer of --random_models (default: gpt2-tokenizer/ in the data folder, RLHF_DEMO_DATA).")
     p.add_argument("--prompt", default="This is a big disappointment. The")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max_new_tokens", type=int, default=32)

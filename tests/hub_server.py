@@ -67,7 +67,8 @@ class FakeHub:
         # token -> user name; user -> namespaces it may write to. Other namespaces exist but are not writable (403);
         # namespaces nobody owns answer 404.
         self.tokens = tokens if tokens is not None else {"hf_test_token_0123456789": "test-user"}
-        self.namespaces = namespaces if namespaces is not None else {"test-user": {"test-user", "test-org"}, "other-user": {"other-user"}}
+        self.namespaces = namespaces if namespaces is not None else {"test-user": {"test-user", "test-org"},
+                                                                     "other-user": {"other-user"}}
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str, int]] = []
         self.bodies: list[bytes] = []
@@ -84,7 +85,7 @@ class FakeHub:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "FakeHub":
+    def start(self) -> FakeHub:
         hub = self
 
         class Handler(_Handler):
@@ -104,7 +105,7 @@ class FakeHub:
             self._thread.join(timeout=5)
             self._server = None
 
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -175,7 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     # ----------------------------------------------------------------------------------------------- plumbing
-    def _send(self, status: int, body: bytes | dict | list | None = None, headers: dict[str, str] | None = None, head: bool = False):
+    def _send(self, status: int, body: bytes | dict | list | None = None, headers: dict[str, str] | None = None,
+              head: bool = False):
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
             headers = {"Content-Type": "application/json", **(headers or {})}
@@ -272,7 +274,8 @@ class _Handler(BaseHTTPRequestHandler):
         if repo_id in hub.repos:
             return 409, {"error": "You already created this model repo", "url": url}, None
         repo = Repo(repo_id, private=payload.get("visibility") == "private" or bool(payload.get("private")))
-        sha = hub._new_commit(repo, {}, {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"}, "initial commit")
+        sha = hub._new_commit(repo, {}, {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"},
+                              "initial commit")
         repo.branches["main"] = sha
         hub.repos[repo_id] = repo
         return 200, {"url": url, "name": repo_id, "id": repo_id}, None
@@ -335,7 +338,8 @@ class _Handler(BaseHTTPRequestHandler):
                 folder = prefix + "/".join(parts[:i])
                 if (recursive or i == 1) and folder not in folders:
                     folders.add(folder)
-                    entries.append({"type": "directory", "oid": hashlib.sha1(folder.encode()).hexdigest(), "size": 0, "path": folder})
+                    entries.append({"type": "directory", "oid": hashlib.sha1(folder.encode()).hexdigest(), "size": 0,
+                                    "path": folder})
             if recursive or len(parts) == 1:
                 entries.append({"type": "file", "oid": git_blob_sha1(files[p]), "size": len(files[p]), "path": p})
         return 200, entries, None
@@ -391,7 +395,8 @@ class _Handler(BaseHTTPRequestHandler):
         sha = hub._new_commit(repo, repo.commits[parent_sha], files, summary)
         if rev in repo.branches or rev not in repo.commits:
             repo.branches[rev] = sha
-        return 200, {"success": True, "commitOid": sha, "commitUrl": f"{hub.url}/{repo_id}/commit/{sha}", "hookOutput": ""}, None
+        return 200, {"success": True, "commitOid": sha, "commitUrl": f"{hub.url}/{repo_id}/commit/{sha}",
+                     "hookOutput": ""}, None
 
     def _create_branch(self, repo_id: str, branch: str, payload: dict, user: str | None):
         hub = self.hub

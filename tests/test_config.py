@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from rlhf_demo.config import PPOConfig, PRESETS_DIR, parse_config
+from rlhf_demo.config import PRESETS_DIR, PPOConfig, parse_config
 
 
 def test_tiny_preset_points_inside_the_package_and_flags_override():

@@ -30,9 +30,8 @@ def make_distilbert_reward_model(path, texts):
 
 
 def test_gpt2_preset_runs_with_a_reward_model_of_another_tokenizer(tmp_path, gpt2_tokenizer_path, imdb_path):
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
     import datasets
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
     texts = datasets.load_dataset(imdb_path, split="train").select(range(200))["text"]
     rm_dir, policy_dir = str(tmp_path / "rm"), str(tmp_path / "policy")

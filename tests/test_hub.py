@@ -1,9 +1,16 @@
-"""Model card, dry run and Hub push/download, over real HTTP against the test Hub in `tests/hub_server.py`."""
+"""Model card, dry run and Hub push/download, over real HTTP against the test Hub in `tests/hub_server.py`.
+
+The run folder the tests push is built like a real one: a tiny GPT-2 policy and its training files, and an `eval/`
+written by `rlhf_demo.eval.suite.run_eval` itself (tiny reference and reward classifier built here), so the card
+reads the files the evaluation suite really writes.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,51 +18,42 @@ import textwrap
 
 import pytest
 import yaml
-
 from huggingface_hub import ModelCard
 
-from rlhf_demo.hub import HubPushError, PushConfig, build_model_card, prepare_upload_folder, push, select_upload_files
+from rlhf_demo.card import build_model_card
+from rlhf_demo.config import EvalConfig, PushConfig, data_dir
+from rlhf_demo.eval.samples import sample_row, write_samples
+from rlhf_demo.hub import HubPushError, prepare_upload_folder, push, select_upload_files
 
 sys.path.insert(0, os.path.dirname(__file__))
 from hub_server import FakeHub  # noqa: E402
 
-TOKENIZER = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "gpt2-tokenizer")
-if not os.path.isdir(TOKENIZER):
-    TOKENIZER = "/work/shared/data/gpt2-tokenizer"
+TOKENIZER = os.path.join(data_dir(), "gpt2-tokenizer")
 TOKEN = "hf_test_token_0123456789"
 REPO = "test-user/tiny-ppo"
 CLIENT_ENV_DROP = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-
-EVAL_RESULTS = {
-    "schema_version": 1,
-    "settings": {"num_prompts": 64, "samples_per_prompt": 2, "max_new_tokens": 24, "seed": 0, "temperature": 1.0,
-                 "top_p": 1.0, "dataset": "stanfordnlp/imdb", "split": "test"},
-    "models": {"reference": "ref", "aligned": "aligned"},
-    "judges": {"reward_model": "lvwerra/distilbert-imdb", "sentiment_judge": "vader", "toxicity": "alt-profanity-check"},
-    "metrics": {
-        "reference": {"reward_mean": -0.1, "judge_score_mean": 0.05, "judge_positive_rate": 0.5, "toxicity_mean": 0.04,
-                      "toxicity_rate": 0.01, "kl_to_reference_mean": 0.0, "perplexity": 40.0, "distinct_2": 0.8},
-        "aligned": {"reward_mean": 2.1, "judge_score_mean": 0.4, "judge_positive_rate": 0.8, "toxicity_mean": 0.03,
-                    "toxicity_rate": 0.0, "kl_to_reference_mean": 3.2, "perplexity": 45.0, "distinct_2": 0.7},
-    },
-    "differences": {"reward_mean": {"diff": 2.2, "ci_low": 1.9, "ci_high": 2.5}},
-    "win_rate": {"reward_model": 0.9, "judge": 0.75}, "reward_judge_agreement": 0.8, "reward_hacking_flag": False,
-    "frontier": [], "versions": {},
-}
+SENTIMENT_REWARD = "sentiment=lvwerra/distilbert-imdb@POSITIVE"
+WORDS = "the movie film was great terrible acting plot story loved hated boring wonderful actor scene and but".split()
 
 
-def make_run_dir(path, with_eval=True, with_info=True):
-    """A run directory as `rlhf-demo train` leaves it: a tiny random GPT-2 policy, value model, config, logs, a checkpoint."""
+def _tiny_gpt2(path, seed, init=0.02, n_embd=16):
+    """A tiny random GPT-2 (GPT-2's real tokenizer) saved to `path`."""
     import torch
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-    torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(TOKENIZER)
-    config = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=1, n_head=2)
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=n_embd, n_layer=1, n_head=2, initializer_range=init)
     model = GPT2LMHeadModel(config)
-    os.makedirs(path, exist_ok=True)
     model.save_pretrained(path)
     tok.save_pretrained(path)
+    return model
+
+
+def make_run_dir(path, with_info=True, reward=(SENTIMENT_REWARD,), dataset="stanfordnlp/imdb"):
+    """A run directory as `rlhf-demo train` leaves it (not evaluated yet): a tiny random GPT-2 policy, value model,
+    training config and logs with `reward` specs and prompts `dataset`, a checkpoint, a stray optimizer state."""
+    model = _tiny_gpt2(path, seed=0)
     model.save_pretrained(os.path.join(path, "value_model"))
     ckpt = os.path.join(path, "checkpoints", "checkpoint-2")
     os.makedirs(ckpt)
@@ -68,29 +66,67 @@ def make_run_dir(path, with_eval=True, with_info=True):
         f.write(b"state")
     if with_info:
         with open(os.path.join(path, "training_config.yaml"), "w") as f:
-            yaml.safe_dump({"model_name_or_path": "openai-community/gpt2", "reward": ["sentiment=lvwerra/distilbert-imdb"],
+            yaml.safe_dump({"model_name_or_path": "openai-community/gpt2", "reward": list(reward),
                             "kl_coef": 0.05, "adaptive_kl": True, "target_kl": 6.0, "gamma": 1.0, "lam": 0.95,
                             "cliprange": 0.2, "cliprange_value": 0.2, "vf_coef": 0.1, "learning_rate": 1.4e-5,
                             "batch_size": 64, "num_mini_batches": 4, "num_ppo_epochs": 4, "response_length": 24,
-                            "temperature": 0.7, "total_episodes": 128, "seed": 0, "dataset_name": "stanfordnlp/imdb"}, f)
+                            "temperature": 0.7, "total_episodes": 128, "seed": 0, "dataset_name": dataset}, f)
         with open(os.path.join(path, "run_info.json"), "w") as f:
-            json.dump({"base_model": "openai-community/gpt2", "reward_functions": ["sentiment=lvwerra/distilbert-imdb"],
-                       "dataset": "stanfordnlp/imdb", "episodes": 128, "steps": 2, "wall_time_s": 93.0, "machine": "2-core CPU",
-                       "rlhf_demo_version": "0.1.0", "final_metrics": {"objective/scores": 1.5, "objective/kl": 2.0}}, f)
+            json.dump({"base_model": "openai-community/gpt2", "reward_functions": ["SentimentReward('x')"],
+                       "dataset": dataset, "episodes": 128, "steps": 2, "wall_time_s": 93.0,
+                       "machine": "2-core CPU", "rlhf_demo_version": "0.1.0",
+                       "final_metrics": {"objective/scores": 1.5, "objective/kl": 2.0}}, f)
         with open(os.path.join(path, "metrics.jsonl"), "w") as f:
             f.write('{"step": 1, "objective/kl": 0.0}\n{"step": 2, "objective/kl": 2.0}\n')
-    if with_eval:
-        ev = os.path.join(path, "eval")
-        os.makedirs(ev)
-        with open(os.path.join(ev, "eval_results.json"), "w") as f:
-            json.dump(EVAL_RESULTS, f)
-        with open(os.path.join(ev, "eval_report.md"), "w") as f:
-            f.write("# report\n")
-        with open(os.path.join(ev, "reward_hist.png"), "wb") as f:
-            f.write(b"\x89PNG\r\n\x1a\nfake")
-        with open(os.path.join(ev, "samples.jsonl"), "w") as f:
-            f.write(json.dumps({"prompt": "This movie", "reference": "was dull | long.", "aligned": "was wonderful."}) + "\n")
     return path
+
+
+def evaluate(run, root):
+    """`rlhf-demo eval --model RUN --output_dir RUN/eval` on tiny models: a reference, a reward classifier and a
+    local review dataset named `imdb`, all built under `root`."""
+    import datasets
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
+
+    from rlhf_demo.eval.suite import run_eval
+
+    rng = random.Random(0)
+    data = os.path.join(root, "imdb")
+    os.makedirs(data)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(40)).capitalize() + "." for _ in range(8)]
+    datasets.Dataset.from_dict({"text": texts, "label": [i % 2 for i in range(8)]}).to_parquet(
+        os.path.join(data, "test.parquet"))
+    reference = os.path.join(root, "reference")
+    _tiny_gpt2(reference, seed=1, init=0.3)  # peaked distributions: samples differ from the policy's
+    tok = AutoTokenizer.from_pretrained(TOKENIZER)
+    torch.manual_seed(5)
+    rm = GPT2ForSequenceClassification(GPT2Config(
+        n_layer=1, n_embd=16, n_head=2, n_positions=128, vocab_size=len(tok), num_labels=2,
+        pad_token_id=tok.eos_token_id, id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1}))
+    reward_model = os.path.join(root, "reward_model")
+    rm.save_pretrained(reward_model)
+    tok.save_pretrained(reward_model)
+    run_eval(EvalConfig(model=run, reference=reference, output_dir=os.path.join(run, "eval"), num_prompts=4,
+                        samples_per_prompt=2, max_new_tokens=6, dataset_name=data, reward_model=reward_model,
+                        batch_size=4, bootstrap_samples=100, frontier=False, num_report_samples=2))
+    return run
+
+
+def copy_run(run, dest, **training_config):
+    """A copy of `run` with `training_config` entries changed."""
+    shutil.copytree(run, dest)
+    path = os.path.join(dest, "training_config.yaml")
+    with open(path) as f:
+        cfg = yaml.safe_load(f)
+    with open(path, "w") as f:
+        yaml.safe_dump({**cfg, **training_config}, f)
+    return str(dest)
+
+
+def cell(text):
+    """`text` as the card's tables show it."""
+    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 @pytest.fixture(autouse=True)
@@ -101,12 +137,27 @@ def online_to_the_fake_hub(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run_dir(tmp_path_factory):
-    return make_run_dir(str(tmp_path_factory.mktemp("run") / "run"))
+    """A trained and evaluated run folder (eval/ written by run_eval), shared by the tests that only read it."""
+    root = tmp_path_factory.mktemp("hub_run")
+    return evaluate(make_run_dir(str(root / "run")), str(root))
 
 
-def test_card_with_eval_has_metadata_and_model_index(run_dir):
+@pytest.fixture(scope="session")
+def eval_results(run_dir):
+    with open(os.path.join(run_dir, "eval", "eval_results.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def samples(run_dir):
+    """The rows of the run's eval/samples.jsonl, read as plain JSON lines (not with the code under test)."""
+    with open(os.path.join(run_dir, "eval", "samples.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_card_with_eval_has_metadata_and_model_index(run_dir, eval_results):
     card = build_model_card(run_dir, REPO)
     parsed = ModelCard(str(card))  # what ModelCard.load does with the saved file
     data = parsed.data.to_dict()
@@ -116,20 +167,69 @@ def test_card_with_eval_has_metadata_and_model_index(run_dir):
     assert {"rlhf", "ppo", "trl", "gpt2"} <= set(data["tags"])
     results = {r.metric_type: r for r in parsed.data.eval_results}
     assert {"reward", "sentiment", "toxicity", "kl", "perplexity", "win_rate"} <= set(results)
-    assert results["reward"].metric_value == 2.1 and results["kl"].metric_value == 3.2
-    assert results["reward"].dataset_type == "stanfordnlp/imdb" and results["reward"].dataset_split == "test"
+    aligned = eval_results["metrics"]["aligned"]
+    assert results["reward"].metric_value == pytest.approx(aligned["reward_mean"])
+    assert results["kl"].metric_value == pytest.approx(aligned["kl_to_reference_mean"])
+    assert results["reward"].dataset_type == "imdb" and results["reward"].dataset_split == "test"  # local: last part
+    assert results["reward"].task_name == "Text generation (sentiment-steered continuation)"
     text = parsed.text
     assert f'pipeline("text-generation", model="{REPO}")' in text
-    assert "+2.2 [1.9, 2.5]" in text  # difference with its CI
-    assert "](eval/reward_hist.png)" in text  # plot by relative link
-    assert "was wonderful." in text and "was dull \\| long." in text  # sample pair, table-escaped
+    d = eval_results["differences"]["reward_mean"]
+    assert f"{d['diff']:+.4g} [{d['ci_low']:.4g}, {d['ci_high']:.4g}]" in text  # difference with its CI
+    assert "](eval/score_distributions.png)" in text and "](eval/eval_report.md)" in text  # by relative links
     assert "Ziegler" in text and "Schulman" in text and "lvwerra/distilbert-imdb" in text
     assert "0.05" in text and "93.0" not in text and "1.6 min" in text  # KL coefficient, wall time in minutes
     assert "not evaluated yet" not in text.lower()
+    assert "movie review" in text and "sentiment classifier `lvwerra/distilbert-imdb` labels POSITIVE" in text
+    assert os.path.dirname(run_dir) not in text  # no machine paths: local folders by their last component
+
+
+def test_card_shows_the_samples_run_eval_wrote(run_dir, samples):
+    """The samples table holds the real texts of eval/samples.jsonl: prompt, reference and aligned response."""
+    text = ModelCard(str(build_model_card(run_dir, REPO))).text
+    assert "### Samples (reference vs aligned, same prompt)" in text
+    table = text.split("### Samples")[1].split("## ")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| prompt")]
+    assert len(rows) == 3
+    for row, sample in zip(rows, samples):
+        texts = [sample["prompt"], sample["reference_response"], sample["aligned_response"]]
+        assert row == "| " + " | ".join(cell(t) for t in texts) + " |"
+
+
+def test_card_escapes_sample_texts(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path / "run")
+    scores = {"reward": 1.0, "judge": 0.0, "toxicity": 0.0, "kl": 0.0}
+    write_samples(os.path.join(run, "eval", "samples.jsonl"), [
+        sample_row(0, "This movie", [1], {"response": "was dull | long.", "response_ids": [2], **scores},
+                   {"response": "was\nwonderful.", "response_ids": [3], **scores})])
+    text = ModelCard(str(build_model_card(run, REPO))).text
+    assert "| This movie | was dull \\| long. | was wonderful. |" in text
+
+
+@pytest.mark.parametrize("reward, dataset, says", [
+    ("toxicity=facebook/roberta-hate-speech-dynabench-r4-target", "allenai/real-toxicity-prompts",
+     "less toxic text (a lower probability of label hate from the toxicity classifier "
+     "`facebook/roberta-hate-speech-dynabench-r4-target`)"),
+    ("keyword=excellent:0.5", "my-org/story-prompts", 'text that contains the word "excellent" (weight 0.5)'),
+])
+def test_card_task_comes_from_the_reward_specs(tmp_path, reward, dataset, says):
+    """A toxicity or keyword run on other prompts says so, and reads nowhere as IMDB sentiment."""
+    run = make_run_dir(str(tmp_path / "run"), reward=[reward], dataset=dataset)
+    text = ModelCard(str(build_model_card(run, REPO))).text
+    assert says in text and f"`{dataset}`" in text
+    for word in ("imdb", "movie", "sentiment", "positive", "maas"):
+        assert word not in text.lower(), word
+
+
+def test_card_task_of_an_evaluated_toxicity_run(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path / "run", reward=["toxicity=./tox_model@toxic"])
+    card = ModelCard(str(build_model_card(run, REPO)))
+    assert {r.task_name for r in card.data.eval_results} == {"Text generation (detoxified continuation)"}
+    assert "`toxicity=tox_model@toxic (local)`" in card.text and "sentiment classifier" not in card.text
 
 
 def test_card_degrades_without_eval_or_run_info(tmp_path):
-    bare = make_run_dir(str(tmp_path / "bare"), with_eval=False, with_info=False)
+    bare = make_run_dir(str(tmp_path / "bare"), with_info=False)
     card = ModelCard(str(build_model_card(bare, REPO)))
     data = card.data.to_dict()
     assert "model-index" not in data and "base_model" not in data
@@ -141,10 +241,12 @@ def test_dry_run_writes_exactly_the_upload(run_dir, tmp_path):
     out = str(tmp_path / "out")
     cfg = PushConfig(model=run_dir, repo_id=REPO, dry_run=True, output_dir=out)
     assert push(cfg) == out
-    written = sorted(os.path.relpath(os.path.join(d, f), out).replace(os.sep, "/") for d, _, fs in os.walk(out) for f in fs)
+    written = sorted(os.path.relpath(os.path.join(d, f), out).replace(os.sep, "/")
+                     for d, _, fs in os.walk(out) for f in fs)
     assert written == sorted([*select_upload_files(run_dir), "README.md"])
-    assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "README.md", "training_config.yaml",
-            "value_model/model.safetensors", "eval/eval_results.json", "eval/reward_hist.png"} <= set(written)
+    assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "README.md",
+            "training_config.yaml", "value_model/model.safetensors", "eval/eval_results.json", "eval/samples.jsonl",
+            "eval/score_distributions.png", "eval/eval_report.md"} <= set(written)
     assert not any(p.startswith("checkpoints/") or p.endswith((".pt", ".pth")) for p in written)
     card = ModelCard.load(os.path.join(out, "README.md"))
     assert any(r.metric_type == "reward" for r in card.data.eval_results)
@@ -157,8 +259,10 @@ def test_dry_run_writes_exactly_the_upload(run_dir, tmp_path):
 def test_config_parses_from_the_command_line(tmp_path):
     from rlhf_demo.config import parse_config
 
-    cfg = parse_config(PushConfig, ["--model", "runs/x", "--repo_id", REPO, "--private", "--dry_run", "--output_dir", str(tmp_path)])
-    assert (cfg.model, cfg.repo_id, cfg.private, cfg.dry_run, cfg.revision, cfg.token) == ("runs/x", REPO, True, True, "main", None)
+    cfg = parse_config(PushConfig, ["--model", "runs/x", "--repo_id", REPO, "--private", "--dry_run",
+                                    "--output_dir", str(tmp_path)])
+    assert (cfg.model, cfg.repo_id, cfg.private, cfg.dry_run, cfg.revision, cfg.token) == (
+        "runs/x", REPO, True, True, "main", None)
     assert parse_config(PushConfig, ["--model", "runs/x", "--repo_id", REPO, "--dry_run"]).output_dir == "runs/x_hub"
 
 
@@ -177,8 +281,8 @@ def test_config_and_run_dir_errors(tmp_path):
 
 
 def _cfg(run_dir, hub_url, **kw):
-    return PushConfig(model=run_dir, repo_id=kw.pop("repo_id", REPO), endpoint=hub_url, max_retries=kw.pop("max_retries", 2),
-                      retry_base_wait=0.0, **kw)
+    return PushConfig(model=run_dir, repo_id=kw.pop("repo_id", REPO), endpoint=hub_url,
+                      max_retries=kw.pop("max_retries", 2), retry_base_wait=0.0, **kw)
 
 
 def test_clear_errors_for_401_403_404(run_dir):
@@ -217,7 +321,8 @@ def test_503_on_commit_is_retried_once_and_commits_once(run_dir):
         repo = hub.repos[REPO]
         assert repo.branches["main"] == main_sha and repo.branches["dev"] != main_sha
         assert repo.messages[repo.branches["dev"]] == "card on dev" and hub.commit_count(REPO) == 3
-        assert b"license: apache-2.0" in hub.files(REPO, "dev")["README.md"] and b"license: mit" in hub.files(REPO)["README.md"]
+        assert b"license: apache-2.0" in hub.files(REPO, "dev")["README.md"]
+        assert b"license: mit" in hub.files(REPO)["README.md"]
 
 
 CLIENT = textwrap.dedent("""
@@ -227,7 +332,8 @@ CLIENT = textwrap.dedent("""
     from huggingface_hub.utils import logging as hf_logging
     hf_logging.set_verbosity_debug()
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
-    from rlhf_demo.hub import PushConfig, push
+    from rlhf_demo.config import PushConfig
+    from rlhf_demo.hub import push
 
     run_dir, repo_id = sys.argv[1], sys.argv[2]
     url = push(PushConfig(model=run_dir, repo_id=repo_id, retry_base_wait=0.0))
@@ -256,8 +362,10 @@ def test_push_download_roundtrip_and_token_never_leaks(run_dir, tmp_path):
         env = {k: v for k, v in os.environ.items() if k not in CLIENT_ENV_DROP}
         env.update(HF_ENDPOINT=hub.url, HF_HOME=str(hf_home), HF_TOKEN=TOKEN, HF_HUB_DISABLE_XET="1",
                    HF_HUB_DISABLE_TELEMETRY="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-                   PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env.get("PYTHONPATH", "")]))
-        proc = subprocess.run([sys.executable, "-c", CLIENT, run_dir, REPO], env=env, capture_output=True, text=True, timeout=300)
+                   PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                               env.get("PYTHONPATH", "")]))
+        proc = subprocess.run([sys.executable, "-c", CLIENT, run_dir, REPO], env=env, capture_output=True, text=True,
+                              timeout=300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
         assert "ROUNDTRIP OK" in proc.stdout
         assert [r[2] for r in hub.requests if "/commit/" in r[1]] == [503, 200]
@@ -266,7 +374,7 @@ def test_push_download_roundtrip_and_token_never_leaks(run_dir, tmp_path):
         assert "README.md" in uploaded and "model.safetensors" in uploaded
         assert not any(p.startswith("checkpoints/") or p.endswith(".pt") for p in uploaded)
         assert ModelCard(uploaded["README.md"].decode()).data.eval_results
-        # the token: nowhere in stdout, stderr (DEBUG logs of huggingface_hub included), uploaded files or request bodies
+        # the token: nowhere in stdout, stderr (DEBUG logs of huggingface_hub included), uploads or request bodies
         assert "DEBUG" in proc.stderr  # the logs were on, at their most verbose
         assert TOKEN not in proc.stdout and TOKEN not in proc.stderr
         assert not any(TOKEN.encode() in data for data in uploaded.values())
@@ -277,13 +385,13 @@ def test_push_download_roundtrip_and_token_never_leaks(run_dir, tmp_path):
                     assert TOKEN.encode() not in fh.read(), f
 
 
-def test_make_aligned_ships_a_half_size_copy_with_relative_paths(tmp_path):
+def test_make_aligned_ships_a_half_size_copy_with_relative_paths(run_dir, tmp_path):
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
 
     from rlhf_demo.presets import make_aligned
 
-    run = make_run_dir(str(tmp_path / "run"))
+    run = copy_run(run_dir, tmp_path / "run")
     info_path = os.path.join(run, "run_info.json")
     with open(info_path) as f:
         info = json.load(f)
@@ -295,7 +403,8 @@ def test_make_aligned_ships_a_half_size_copy_with_relative_paths(tmp_path):
 
     with safe_open(os.path.join(dest, "model.safetensors"), "pt") as f:
         assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float16"}
-    assert str(AutoModelForCausalLM.from_pretrained(dest).dtype) == "torch.float32"  # fp16 storage, loaded as fp32 per its config
+    # fp16 storage, loaded as fp32 per its config
+    assert str(AutoModelForCausalLM.from_pretrained(dest).dtype) == "torch.float32"
     with open(os.path.join(dest, "run_info.json")) as f:
         assert json.load(f)["base_model"] == os.path.join("rlhf_demo", "presets", "tiny", "policy")
     assert "samples.jsonl" not in os.listdir(os.path.join(dest, "eval"))

@@ -5,12 +5,12 @@ import os
 
 import pytest
 import torch
-
 from conftest import count_word, make_tiny_gpt2, make_word_tokenizer, word_prompts
+
 from rlhf_demo.config import PPOConfig
 from rlhf_demo.models import load_policy, pad_left, response_logprobs
-from rlhf_demo.sampling import sample
 from rlhf_demo.ppo import PPOTrainer
+from rlhf_demo.sampling import sample
 
 
 def make_trainer(policy_dir, out, reward_fn, **overrides):

@@ -3,11 +3,11 @@
 import json
 
 import torch
-
 from conftest import make_tiny_gpt2, make_word_tokenizer
+
 from rlhf_demo.models import forward_response, logprobs_from_logits, pad_left
-from rlhf_demo.sampling import sample
 from rlhf_demo.ppo_math import entropy_from_logits
+from rlhf_demo.sampling import sample
 
 
 def test_samples_match_the_recomputed_distribution():

@@ -1,5 +1,6 @@
-"""Tests of the Gradio Space (space/app.py): every event through gradio_client against the launched app, the
-limits, the durable preference file, the CLI contract, and one real-browser run (playwright + Debian's Chromium).
+"""Tests of the Gradio Space (space/app.py, installed as `rlhf_demo.space.app`) and of its preference file
+(`rlhf_demo.feedback`): every event through gradio_client against the launched app, the limits, the durable
+preference file, the CLI contract, and one real-browser run (playwright + Debian's Chromium).
 
 Models are tiny random GPT-2s built here (reference and aligned differ), the reward model a tiny random
 GPT2ForSequenceClassification with NEGATIVE/POSITIVE labels; nothing is downloaded.
@@ -9,7 +10,6 @@ import importlib.util
 import json
 import os
 import random
-import shutil
 import socket
 import sys
 
@@ -21,46 +21,43 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel  # noqa: E402
 
+from rlhf_demo.config import data_dir  # noqa: E402
+from rlhf_demo.feedback import PreferenceStore, read_preferences  # noqa: E402
+
 sys.path.insert(0, os.path.dirname(__file__))
 from hub_server import FakeHub  # noqa: E402
 
+from rlhf_demo.space import app  # noqa: E402  (the installed subpackage, as `rlhf-demo space` runs it)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-APP_PATH = os.path.join(ROOT, "space", "app.py")
-GPT2_TOKENIZER = os.path.join(ROOT, "..", "shared", "data", "gpt2-tokenizer")
-if not os.path.isdir(GPT2_TOKENIZER):
-    GPT2_TOKENIZER = "/work/shared/data/gpt2-tokenizer"
+GPT2_TOKENIZER = os.path.join(data_dir(), "gpt2-tokenizer")
 CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 TOKEN = "hf_test_token_0123456789"  # the token FakeHub accepts
-WORDS = "the movie film was great terrible acting plot story loved hated boring wonderful actor scene director and but it i really".split()
-
-
-def load_app():
-    spec = importlib.util.spec_from_file_location("space_app", APP_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-app = load_app()
+WORDS = ("the movie film was great terrible acting plot story loved hated boring wonderful actor scene director "
+         "and but it i really").split()
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Paths of a tiny reference, a different tiny aligned policy, a reward model and a tiny IMDB-like dataset."""
+    if not os.path.isdir(GPT2_TOKENIZER):
+        pytest.skip(f"GPT-2 tokenizer not found at {GPT2_TOKENIZER} (set RLHF_DEMO_DATA)")
     root = tmp_path_factory.mktemp("space_models")
     tok = AutoTokenizer.from_pretrained(GPT2_TOKENIZER)
-    config = GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=256, vocab_size=len(tok), bos_token_id=tok.eos_token_id,
-                        eos_token_id=tok.eos_token_id)
+    base = dict(n_layer=1, n_embd=32, n_head=2, n_positions=256, vocab_size=len(tok))
     paths = {}
     for name, seed, init in (("reference", 1, 0.02), ("aligned", 2, 0.3)):
         torch.manual_seed(seed)
-        GPT2LMHeadModel(GPT2Config(**{**config.to_dict(), "initializer_range": init})).save_pretrained(root / name)
+        config = GPT2Config(**base, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+                            initializer_range=init)
+        GPT2LMHeadModel(config).save_pretrained(root / name)
         tok.save_pretrained(root / name)
         paths[name] = str(root / name)
     torch.manual_seed(3)
-    rm = GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=256, vocab_size=len(tok), num_labels=2,
-                                                  id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1},
-                                                  pad_token_id=tok.eos_token_id))
+    labels = {"id2label": {0: "NEGATIVE", 1: "POSITIVE"}, "label2id": {"NEGATIVE": 0, "POSITIVE": 1}}
+    rm = GPT2ForSequenceClassification(GPT2Config(**base, **labels, num_labels=2, pad_token_id=tok.eos_token_id))
     rm.save_pretrained(root / "reward_model")
     tok.save_pretrained(root / "reward_model")
     paths["reward_model"] = str(root / "reward_model")
@@ -71,7 +68,8 @@ def models(tmp_path_factory):
     (root / "data").mkdir()
     for split in ("train", "test"):
         texts = [" ".join(rng.choice(WORDS) for _ in range(60)).capitalize() + "." for _ in range(8)]
-        datasets.Dataset.from_dict({"text": texts, "label": [i % 2 for i in range(8)]}).to_parquet(str(root / "data" / f"{split}.parquet"))
+        ds = datasets.Dataset.from_dict({"text": texts, "label": [i % 2 for i in range(8)]})
+        ds.to_parquet(str(root / "data" / f"{split}.parquet"))
     paths["dataset"] = str(root / "data")
     paths["root"] = str(root)
     return paths
@@ -134,8 +132,8 @@ def test_compare_pairs_seeds_and_scores_both_models(served, models):
     tok, model = load_tokenizer(models["reference"]), load_policy(models["reference"])
     ids, mask = pad_left([tok(prompt)["input_ids"]] * 2, tok.pad_token_id)
     torch.manual_seed(7)
-    resp, resp_mask = sample(model, ids, mask, max_new_tokens=12, temperature=1.0, top_p=1.0, eos_token_id=tok.eos_token_id,
-                             pad_token_id=tok.pad_token_id)
+    resp, resp_mask = sample(model, ids, mask, max_new_tokens=12, temperature=1.0, top_p=1.0,
+                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     first = tok.decode(resp[0][resp_mask[0].bool()].tolist(), skip_special_tokens=True)
     assert ref.split("\n\n")[0] == "[1] " + prompt + first
     # Scores: labelled bars in [0, 1] for both models, and one table row per model and sample.
@@ -145,11 +143,12 @@ def test_compare_pairs_seeds_and_scores_both_models(served, models):
         assert all(0.0 <= v <= 1.0 for v in labels.values())
     rows = table["data"]
     assert [(r[0], r[1]) for r in rows] == [("reference", 1), ("reference", 2), ("aligned", 1), ("aligned", 2)]
-    # The reward column is the reward model's POSITIVE logit on prompt + continuation.
+    # The reward column is the reward model's POSITIVE logit on prompt + continuation, P(positive) its softmax.
     from rlhf_demo.rewards import SentimentReward
 
-    expected = SentimentReward(models["reward_model"])([prompt], [first])[0]
-    assert rows[0][2] == pytest.approx(expected, abs=1e-3)
+    probability = SentimentReward(models["reward_model"], kind="probability")
+    assert rows[0][2] == pytest.approx(SentimentReward(models["reward_model"])([prompt], [first])[0], abs=1e-3)
+    assert rows[0][3] == pytest.approx(probability([prompt], [first])[0], abs=1e-3)
 
 
 def test_compare_refuses_bad_inputs_with_clear_errors(served):
@@ -160,7 +159,9 @@ def test_compare_refuses_bad_inputs_with_clear_errors(served):
     app_error(client, "greater than maximum value 4", "Hi", 8, 1.0, 1.0, 0, 9, api_name="/compare")
     app_error(client, "less than minimum value 0.1", "Hi", 8, 0.0, 1.0, 0, 1, api_name="/compare")
     # 200 prompt tokens + 128 new tokens exceed the 256-token context: refused before generating.
-    app_error(client, "exceeds the reference model's context of 256 tokens", "word " * 200, 128, 1.0, 1.0, 0, 1, api_name="/compare")
+    msg = app_error(client, "exceeds the model's context of 256 tokens", "word " * 200, 128, 1.0, 1.0, 0, 1,
+                    api_name="/compare")
+    assert "The reference model cannot continue this prompt" in msg
     assert demo_queue_limit(served[0]) == 2
 
 
@@ -179,7 +180,8 @@ def test_generation_timeout_stops_with_a_gradio_error(served):
             models.generate(["reference", "aligned"], "Hello", 1, 0, 16, 1.0, 1.0)
     finally:
         models.generation_timeout = old
-    assert models.generate(["reference"], "Hello", 1, 0, 4, 1.0, 1.0)["reference"]  # the hook lets normal requests through
+    # The hook lets normal requests through.
+    assert models.generate(["reference"], "Hello", 1, 0, 4, 1.0, 1.0)["reference"]
 
 
 # ------------------------------------------------------------------------------------------------ Evaluate
@@ -189,7 +191,8 @@ def test_evaluate_runs_the_suite_with_a_cap(served):
     _, client, _, _ = served
     table, report, plot, results = client.predict(4, 8, 0, api_name="/evaluate")
     metrics = [r[0] for r in table["data"]]
-    assert "Reward (reward-model logit)" in metrics and "KL to reference (nats/seq)" in metrics and "Toxicity (mean prob.)" in metrics
+    for name in ("Reward (reward-model logit)", "KL to reference (nats/seq)", "Toxicity (mean prob.)"):
+        assert name in metrics
     assert report.startswith("# Evaluation: aligned vs reference")
     assert os.path.getsize(plot) > 1000 and plot.endswith(".png")
     with open(results) as f:
@@ -205,10 +208,12 @@ def test_evaluate_runs_the_suite_with_a_cap(served):
 def test_feedback_appends_trl_preferences_durably(served):
     _, client, prefs, _ = served
     app_error(client, "click 'New pair' first", api_name="/prefer_a")
+    app_error(client, "No preferences recorded yet", api_name="/download_preferences")
     # A line cut short by a crash must neither break the next append nor be lost data of a whole choice.
     with open(prefs, "w") as f:
         f.write('{"prompt": "cut sho')
-    prompt, a, b, status = client.predict("I loved this film because", "reference vs aligned", 10, 1.0, api_name="/new_pair")
+    prompt, a, b, status = client.predict("I loved this film because", "reference vs aligned", 10, 1.0,
+                                          api_name="/new_pair")
     assert prompt == "I loved this film because" and a and b and a != b and "Pick A, B or tie" in status
     _, _, status = client.predict(api_name="/prefer_a")
     assert "1 choice(s)" in status
@@ -219,53 +224,86 @@ def test_feedback_appends_trl_preferences_durably(served):
     prompt3, a3, b3, _ = client.predict("Worst movie", "reference vs aligned", 10, 1.0, api_name="/new_pair")
     client.predict(api_name="/prefer_b")
 
-    rows = app.read_preferences(prefs)
+    rows = read_preferences(prefs)
     assert len(rows) == 3
-    assert rows[0]["prompt"] == "I loved this film because" and rows[0]["chosen"] == a and rows[0]["rejected"] == b and not rows[0]["tie"]
+    assert rows[0]["prompt"] == "I loved this film because" and not rows[0]["tie"]
+    assert rows[0]["chosen"] == a and rows[0]["rejected"] == b
     assert {rows[0]["chosen_model"], rows[0]["rejected_model"]} == {"reference", "aligned"}
-    assert rows[1]["tie"] and rows[1]["chosen_model"] == rows[1]["rejected_model"] == "aligned" and {rows[1]["chosen"], rows[1]["rejected"]} == {a2, b2}
+    assert rows[1]["tie"] and rows[1]["chosen_model"] == rows[1]["rejected_model"] == "aligned"
+    assert {rows[1]["chosen"], rows[1]["rejected"]} == {a2, b2}
     assert rows[2]["chosen"] == b3 and rows[2]["rejected"] == a3
     with open(prefs) as f:
         lines = f.read().split("\n")
     assert lines[0] == '{"prompt": "cut sho' and lines[-1] == ""  # the partial line was closed, not extended
 
-    # TRL's preference format: loadable by `datasets` (the partial line removed) with string prompt/chosen/rejected.
+    # The download holds the readable rows only, so it loads as is with `datasets` in TRL's preference format.
     import datasets
 
-    clean = os.path.join(os.path.dirname(prefs), "clean.jsonl")
-    with open(clean, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    ds = datasets.load_dataset("json", data_files=clean, split="train")
-    assert {"prompt", "chosen", "rejected"} <= set(ds.column_names) and isinstance(ds[0]["chosen"], str)
-
     downloaded = client.predict(api_name="/download_preferences")
-    with open(downloaded) as f, open(prefs) as g:
-        assert f.read() == g.read()
+    ds = datasets.load_dataset("json", data_files=downloaded, split="train")
+    assert {"prompt", "chosen", "rejected"} <= set(ds.column_names) and isinstance(ds[0]["chosen"], str)
+    assert ds["chosen"] == [r["chosen"] for r in rows] and ds["rejected"] == [r["rejected"] for r in rows]
+
+
+def test_preference_store_appends_durably_and_skips_a_torn_line(tmp_path):
+    path = str(tmp_path / "sub" / "prefs.jsonl")
+    store = PreferenceStore(path)  # creates the folder, not the file
+    assert os.path.isdir(tmp_path / "sub") and read_preferences(path) == [] and store.rows() == []
+    with pytest.raises(FileNotFoundError, match="No preferences recorded yet"):
+        store.snapshot()
+    first = {"prompt": "The film", "chosen": " was great.", "rejected": " was bad, ünïcode", "tie": False}
+    assert store.append(first) == 1
+    assert read_preferences(path) == [first]
+    # A crash in the middle of a write leaves a torn last line: reading skips it, the next append closes it first.
+    with open(path, "a", encoding="utf-8") as f:
+        f.write('{"prompt": "cut')
+    assert read_preferences(path) == [first]
+    second = {"prompt": "A", "chosen": "b", "rejected": "c"}
+    assert store.append(second) == 2
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    assert lines[1] == '{"prompt": "cut' and json.loads(lines[2]) == second and lines[-1] == ""
+    assert read_preferences(path) == [first, second] == store.rows()
+    # Rows that are not preferences (a missing or non-string field) are refused, and skipped when read.
+    with pytest.raises(ValueError, match="missing or not a string: rejected"):
+        store.append({"prompt": "A", "chosen": "b"})
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"prompt": "A", "chosen": "b", "rejected": None}) + "\n[1, 2]\n\n")
+    assert store.append(second) == 3
+    snapshot = store.snapshot()
+    assert snapshot != path and read_preferences(snapshot) == [first, second, second]
+    with open(snapshot, encoding="utf-8") as f:
+        assert [json.loads(line) for line in f] == [first, second, second]  # nothing but whole rows
 
 
 # ------------------------------------------------------------------------------------------------ Publish
 
 
-def test_publish_previews_card_dry_runs_and_pushes_without_leaking_the_token(served, models, hub, tmp_path, monkeypatch):
+def test_publish_previews_card_dry_runs_and_pushes_without_leaking_the_token(served, models, hub, tmp_path,
+                                                                              monkeypatch):
     import huggingface_hub.constants
 
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the fake Hub is local; other tests set offline mode
+    # The fake Hub is local; other tests set offline mode.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     demo, client, _, _ = served
     assert demo.run_history is False  # the browser's run history would keep the token field's value
     card_text, raw = client.predict(models["aligned"], "test-user/tiny-ppo", "mit", api_name="/preview_card")
     assert raw.startswith("---\n") and "license: mit" in raw and "tiny-ppo" in card_text
-    from rlhf_demo.hub import build_model_card
+    from rlhf_demo.card import build_model_card
 
-    assert raw.strip() == str(build_model_card(models["aligned"], "test-user/tiny-ppo", license="mit")).strip()  # the card of `rlhf-demo push`
+    # The card of `rlhf-demo push`.
+    assert raw.strip() == str(build_model_card(models["aligned"], "test-user/tiny-ppo", license="mit")).strip()
     app_error(client, "does not exist", str(tmp_path / "nope"), "test-user/x", "mit", api_name="/preview_card")
 
     status = client.predict(models["aligned"], "test-user/tiny-ppo", TOKEN, "mit", True, False, api_name="/push")
     assert "Dry run" in status and "`README.md`" in status and "`model.safetensors`" in status and TOKEN not in status
     assert hub.repos == {}
 
-    msg = app_error(client, "HTTP 401", models["aligned"], "test-user/tiny-ppo", "hf_wrong_secret_value", "mit", False, False, api_name="/push")
+    msg = app_error(client, "HTTP 401", models["aligned"], "test-user/tiny-ppo", "hf_wrong_secret_value", "mit", False,
+                    False, api_name="/push")
     assert "hf_wrong_secret_value" not in msg
-    app_error(client, "needs a Hugging Face token", models["aligned"], "test-user/tiny-ppo", "", "mit", False, False, api_name="/push")
+    app_error(client, "needs a Hugging Face token", models["aligned"], "test-user/tiny-ppo", "", "mit", False, False,
+              api_name="/push")
     app_error(client, "1,001 characters", models["aligned"], "a" * 1001, TOKEN, "mit", True, False, api_name="/push")
 
     status = client.predict(models["aligned"], "test-user/tiny-ppo", TOKEN, "mit", False, False, api_name="/push")
@@ -280,14 +318,49 @@ def test_publish_previews_card_dry_runs_and_pushes_without_leaking_the_token(ser
 
 def test_missing_model_folder_is_a_clear_startup_error(models, tmp_path):
     missing = str(tmp_path / "no_such_model")
-    with pytest.raises(FileNotFoundError, match="aligned model folder .*no_such_model.* does not exist. Pass --aligned"):
+    match = "aligned model folder .*no_such_model.* does not exist. Pass --aligned"
+    with pytest.raises(FileNotFoundError, match=match):
         app.build_demo(models["reference"], missing, models["reward_model"], str(tmp_path / "p.jsonl"))
-    # `rlhf-demo space` runs the app with runpy and its flags; a missing folder ends with one line, no traceback.
+    # `rlhf-demo space` calls rlhf_demo.space.app.main; a missing folder ends with one line, no traceback.
     from rlhf_demo.cli import main as cli_main
 
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["space", "--reference", missing, "--aligned", models["aligned"], "--reward_model", models["reward_model"]])
-    assert "error: The reference model folder" in str(exit_info.value.code) and "REFERENCE_MODEL" in str(exit_info.value.code)
+        cli_main(["space", "--reference", missing, "--aligned", models["aligned"],
+                  "--reward_model", models["reward_model"]])
+    message = str(exit_info.value.code)
+    assert "error: The reference model folder" in message and "REFERENCE_MODEL" in message
+
+
+def test_space_is_installed_with_the_package_and_run_by_the_cli(capsys):
+    # The Space is the subpackage rlhf_demo.space (as eval/ is rlhf_demo.eval), so a pip install has it; one module.
+    spec = importlib.util.find_spec("rlhf_demo.space.app")
+    assert spec is not None and os.path.samefile(spec.origin, os.path.join(ROOT, "space", "app.py"))
+    assert sys.modules["rlhf_demo.space.app"] is app
+    from rlhf_demo.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["space", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: rlhf-demo space") and "--reward_model" in out and "PREFERENCES_FILE" in out
+
+
+def test_space_texts_name_no_missing_command_and_no_machine_path():
+    import re
+
+    from rlhf_demo.cli import COMMANDS
+
+    texts = {}
+    for name in ("app.py", "README.md", "screenshot.py", "__init__.py"):
+        with open(os.path.join(ROOT, "space", name), encoding="utf-8") as f:
+            texts[name] = f.read()
+    for name, text in texts.items():
+        # `--preferences` is the Space's own flag; no `rlhf-demo` command reads a preference file yet.
+        assert "reward-model --preferences" not in text, name
+        assert "/work/" not in text and "shared/data/gpt2" not in text.replace("\\", "/"), name
+        for command in re.findall(r"(?:`|^)rlhf-demo ([a-z][a-z_-]*)", text, flags=re.MULTILINE):  # code only
+            assert command in COMMANDS, f"{name} names `rlhf-demo {command}`, which is not a command"
+    assert "datasets.load_dataset" in texts["app.py"] and "datasets.load_dataset" in texts["README.md"]
 
 
 def test_space_readme_front_matter():
@@ -305,16 +378,14 @@ def test_space_readme_front_matter():
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is missing (apt-get install chromium)")
 def test_browser_compare_and_feedback(served, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     _, _, prefs, url = served
-    before = len(app.read_preferences(prefs))
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"]
+    before = len(read_preferences(prefs))
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
             page.goto(url)
@@ -346,7 +417,7 @@ def test_browser_compare_and_feedback(served, tmp_path):
             page.screenshot(path=str(tmp_path / "feedback.png"), full_page=True)
         finally:
             browser.close()
-    rows = app.read_preferences(prefs)
+    rows = read_preferences(prefs)
     assert len(rows) == before + 1
     assert rows[-1]["prompt"] == "I really wanted to like" and rows[-1]["chosen"] == a_text and not rows[-1]["tie"]
     assert os.path.getsize(tmp_path / "compare.png") > 10_000

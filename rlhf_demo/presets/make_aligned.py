@@ -3,10 +3,11 @@
 
 The shipped copy holds the aligned policy in fp16 storage (the config still loads it as fp32), its tokenizer,
 `run_info.json`, `training_config.yaml`, `metrics.jsonl`, the eval report (`eval/`, without the 0.5 MB of
-samples) and the model card that `rlhf-demo push` would upload. `eval/results/tiny/` gets the whole eval folder. Absolute paths inside this repository are written relative to its root, so the
-files read the same on every machine.
+samples) and the model card that `rlhf-demo push` would upload. `eval/results/tiny/` gets the whole eval folder.
+Absolute paths inside this repository are written relative to its root, so the files read the same on every machine.
 
-Usage (after `rlhf-demo train --preset tiny` and `rlhf-demo eval --preset tiny --model runs/tiny --output_dir runs/tiny/eval`):
+Usage (after `rlhf-demo train --preset tiny` and
+`rlhf-demo eval --preset tiny --model runs/tiny --output_dir runs/tiny/eval`):
     python -m rlhf_demo.presets.make_aligned runs/tiny
 """
 
@@ -16,7 +17,7 @@ import sys
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rlhf_demo.hub import build_model_card
+from rlhf_demo.card import build_model_card
 from rlhf_demo.runs import atomic_save, save_half
 
 REPO_ID, LICENSE = "rlhf-demo/tiny-imdb-positive", "apache-2.0"
@@ -61,5 +62,6 @@ def build(run_dir: str, dest: str, eval_dest: str) -> None:
 
 
 if __name__ == "__main__":
-    build(sys.argv[1] if len(sys.argv) > 1 else "runs/tiny", os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiny", "aligned"),
+    build(sys.argv[1] if len(sys.argv) > 1 else "runs/tiny",
+          os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiny", "aligned"),
           os.path.join(REPO_ROOT, "eval", "results", "tiny"))

@@ -1,0 +1,271 @@
+"""The model card of a training run: `card_facts` reads every fact the card shows from the run folder, and
+`build_model_card` renders them with the one Markdown template `card_template.md` (Jinja2, through
+`huggingface_hub.ModelCard.from_template`).
+
+The facts come from `run_info.json`, `training_config.yaml`, `config.json`, `eval/eval_results.json` and
+`eval/samples.jsonl` (schema: `rlhf_demo.eval.samples`), each optional: a missing one leaves its section short.
+What the card says the model was trained to do comes from the run's reward specs (`training_config.yaml`'s
+`reward:` list, `KIND=PATH_OR_ID[@LABEL][:WEIGHT]`), so a toxicity or keyword run reads as what it is.
+A card never shows a machine's paths: a Hub id appears as is, a local path by its last component.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import os
+from typing import Any
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from rlhf_demo.eval.samples import SAMPLES_FILE, sample_pairs
+from rlhf_demo.models import is_local_path
+from rlhf_demo.rewards import REWARD_KINDS, split_reward_spec
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "card_template.md")
+NUM_CARD_SAMPLES = 3
+
+# model-index entries: (eval_results.json metric key, metric type, pretty name).
+CARD_METRICS = (
+    ("reward_mean", "reward", "Reward-model score (mean)"),
+    ("judge_score_mean", "sentiment", "Independent sentiment judge score (mean)"),
+    ("judge_positive_rate", "positive_rate", "Independent judge: positive rate"),
+    ("toxicity_mean", "toxicity", "Toxicity (mean)"),
+    ("toxicity_rate", "toxicity_rate", "Toxic completion rate"),
+    ("kl_to_reference_mean", "kl", "KL to reference (mean, nats)"),
+    ("perplexity", "perplexity", "Perplexity"),
+)
+
+# Reward kind -> (task in the model-index, what the policy is steered towards).
+REWARD_TASKS = {
+    "sentiment": ("sentiment-steered continuation", "text the sentiment classifier `{target}` labels {label}"),
+    "toxicity": ("detoxified continuation",
+                 "less toxic text (a lower probability of label {label} from the toxicity classifier `{target}`)"),
+    "keyword": ("keyword-steered continuation", 'text that contains the word "{target}"'),
+}
+OTHER_TASK = ("reward-steered continuation", "text its reward function `{shown}` scores highly")
+
+HYPERPARAMETER_ORDER = ("model_name_or_path", "reward", "dataset_name", "kl_coef", "adaptive_kl", "target_kl",
+                        "gamma", "lam", "cliprange", "cliprange_value", "vf_coef", "learning_rate", "batch_size",
+                        "num_mini_batches", "num_ppo_epochs", "response_length", "temperature", "total_episodes",
+                        "seed")
+
+
+# --------------------------------------------------------------------------------------------- reading, showing
+def _read(path: str, load) -> dict:
+    """The mapping in a JSON or YAML file; {} when the file is missing, unreadable or holds no mapping."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = load(f)
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        if os.path.exists(path):
+            logger.warning("Ignoring unreadable %s (%s).", path, type(e).__name__)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _hub_id(name: Any) -> str | None:
+    """`name` when it reads as a Hub repo id (by `rlhf_demo.models.is_local_path`), else None (a path, or nothing)."""
+    return name if isinstance(name, str) and name and not is_local_path(name) else None
+
+
+def _short(name: Any) -> str:
+    """A Hub id as is; a local path by its last component (cards must not carry a machine's paths)."""
+    if name is None:
+        return "unknown"
+    s = str(name)
+    return s if _hub_id(s) else f"{os.path.basename(s.rstrip('/' + os.sep)) or s} (local)"
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    if isinstance(x, (list, tuple)):
+        return ", ".join(_fmt(v) for v in x)
+    return str(x)
+
+
+# --------------------------------------------------------------------------------------------- rewards, task
+def parse_reward(spec: Any) -> dict:
+    """What one reward spec of `training_config.yaml` (`KIND=PATH_OR_ID[@LABEL][:WEIGHT]`) says, for the card:
+    kind (sentiment, toxicity, keyword; None for anything else, e.g. a reward's repr), target (model as shown, or
+    the keyword), label, weight, hub_id (of the reward model) and `shown` (the spec as shown). Never raises."""
+    text = str(spec)
+    try:
+        parsed = split_reward_spec(text)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.kind not in REWARD_TASKS:
+        shown = text.split("(")[0] if "(" in text else _short(text)  # e.g. "SentimentReward('path', ...)"
+        return {"kind": None, "target": shown, "label": None, "weight": 1.0, "hub_id": None, "shown": shown}
+    kind, arg, label, weight = parsed.kind, parsed.target, parsed.label, parsed.weight
+    local = kind != "keyword" and not _hub_id(arg)
+    target = os.path.basename(arg.rstrip("/" + os.sep)) if local else arg
+    shown = f"{kind}={target}" + (f"@{label}" if label else "") + (f":{_fmt(weight)}" if weight != 1.0 else "")
+    return {"kind": kind, "target": target + (" (local)" if local else ""), "label": label or _default_label(kind),
+            "weight": weight, "hub_id": _hub_id(arg) if kind != "keyword" else None,
+            "shown": shown + (" (local)" if local else "")}
+
+
+def _default_label(kind: str) -> str | None:
+    """The label a reward of `kind` uses when its spec names none (the default of its class in rlhf_demo.rewards)."""
+    param = inspect.signature(REWARD_KINDS[kind]).parameters.get("label")
+    return param.default if param is not None and isinstance(param.default, str) else None
+
+
+def task_facts(rewards: list[dict]) -> dict:
+    """The task of a run with the parsed reward specs `rewards`: `name` (model-index task name), `goal` (what the
+    policy is steered towards, one phrase) and `kinds` (the reward kinds, in order, None for unknown ones)."""
+    goals, names = [], []
+    for r in rewards:
+        task, goal = REWARD_TASKS.get(r["kind"], OTHER_TASK)
+        names.append(task)
+        goal = goal.format(target=r["target"], label=r["label"], shown=r["shown"])
+        goals.append(goal + (f" (weight {_fmt(r['weight'])})" if r["weight"] != 1.0 else ""))
+    name = names[0] if len(set(names)) == 1 else OTHER_TASK[0]
+    return {"name": f"Text generation ({name})", "goal": " and ".join(goals) or "text its reward functions prefer",
+            "kinds": [r["kind"] for r in rewards]}
+
+
+def _prompt_facts(dataset: Any) -> dict:
+    """Where the prompts came from. The tiny preset's prompts are IMDB review heads too."""
+    path = os.path.normpath(str(dataset)).replace(os.sep, "/") if dataset else ""
+    imdb = "imdb" in path.lower() or path.endswith("presets/tiny/prompts")
+    examples = ["This movie was", "I watched this film and"] if imdb else ["Once upon a time", "The best thing about"]
+    return {"dataset": _short(dataset) if dataset else None, "imdb": imdb, "examples": examples}
+
+
+# --------------------------------------------------------------------------------------------- training
+def _shown_value(key: str, value: Any, rewards: list[dict]) -> str:
+    if key == "reward" and isinstance(value, list):
+        return ", ".join(r["shown"] for r in rewards)
+    if isinstance(value, list):
+        return ", ".join(_shown_value(key, v, rewards) for v in value)
+    if isinstance(value, str) and ("/" in value or os.sep in value or key in ("model_name_or_path", "dataset_name")):
+        return _short(value)
+    return _fmt(value)
+
+
+def _training_facts(info: dict, cfg: dict, rewards: list[dict]) -> dict:
+    """Training details: PPO settings, run size and time, every hyperparameter, the last step's metrics."""
+    wall = info.get("wall_time_s")
+    keys = [k for k in HYPERPARAMETER_ORDER if k in cfg] + [k for k in cfg if k not in HYPERPARAMETER_ORDER]
+    final = info.get("final_metrics") if isinstance(info.get("final_metrics"), dict) else {}
+    return {
+        "known": bool(info or cfg),
+        "kl_coef": _fmt(cfg["kl_coef"]) if "kl_coef" in cfg else None,
+        "adaptive_kl": bool(cfg.get("adaptive_kl")),
+        "target_kl": _fmt(cfg.get("target_kl")),
+        "episodes": _fmt(info["episodes"]) if "episodes" in info else None,
+        "steps": _fmt(info["steps"]) if "steps" in info else None,
+        "wall_time_min": f"{wall / 60:.1f}" if _finite(wall) else None,
+        "hardware": info.get("machine") or None,
+        "hyperparameters": [[k, _shown_value(k, cfg[k], rewards)] for k in keys if not isinstance(cfg[k], dict)],
+        "final_metrics": [[k, _fmt(v)] for k, v in final.items()],
+    }
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+def _diff(d: Any) -> str:
+    if isinstance(d, dict) and all(_finite(d.get(x)) for x in ("diff", "ci_low", "ci_high")):
+        return f"{d['diff']:+.4g} [{d['ci_low']:.4g}, {d['ci_high']:.4g}]"
+    return ""
+
+
+def _eval_facts(run_dir: str, ev: dict, dataset: Any) -> dict | None:
+    """The comparison with the reference from eval/ (None when the run was not evaluated)."""
+    if not ev:
+        return None
+    eval_dir = os.path.join(run_dir, "eval")
+    settings = ev.get("settings") if isinstance(ev.get("settings"), dict) else {}
+    metrics = ev.get("metrics") if isinstance(ev.get("metrics"), dict) else {}
+    ref, aligned = metrics.get("reference") or {}, metrics.get("aligned") or {}
+    diffs, judges = ev.get("differences") or {}, ev.get("judges") or {}
+    names = list(ref) + [k for k in aligned if k not in ref]
+    plots = sorted(n for n in os.listdir(eval_dir) if n.endswith((".png", ".svg"))) if os.path.isdir(eval_dir) else []
+    setting = {k: _fmt(settings.get(k, "?")) for k in ("num_prompts", "split", "samples_per_prompt", "max_new_tokens",
+                                                       "temperature", "top_p", "seed")}
+    return {
+        **setting,
+        "dataset": _short(settings.get("dataset") or dataset),
+        "judges": {k: _short(judges.get(k)) for k in ("reward_model", "sentiment_judge", "toxicity")},
+        "metrics": [[k, _fmt(ref.get(k, "")), _fmt(aligned.get(k, "")), _diff(diffs.get(k))] for k in names],
+        "win_rate": [[k.replace("_", " "), _fmt(v)] for k, v in (ev.get("win_rate") or {}).items()],
+        "agreement": _fmt(ev["reward_judge_agreement"]) if _finite(ev.get("reward_judge_agreement")) else None,
+        "reward_hacking": bool(ev.get("reward_hacking_flag")),
+        "plots": [{"alt": os.path.splitext(p)[0].replace("_", " "), "path": f"eval/{p}"} for p in plots],
+        "report": os.path.isfile(os.path.join(eval_dir, "eval_report.md")),
+    }
+
+
+def _model_index(ev: dict, task_name: str, dataset: Any) -> list[dict]:
+    """The model-index metrics: the aligned model's CARD_METRICS and win rates, with their dataset."""
+    settings = ev.get("settings") if isinstance(ev.get("settings"), dict) else {}
+    aligned = (ev.get("metrics") or {}).get("aligned") or {}
+    eval_dataset = settings.get("dataset") or dataset
+    dataset_type = _hub_id(eval_dataset) or (os.path.basename(str(eval_dataset).rstrip("/" + os.sep)) or "prompts")
+    common = {"task_type": "text-generation", "task_name": task_name, "dataset_type": dataset_type,
+              "dataset_name": dataset_type if dataset_type.endswith("prompts") else f"{dataset_type} prompts",
+              "dataset_split": settings.get("split")}
+    results = [{**common, "metric_type": t, "metric_name": name, "metric_value": float(aligned[key])}
+               for key, t, name in CARD_METRICS if _finite(aligned.get(key))]
+    for judge, value in (ev.get("win_rate") or {}).items():
+        if _finite(value):
+            results.append({**common, "metric_type": "win_rate", "metric_value": float(value),
+                            "metric_name": f"Win rate vs reference ({judge.replace('_', ' ')})"})
+    return results
+
+
+# --------------------------------------------------------------------------------------------- the card
+def card_facts(run_dir: str, repo_id: str, license: str = "mit") -> dict:
+    """Every fact the model card of the run in `run_dir` shows, to be pushed as `repo_id`, as plain data (strings,
+    lists, dicts): what `card_template.md` renders and the metadata is built from. Missing or unreadable files
+    leave their facts empty (`evaluation` None, no samples); never raises for the run folder's content."""
+    info = _read(os.path.join(run_dir, "run_info.json"), json.load)
+    cfg = _read(os.path.join(run_dir, "training_config.yaml"), yaml.safe_load)
+    model_cfg = _read(os.path.join(run_dir, "config.json"), json.load)
+    ev = _read(os.path.join(run_dir, "eval", "eval_results.json"), json.load)
+    base_model = info.get("base_model") or cfg.get("model_name_or_path")
+    dataset = info.get("dataset") or cfg.get("dataset_name")
+    specs = cfg.get("reward") or info.get("reward_functions") or []  # the specs first: they say the task
+    rewards = [parse_reward(s) for s in ([specs] if isinstance(specs, str) else specs)]
+    task = task_facts(rewards)
+    model_type = model_cfg.get("model_type")
+    tags = ["rlhf", "ppo", "trl", "reinforcement-learning", "text-generation", "rlhf-demo"]
+    if model_type and model_type not in tags:
+        tags.insert(3, model_type)
+    samples = sample_pairs(os.path.join(run_dir, "eval", SAMPLES_FILE), NUM_CARD_SAMPLES) if ev else []
+    return {
+        "name": repo_id.split("/")[-1], "repo_id": repo_id, "license": license, "tags": tags,
+        "model_type": model_type, "version": info.get("rlhf_demo_version") or "",
+        "base_model": _short(base_model) if base_model else None, "base_model_id": _hub_id(base_model),
+        "dataset_id": _hub_id(dataset), "prompts": _prompt_facts(dataset),
+        "rewards": rewards, "task": task,
+        "training": _training_facts(info, cfg, rewards),
+        "evaluation": _eval_facts(run_dir, ev, dataset),
+        "model_index": _model_index(ev, task["name"], dataset) if ev else [],
+        "samples": [[p.prompt, p.reference, p.aligned] for p in samples],
+    }
+
+
+def build_model_card(run_dir: str, repo_id: str, license: str = "mit") -> ModelCard:
+    """The model card of the run in `run_dir`, to be pushed as `repo_id`: `card_facts` rendered with
+    `card_template.md`, metadata (base model, datasets, tags, model-index from the evaluation when there is one)
+    included. Raises ImportError when Jinja2 is missing; the run folder's content never makes it raise."""
+    facts = card_facts(run_dir, repo_id, license)
+    card_data = ModelCardData(
+        model_name=facts["name"], base_model=facts["base_model_id"],
+        datasets=[facts["dataset_id"]] if facts["dataset_id"] else None, license=license,
+        library_name="transformers", pipeline_tag="text-generation", tags=facts["tags"],
+        eval_results=[EvalResult(**r) for r in facts["model_index"]] or None,
+    )
+    return ModelCard.from_template(card_data, template_path=TEMPLATE_PATH, **facts)
