@@ -1,4 +1,4 @@
-"""Speed benchmark: rlhf-demo PPO against TRL's online trainers on the same models, prompts and reward (issue 7).
+"""Speed benchmark: rlhf-demo PPO against TRL's online trainers on the same models, prompts and reward.
 
     python benchmarks/rlhf_speed.py --budget_s 600 --target_reward 2.0 --output benchmarks/results
 
@@ -44,11 +44,14 @@ import time
 
 import torch
 
+from rlhf_demo.config import data_dir
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 PRESET_DIR = os.path.join(REPO, "rlhf_demo", "presets", "tiny")
 TRAINERS = ("rlhf_demo_ppo", "trl_rloo", "trl_grpo", "trl_ppo_1_12")
-DEFAULT_IMDB = "/work/shared/data/imdb" if os.path.isdir("/work/shared/data/imdb") else "stanfordnlp/imdb"
+LOCAL_IMDB = os.path.join(data_dir(), "imdb")
+DEFAULT_IMDB = LOCAL_IMDB if os.path.isdir(LOCAL_IMDB) else "stanfordnlp/imdb"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -412,12 +415,9 @@ def matmul_rate(threads: int, sizes=(256, 512, 1024, 2048), seconds: float = 1.0
 def machine_facts(threads: int) -> dict:
     import transformers
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    from rlhf_demo.runs import cpu_name
+
+    cpu = cpu_name()
     try:
         import trl
 

@@ -10,7 +10,7 @@ imported from the repository; rlhf_demo is imported from the source tree, not in
 TRL 1.12's PPO scores token ids with 1-label sequence classifiers that share the policy's tokenizer:
 - reward model: the preset's 2-label classifier with head W_pos (`--trl112_reward_head pos`, default), so its
   single logit is exactly the POSITIVE logit the other trainers get; `margin` uses W_pos - W_neg instead;
-- value model: the same backbone with head W_pos - W_neg (issue 7).
+- value model: the same backbone with head W_pos - W_neg.
 With transformers 5.23 a 1-label checkpoint loads only with `problem_type="regression"` in its config.
 Its `train()` ignores `control.should_training_stop`, so the budget callback raises `BudgetReached`.
 """

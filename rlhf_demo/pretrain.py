@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from . import runs
 from .config import PretrainConfig
 from .data import clean_review, load_reviews
 from .runs import atomic_save, machine_description, save_half
@@ -79,6 +80,79 @@ def heldout_report(model, tokenizer, texts: list[str], block_size: int, batch_si
             "tokens": total_tokens, "bytes": n_bytes, "reviews": len(texts)}
 
 
+def lr_at(cfg: PretrainConfig, step: int) -> float:
+    """Learning rate of optimizer step `step`: linear warmup, then cosine decay to min_lr_ratio x peak (as nanoGPT)."""
+    if step < cfg.warmup_steps:
+        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.learning_rate * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+
+def build_model(cfg: PretrainConfig, tokenizer, checkpoint_dir: str | None = None):
+    """(model, optimizer, step, elapsed seconds): a fresh GPT-2 for `tokenizer`, or the one in `checkpoint_dir` with
+    its optimizer state. AdamW (betas 0.9, 0.95) with weight decay on matrices only."""
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
+        n_head=cfg.n_head, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
+    )
+    model = GPT2LMHeadModel(config)
+    step, elapsed = 0, 0.0
+    if checkpoint_dir is not None:
+        model = GPT2LMHeadModel.from_pretrained(checkpoint_dir, dtype=torch.float32, resid_pdrop=cfg.dropout,
+                                                embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout)
+    optimizer = torch.optim.AdamW(
+        [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+         {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}],
+        lr=cfg.learning_rate, betas=(0.9, 0.95),
+    )
+    if checkpoint_dir is not None:
+        state = torch.load(os.path.join(checkpoint_dir, "state.pt"))
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed = state["step"], state["elapsed_s"]
+        print(f"resumed from {checkpoint_dir} at step {step}")
+    return model, optimizer, step, elapsed
+
+
+def train_steps(cfg: PretrainConfig, model, optimizer, stream: torch.Tensor, step: int,
+                elapsed_before: float) -> tuple[int, float]:
+    """Train from `step` to cfg.max_steps on random windows of the token `stream`, checkpointing every save_steps
+    (atomically) to output_dir/checkpoint. Returns the last step and the training seconds in all (earlier runs
+    included)."""
+    ckpt_dir = os.path.join(cfg.output_dir, "checkpoint")
+    model.train()
+    t0 = time.time()
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="pretrain", unit="step")
+    while step < cfg.max_steps:
+        # Batch `step` depends only on (seed, step), so a resumed run sees the same data.
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        starts = torch.randint(0, len(stream) - cfg.block_size - 1, (cfg.batch_size,), generator=g)
+        x = torch.stack([stream[s : s + cfg.block_size] for s in starts])
+        y = torch.stack([stream[s + 1 : s + cfg.block_size + 1] for s in starts])
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(cfg, step)
+        logits = model(input_ids=x).logits
+        loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr_at(cfg, step - 1):.1e}")
+        if step % cfg.save_steps == 0 or step == cfg.max_steps:
+            state = {"step": step, "elapsed_s": elapsed_before + time.time() - t0}
+
+            def save(tmp, state=state):
+                model.save_pretrained(tmp)
+                torch.save({"optimizer": optimizer.state_dict(), **state}, os.path.join(tmp, "state.pt"))
+
+            atomic_save(save, ckpt_dir)
+    bar.close()
+    return step, elapsed_before + time.time() - t0
+
+
 def pretrain(cfg: PretrainConfig) -> dict:
     """Train tokenizer + GPT-2 on the train split, report on `eval_reviews` test reviews. Returns the report."""
     torch.manual_seed(cfg.seed)
@@ -101,73 +175,10 @@ def pretrain(cfg: PretrainConfig) -> dict:
     print(f"train stream: {len(stream):,} tokens from {len(train_texts):,} reviews "
           f"({sum(len(t.encode()) for t in train_texts) / len(stream):.2f} bytes/token)")
 
-    config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
-        n_head=cfg.n_head,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
-    )
-    model = GPT2LMHeadModel(config)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.learning_rate, betas=(0.9, 0.95),
-    )
-
-    def lr_at(step: int) -> float:  # linear warmup, cosine decay (as in nanoGPT)
-        if step < cfg.warmup_steps:
-            return cfg.learning_rate * (step + 1) / cfg.warmup_steps
-        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-        cosine = 0.5 * (1 + math.cos(math.pi * progress))
-        return cfg.learning_rate * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
-
     ckpt_dir = os.path.join(cfg.output_dir, "checkpoint")
-    step, elapsed_before = 0, 0.0
-    if cfg.resume and os.path.exists(os.path.join(ckpt_dir, "state.pt")):
-        model = GPT2LMHeadModel.from_pretrained(
-            ckpt_dir, dtype=torch.float32, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout)
-        state = torch.load(os.path.join(ckpt_dir, "state.pt"))
-        optimizer = torch.optim.AdamW(
-            [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-             {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}],
-            lr=cfg.learning_rate, betas=(0.9, 0.95),
-        )
-        optimizer.load_state_dict(state["optimizer"])
-        step, elapsed_before = state["step"], state["elapsed_s"]
-        print(f"resumed from {ckpt_dir} at step {step}")
-
-    model.train()
-    t0 = time.time()
-    bar = tqdm(total=cfg.max_steps, initial=step, desc="pretrain", unit="step")
-    while step < cfg.max_steps:
-        # Batch `step` depends only on (seed, step), so a resumed run sees the same data.
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        starts = torch.randint(0, len(stream) - cfg.block_size - 1, (cfg.batch_size,), generator=g)
-        x = torch.stack([stream[s : s + cfg.block_size] for s in starts])
-        y = torch.stack([stream[s + 1 : s + cfg.block_size + 1] for s in starts])
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        logits = model(input_ids=x).logits
-        loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr_at(step - 1):.1e}")
-        if step % cfg.save_steps == 0 or step == cfg.max_steps:
-            elapsed = elapsed_before + time.time() - t0
-
-            def save(tmp, elapsed=elapsed):
-                model.save_pretrained(tmp)
-                torch.save({"optimizer": optimizer.state_dict(), "step": step, "elapsed_s": elapsed},
-                           os.path.join(tmp, "state.pt"))
-
-            atomic_save(save, ckpt_dir)
-    bar.close()
-    train_s = elapsed_before + time.time() - t0
+    resume = cfg.resume and os.path.exists(os.path.join(ckpt_dir, "state.pt"))
+    model, optimizer, step, elapsed = build_model(cfg, tokenizer, ckpt_dir if resume else None)
+    step, train_s = train_steps(cfg, model, optimizer, stream, step, elapsed)
 
     report = heldout_report(model, tokenizer, eval_texts, cfg.block_size)
     report.update({"train_s": train_s, "total_s": time.time() - start, "steps": step,
@@ -177,7 +188,6 @@ def pretrain(cfg: PretrainConfig) -> dict:
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     atomic_save(lambda tmp: save_half(model, tokenizer, tmp), os.path.join(cfg.output_dir, "final"))
-    with open(os.path.join(cfg.output_dir, "final", "pretrain_report.json"), "w") as f:
-        json.dump(report, f, indent=2)
+    runs.write_json(os.path.join(cfg.output_dir, "final", "pretrain_report.json"), report)
     print(json.dumps(report, indent=2))
     return report

@@ -290,7 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             meta = yaml.safe_load(match.group(1))
         except yaml.YAMLError as e:
-            raise HubError(400, f"Invalid YAML metadata: {e}")
+            raise HubError(400, f"Invalid YAML metadata: {e}") from None
         if not isinstance(meta, dict):
             raise HubError(400, "YAML metadata must be a mapping")
         return 200, {"warnings": []}, None

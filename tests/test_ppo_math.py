@@ -34,13 +34,13 @@ def test_gae_matches_naive_loop(gamma, lam):
     adv, ret = compute_gae(rewards, values, mask, gamma, lam)
     for b, n in enumerate(lengths.tolist()):
         for t in range(n):
-            # A_t = sum_l (gamma lam)^l delta_{t+l}, episode ending at its last real token
+            # A_t = sum_j (gamma lam)^j delta_{t+j}, episode ending at its last real token
             a = 0.0
-            for l in range(n - t):
-                k = t + l
+            for j in range(n - t):
+                k = t + j
                 v_next = values[b, k + 1].item() if k + 1 < n else 0.0
                 delta = rewards[b, k].item() + gamma * v_next - values[b, k].item()
-                a += (gamma * lam) ** l * delta
+                a += (gamma * lam) ** j * delta
             assert adv[b, t].item() == pytest.approx(a, abs=1e-5)
             assert ret[b, t].item() == pytest.approx(a + values[b, t].item(), abs=1e-5)
         assert torch.all(adv[b, n:] == 0) and torch.all(ret[b, n:] == 0)

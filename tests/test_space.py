@@ -345,21 +345,14 @@ def test_space_is_installed_with_the_package_and_run_by_the_cli(capsys):
     assert out.startswith("usage: rlhf-demo space") and "--reward_model" in out and "PREFERENCES_FILE" in out
 
 
-def test_space_texts_name_no_missing_command_and_no_machine_path():
-    import re
-
-    from rlhf_demo.cli import COMMANDS
-
+def test_space_texts_name_no_machine_path_and_say_how_to_load_the_preferences():
     texts = {}
     for name in ("app.py", "README.md", "screenshot.py", "__init__.py"):
         with open(os.path.join(ROOT, "space", name), encoding="utf-8") as f:
             texts[name] = f.read()
     for name, text in texts.items():
-        # `--preferences` is the Space's own flag; no `rlhf-demo` command reads a preference file yet.
-        assert "reward-model --preferences" not in text, name
-        assert "/work/" not in text and "shared/data/gpt2" not in text.replace("\\", "/"), name
-        for command in re.findall(r"(?:`|^)rlhf-demo ([a-z][a-z_-]*)", text, flags=re.MULTILINE):  # code only
-            assert command in COMMANDS, f"{name} names `rlhf-demo {command}`, which is not a command"
+        # No path of this machine (the checkout's parent folder); commands and flags are checked in test_docs.py.
+        assert os.path.dirname(ROOT) + os.sep not in text and "shared/data/gpt2" not in text.replace("\\", "/"), name
     assert "datasets.load_dataset" in texts["app.py"] and "datasets.load_dataset" in texts["README.md"]
 
 
