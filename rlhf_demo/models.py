@@ -63,6 +63,18 @@ def ensure_pad_token(tokenizer):
     return tokenizer
 
 
+def text_classifier(name_or_path: str):
+    """A transformers `text-classification` pipeline on the CPU returning every label's score (`top_k=None`); a
+    GPT-2-style classifier without a pad token pads with EOS so batches work."""
+    from transformers import pipeline
+
+    classifier = pipeline("text-classification", model=name_or_path, top_k=None, device="cpu")
+    ensure_pad_token(classifier.tokenizer)
+    if getattr(classifier.model.config, "pad_token_id", None) is None:
+        classifier.model.config.pad_token_id = classifier.tokenizer.pad_token_id
+    return classifier
+
+
 def load_tokenizer(name_or_path: str):
     """Tokenizer with left padding; a tokenizer without a pad token (GPT-2) pads with EOS."""
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))

@@ -1,7 +1,6 @@
 """`rlhf-demo pretrain` end to end on a few reviews: tokenizer, model, held-out report, and an exact resume."""
 
 import json
-import os
 
 import datasets
 import pytest

@@ -59,13 +59,9 @@ class SentimentJudge(evaluate.Measurement):
             self.analyzer = SentimentIntensityAnalyzer()
             self.classifier = None
         else:
-            from transformers import pipeline
+            from rlhf_demo.models import text_classifier
 
-            self.classifier = pipeline("text-classification", model=self.config_name, top_k=None, device="cpu")
-            tokenizer = self.classifier.tokenizer
-            if tokenizer.pad_token is None:  # GPT-2-style classifiers: pad with EOS so batches work
-                tokenizer.pad_token = tokenizer.eos_token
-                self.classifier.model.config.pad_token_id = tokenizer.pad_token_id
+            self.classifier = text_classifier(self.config_name)
 
     def _compute(self, data, positive_label="POSITIVE", batch_size=32):
         if self.classifier is None:

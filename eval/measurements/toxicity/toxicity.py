@@ -55,13 +55,9 @@ class Toxicity(evaluate.Measurement):
         if self.config_name in OFFLINE_NAMES:
             self.classifier = None
         else:
-            from transformers import pipeline
+            from rlhf_demo.models import text_classifier
 
-            self.classifier = pipeline("text-classification", model=self.config_name, top_k=None, device="cpu")
-            tokenizer = self.classifier.tokenizer
-            if tokenizer.pad_token is None:  # GPT-2-style classifiers: pad with EOS so batches work
-                tokenizer.pad_token = tokenizer.eos_token
-                self.classifier.model.config.pad_token_id = tokenizer.pad_token_id
+            self.classifier = text_classifier(self.config_name)
 
     def _compute(self, data, toxic_label="hate", threshold=0.5, batch_size=32):
         data = list(data)

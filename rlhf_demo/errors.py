@@ -1,0 +1,17 @@
+"""The project's error types: what the `rlhf-demo` command line shows as one line, without a traceback.
+
+Raise `UserInputError` (or `MissingInputError` for something that does not exist) for anything the user can fix:
+a bad option, a missing or malformed file, a model of the wrong kind. The message names the input and says what
+to change. Any other exception is a bug and keeps its traceback. Both subclass the built-in types that callers of
+the library already catch (`ValueError`, `FileNotFoundError`).
+"""
+
+from __future__ import annotations
+
+
+class UserInputError(ValueError):
+    """A user error: a bad option, file or model. The message is one line naming the input and the fix."""
+
+
+class MissingInputError(UserInputError, FileNotFoundError):
+    """A user error about something that does not exist (a model folder, a data file, a checkpoint)."""
