@@ -17,7 +17,9 @@ COMMANDS = {
     "push": "Write the model card and upload a run folder to the Hugging Face Hub in one commit.",
     "generate": "Print sampled continuations of a prompt from a model, Hub id or preset.",
     "pretrain": "Train the tiny preset's tokenizer and GPT-2 policy from scratch on IMDB reviews.",
-    "reward-model": "Train a sentiment reward model (sequence classifier) initialised from a causal LM.",
+    "reward-model": "Train a reward model: Bradley-Terry on preference pairs (--preferences), or a classifier.",
+    "preferences": "Sample pairs of continuations and label them with a simulated annotator (TRL preference format).",
+    "loop": "Rounds of RLHF: label pairs of the current policy, retrain the reward model, run PPO, evaluate.",
     "space": "Launch the Gradio Space locally: reference vs aligned side by side, feedback, publishing.",
 }
 
@@ -89,10 +91,26 @@ def cmd_pretrain(argv):
 
 def cmd_reward_model(argv):
     from .config import RewardModelConfig, parse_config
-    from .reward_model import train_reward_model
+    from .reward_model import train_preference_reward_model, train_reward_model
 
-    train_reward_model(parse_config(RewardModelConfig, argv, section="reward-model", prog="rlhf-demo reward-model",
-                                    description=COMMANDS["reward-model"]))
+    cfg = parse_config(RewardModelConfig, argv, section="reward-model", prog="rlhf-demo reward-model",
+                       description=COMMANDS["reward-model"])
+    (train_preference_reward_model if cfg.preferences else train_reward_model)(cfg)
+
+
+def cmd_preferences(argv):
+    from .config import PreferencesConfig, parse_config
+    from .feedback import collect_preferences
+
+    collect_preferences(parse_config(PreferencesConfig, argv, section="preferences", prog="rlhf-demo preferences",
+                                     description=COMMANDS["preferences"]))
+
+
+def cmd_loop(argv):
+    from .config import LoopConfig, parse_config
+    from .loop import run_loop
+
+    run_loop(parse_config(LoopConfig, argv, section="loop", prog="rlhf-demo loop", description=COMMANDS["loop"]))
 
 
 def cmd_space(argv):
@@ -102,10 +120,13 @@ def cmd_space(argv):
 
 
 HANDLERS = {"train": cmd_train, "eval": cmd_eval, "push": cmd_push, "generate": cmd_generate, "pretrain": cmd_pretrain,
-            "reward-model": cmd_reward_model, "space": cmd_space}
+            "reward-model": cmd_reward_model, "preferences": cmd_preferences, "loop": cmd_loop, "space": cmd_space}
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run `rlhf-demo COMMAND ...`. A user error (`errors.UserInputError`: a bad option, file or model) prints one
+    line `error: ...` to stderr and exits with status 2; argparse's own errors exit 2 with its usage; any other
+    exception is a bug and keeps its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
@@ -118,10 +139,12 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     if command not in HANDLERS:
         raise SystemExit(f"error: unknown command {command!r}.\n\n{_usage()}")
+    from .errors import UserInputError, one_line
+
     try:
         HANDLERS[command](rest)
-    except (ValueError, FileNotFoundError) as e:  # configuration and input errors: one clear line, no traceback
-        print(f"error: {e}", file=sys.stderr)
+    except UserInputError as e:  # the user's to fix: one clear line, no traceback; any other exception is a bug
+        print(f"error: {one_line(e)}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

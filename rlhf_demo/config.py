@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+from .errors import MissingInputError, UserInputError
+
 PRESETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets")
 PRESET_NAMES = ("tiny", "gpt2")
 DATA_DIR_ENV = "RLHF_DEMO_DATA"
@@ -43,14 +45,26 @@ def load_yaml_config(path: str, section: str | None = None) -> dict[str, Any]:
     """Read a flat YAML mapping (or its `section` sub-mapping) and resolve `./`-relative paths.
 
     A preset file holds one section per command (`train`, `eval`, ...), each a mapping of field -> value;
-    a user's file may be flat. Raises FileNotFoundError or ValueError with the offending file named.
+    a user's file may be flat. Raises MissingInputError or UserInputError (YAML syntax, not UTF-8 text, not a
+    mapping) with the offending file, and the line of a syntax error, named.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Config file {path!r} does not exist.")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+        raise MissingInputError(f"Config file {path!r} does not exist; pass a YAML file of option: value lines.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except UnicodeDecodeError as e:
+        raise UserInputError(f"Config file {path!r} is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
+                             "UTF-8 YAML.") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserInputError(f"Config file {path!r} is not valid YAML{where}: {problem}; fix the YAML syntax "
+                             "(option: value, one per line).") from None
     if not isinstance(data, dict):
-        raise ValueError(f"Config file {path!r} must hold a mapping of option: value, not {type(data).__name__}.")
+        raise UserInputError(f"Config file {path!r} must hold a mapping of option: value, not "
+                             f"{type(data).__name__}.")
     if section is not None and isinstance(data.get(section), dict):
         data = data[section]
     elif section is not None and any(isinstance(v, dict) for v in data.values()):
@@ -160,7 +174,13 @@ class PretrainConfig:
 
 @dataclass
 class RewardModelConfig:
-    """`rlhf-demo reward-model`: a sentiment classifier initialised from a causal LM, trained on IMDB labels."""
+    """`rlhf-demo reward-model`: a reward model initialised from a causal LM (or an earlier reward model). With
+    `--preferences FILE [FILE ...]`, a Bradley-Terry model (one logit) trained on preference pairs with TRL's
+    RewardTrainer; without, a sentiment classifier (POSITIVE/NEGATIVE) trained on IMDB labels."""
+
+    preferences: list[str] | None = arg(None, "Preference files (JSON lines in TRL's format: prompt, chosen, "
+                                              "rejected) to train a Bradley-Terry reward model on.")
+    eval_fraction: float = arg(0.1, "With --preferences: share of the pairs held out for the accuracy report.")
 
     model_name_or_path: str = arg("runs/pretrain", "Causal LM (and its tokenizer) to start from, as Ziegler et al. "
                                                    "initialise the reward model from the policy.")
@@ -175,6 +195,10 @@ class RewardModelConfig:
     max_train_examples: int | None = arg(None, "Train on at most this many reviews (None: all 25,000).")
     eval_examples: int | None = arg(None, "Test reviews for the accuracy report (None: the full 25,000).")
     seed: int = arg(0, "Random seed.")
+
+    def __post_init__(self):
+        if not 0 <= self.eval_fraction < 1:
+            raise UserInputError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}.")
 
 
 @dataclass
@@ -245,6 +269,16 @@ class PPOConfig:
     lora_alpha: int = arg(32, "LoRA alpha.")
     lora_dropout: float = arg(0.0, "LoRA dropout (0 keeps the first-minibatch ratio at exactly 1).")
     lora_target_modules: list[str] = arg(["c_attn", "c_proj", "c_fc"], "Modules that get adapters (GPT-2 names).")
+    # --- evaluation and publishing
+    eval_num_prompts: int = arg(256, "Held-out prompts (the test split of dataset_name) of the evaluation against the "
+                                     "reference that ends training, into OUTPUT_DIR/eval (0: skip it).")
+    eval_reward_model: str | None = arg(None, "Sequence classifier scoring that evaluation, PATH_OR_ID[@LABEL] (None: "
+                                              "the run's sentiment or preference reward model, else the tiny preset's "
+                                              "or lvwerra/distilbert-imdb sentiment classifier).")
+    push_to_hub: bool = arg(False, "Push the run (model, value model, card, evaluation) to the Hub after training "
+                                   "and evaluation, as `rlhf-demo push` does.")
+    hub_model_id: str | None = arg(None, "Hub repository of --push_to_hub, NAMESPACE/NAME.")
+    hub_private_repo: bool = arg(False, "Create the --push_to_hub repository as private.")
     # --- logging and checkpoints
     logging_steps: int = arg(1, "Write metrics every N PPO steps.")
     sample_steps: int = arg(10, "Log a few sampled completions every N PPO steps (0: never).")
@@ -292,6 +326,20 @@ class PPOConfig:
             raise ValueError(f"gamma and lam must lie in [0, 1], got gamma={self.gamma}, lam={self.lam}.")
         if self.kl_coef < 0 or self.target_kl <= 0:
             raise ValueError(f"kl_coef must be >= 0 and target_kl > 0, got {self.kl_coef} and {self.target_kl}.")
+        if self.eval_num_prompts < 0:
+            raise UserInputError(f"eval_num_prompts must be 0 (no evaluation) or positive, got "
+                                 f"{self.eval_num_prompts}.")
+        if self.push_to_hub:
+            from huggingface_hub.errors import HFValidationError
+            from huggingface_hub.utils import validate_repo_id
+
+            try:
+                valid = "/" in (self.hub_model_id or "") and validate_repo_id(self.hub_model_id) is None
+            except HFValidationError:
+                valid = False
+            if not valid:
+                raise UserInputError(f"--push_to_hub needs --hub_model_id NAMESPACE/NAME (a valid Hub repository id), "
+                                     f"got {self.hub_model_id!r}.")
 
 
 @dataclass
@@ -399,6 +447,20 @@ class PushConfig:
     endpoint: str | None = arg(None, "Hub URL (default: HF_ENDPOINT, else https://huggingface.co).")
     max_retries: int = arg(5, "Retries of a request that failed with a connection error, 429 or 5xx.")
     retry_base_wait: float = arg(1.0, "Seconds before the first retry; doubled at each retry.")
+    connect_timeout: float = arg(10.0, "Seconds to wait for a connection to the Hub before retrying.")
+    timeout: float = arg(60.0, "Seconds to wait for each read of a Hub answer before retrying (a stalled upload or "
+                               "answer counts as a failed attempt).")
+    eval_num_prompts: int = arg(256, "A run without eval/ is evaluated first on this many held-out prompts, as at the "
+                                     "end of `rlhf-demo train` (0: push it without an evaluation).")
+    eval_only: bool = arg(False, "Upload only eval/ and the updated model card (its metadata: model-index) to an "
+                                 "existing repository; the weights are not uploaded again.")
+    space: str | None = arg(None, "Also push a Gradio Space, NAMESPACE/NAME, that compares this model with its "
+                                  "reference (loads both and the reward model by Hub id).")
+    space_reference: str | None = arg(None, "Reference model of the Space: Hub id or preset (None: the run's base "
+                                            "model when it is a Hub id or the tiny preset).")
+    space_reward_model: str | None = arg(None, "Reward model of the Space, HUB_ID_OR_PRESET[@LABEL] (None: the run's "
+                                               "sentiment or preference reward when a Hub id or the tiny preset).")
+    space_wheel: str | None = arg(None, "rlhf-demo wheel to upload with the Space (None: built from this checkout).")
 
     def __post_init__(self):
         if not self.model:
@@ -421,3 +483,86 @@ class PushConfig:
             raise ValueError("--output_dir is only used with --dry_run; add --dry_run or drop --output_dir.")
         if self.dry_run and self.output_dir is None:
             self.output_dir = os.path.normpath(self.model) + "_hub"
+        if self.connect_timeout <= 0 or self.timeout <= 0:
+            raise UserInputError(f"connect_timeout and timeout must be positive seconds, got {self.connect_timeout} "
+                                 f"and {self.timeout}.")
+        if self.eval_num_prompts < 0:
+            raise UserInputError(f"eval_num_prompts must be 0 (push without evaluating) or positive, got "
+                                 f"{self.eval_num_prompts}.")
+        if self.space is not None:
+            try:
+                valid = "/" in self.space and validate_repo_id(self.space) is None
+            except HFValidationError:
+                valid = False
+            if not valid:
+                raise UserInputError(f"--space {self.space!r} is not a Space id NAMESPACE/NAME.")
+        if self.eval_only and (self.space or self.include_checkpoints):
+            raise UserInputError("--eval_only uploads eval/ and the card only; drop --space and --include_checkpoints.")
+
+
+@dataclass
+class PreferencesConfig:
+    """`rlhf-demo preferences`: sample two continuations per prompt and label which is better with a simulated
+    annotator (a reward function with Bradley-Terry noise), appending pairs in TRL's preference format."""
+
+    output: str = arg("runs/preferences.jsonl", "Preference file to append to (`.jsonl`), or a folder that gets "
+                                                "preferences.jsonl and a dataset card.")
+    model: str = arg("openai-community/gpt2", "Policy writing the continuations: preset, folder or Hub id.")
+    other_model: str | None = arg(None, "If set, the second continuation comes from this model (e.g. the reference) "
+                                        "instead of a second sample of --model.")
+    annotator: str = arg("sentiment=lvwerra/distilbert-imdb@POSITIVE", "Simulated annotator: a reward spec as in "
+                         "`train --reward` (sentiment=PATH@LABEL, preference=PATH, vader, python=module:function).")
+    annotator_temperature: float = arg(1.0, "tau of P(A preferred) = sigmoid((s_A - s_B) / tau); 0 always prefers "
+                                            "the higher score.")
+    tie_margin: float = arg(0.0, "Label a pair a tie when its noiseless scores differ by at most this.")
+    num_pairs: int = arg(1000, "Pairs to sample (one per prompt).")
+    dataset_name: str = arg("stanfordnlp/imdb", "Prompt dataset (as `train --dataset_name`).")
+    split: str = arg("train", "Split the prompts come from.")
+    min_review_chars: int = arg(200, "Keep reviews longer than this many characters.")
+    min_query_tokens: int = arg(2, "Shortest prompt, in tokens.")
+    max_query_tokens: int = arg(8, "Longest prompt, in tokens.")
+    max_new_tokens: int = arg(24, "Tokens per continuation.")
+    temperature: float = arg(1.0, "Sampling temperature.")
+    batch_size: int = arg(64, "Prompts per generation batch.")
+    round: int = arg(0, "Round of the feedback loop, recorded in each row.")
+    seed: int = arg(0, "Seeds the prompts, the samples and the annotator's coin flips.")
+
+    def __post_init__(self):
+        for name in ("num_pairs", "max_new_tokens", "batch_size", "max_query_tokens"):
+            if getattr(self, name) < 1:
+                raise UserInputError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.annotator_temperature < 0 or self.tie_margin < 0:
+            raise UserInputError("annotator_temperature and tie_margin must be >= 0, got "
+                                 f"{self.annotator_temperature} and {self.tie_margin}.")
+        if self.temperature <= 0:
+            raise UserInputError(f"temperature must be positive, got {self.temperature}.")
+
+
+@dataclass
+class LoopConfig:
+    """`rlhf-demo loop`: rounds of RLHF with a simulated annotator. Each round samples pairs from the current policy,
+    labels them, retrains the Bradley-Terry reward model on all pairs so far (warm start), runs PPO against it from
+    the current policy, and evaluates: reward-model accuracy on fresh pairs, the annotator's (gold) score, the
+    independent judge, KL to the starting policy. PPO settings come from the preset's `train` section."""
+
+    output_dir: str = arg("runs/loop", "Run folder: preferences.jsonl, round-N/ (reward model, policy, eval), "
+                                       "loop_results.json / .md and loop.png.")
+    model_name_or_path: str = arg("openai-community/gpt2", "Starting policy (and the reference of every round).")
+    annotator: str = arg("sentiment=lvwerra/distilbert-imdb@POSITIVE", "Simulated annotator (gold): a reward spec.")
+    annotator_temperature: float = arg(1.0, "Bradley-Terry noise tau of the annotator (0: noiseless).")
+    ppo_config: str | None = arg(None, "YAML file whose `train` section gives PPO's options and the prompts (e.g. a "
+                                       "preset file); the loop sets the model, reward, episodes and output itself.")
+    rounds: int = arg(2, "Rounds of feedback, reward model and PPO.")
+    pairs_per_round: int = arg(500, "New pairs labelled each round.")
+    fresh_pairs: int = arg(256, "Pairs from the new policy, labelled noiselessly, to measure the reward model each "
+                                "round (distribution shift).")
+    ppo_episodes: int = arg(2560, "PPO episodes per round.")
+    rm_epochs: float = arg(1.0, "Reward-model epochs per round over all pairs so far.")
+    rm_learning_rate: float = arg(5e-5, "Reward-model learning rate.")
+    eval_num_prompts: int = arg(256, "Held-out prompts of each round's evaluation.")
+    seed: int = arg(0, "Random seed (each round adds its number).")
+
+    def __post_init__(self):
+        for name in ("rounds", "pairs_per_round", "fresh_pairs", "ppo_episodes", "eval_num_prompts"):
+            if getattr(self, name) < 1:
+                raise UserInputError(f"{name} must be at least 1, got {getattr(self, name)}.")

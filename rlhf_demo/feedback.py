@@ -15,10 +15,13 @@ row stays whole.
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 import tempfile
 import threading
 
+from .errors import MissingInputError, UserInputError
 from .runs import read_jsonl
 
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
@@ -114,3 +117,250 @@ class PreferenceStore:
         with open(dest, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         return dest
+
+
+# ------------------------------------------------------------------------------------------- reading for training
+def to_explicit_prompt(row: dict) -> dict:
+    """A preference row in TRL's explicit-prompt form: `prompt`, `chosen`, `rejected`. A row in the implicit form
+    (`chosen` and `rejected` with the prompt inside both) gets its prompt split off as their longest common prefix,
+    by TRL's `extract_prompt`; other columns are kept."""
+    if "prompt" in row:
+        return row
+    from trl import extract_prompt
+
+    return {**row, **extract_prompt({"chosen": row["chosen"], "rejected": row["rejected"]})}
+
+
+def load_preference_pairs(paths: list[str]) -> tuple[list[dict], dict[str, int]]:
+    """The preference pairs of one or more files, ready for a Bradley-Terry reward model, and what was dropped.
+
+    Each file is JSON lines in TRL's preference format, explicit or implicit prompt (see `to_explicit_prompt`).
+    Rows marked `"tie": true`, rows whose chosen and rejected texts are equal, and exact repeats of an earlier
+    (prompt, chosen, rejected) are dropped and counted.
+
+    Returns:
+        (rows with string `prompt`, `chosen`, `rejected`, in file order; counts {"read", "ties", "same", "duplicates",
+        "kept"}).
+
+    Raises:
+        MissingInputError: a file does not exist.
+        UserInputError: a file is not UTF-8 text, holds a line that is not a JSON object, lacks `chosen`/`rejected`,
+            is empty, or nothing is left after dropping ties and equal pairs (each message names the file).
+    """
+    rows, counts, seen = [], {"read": 0, "ties": 0, "same": 0, "duplicates": 0}, set()
+    for path in paths:
+        for row in _read_preference_file(path):
+            counts["read"] += 1
+            if row.get("tie"):
+                counts["ties"] += 1
+            elif row["chosen"] == row["rejected"]:
+                counts["same"] += 1
+            elif (key := (row["prompt"], row["chosen"], row["rejected"])) in seen:
+                counts["duplicates"] += 1
+            else:
+                seen.add(key)
+                rows.append(row)
+    counts["kept"] = len(rows)
+    if not rows:
+        raise UserInputError(f"No usable preference pair in {', '.join(paths)}: {counts['read']} rows read, "
+                             f"{counts['ties']} ties and {counts['same']} with chosen == rejected. Label some pairs.")
+    return rows, counts
+
+
+def _read_preference_file(path: str) -> list[dict]:
+    """The rows of one preference file in explicit-prompt form, checked (errors as `load_preference_pairs`)."""
+    if not os.path.isfile(path):
+        raise MissingInputError(f"Preference file {path!r} does not exist; write one with `rlhf-demo preferences` or "
+                                "the Space's Feedback tab.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise UserInputError(f"Preference file {path!r} is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
+                             "UTF-8 JSON lines.") from None
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if i == len(lines):  # a last line cut short by a crash: skipped, as read_preferences does
+                continue
+            raise UserInputError(f"Line {i} of preference file {path!r} is not JSON; each line must be one object "
+                                 "with `prompt`, `chosen` and `rejected`.") from None
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("chosen", "rejected")):
+            raise UserInputError(f"Line {i} of preference file {path!r} lacks string `chosen` and `rejected` fields "
+                                 "(TRL's preference format: `prompt`, `chosen`, `rejected`).")
+        rows.append(to_explicit_prompt(row))
+    if not rows:
+        raise UserInputError(f"Preference file {path!r} is empty; it needs one JSON object per line with `prompt`, "
+                             "`chosen` and `rejected`.")
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- simulated annotator
+class SimulatedAnnotator:
+    """A stand-in labeller: prefers the continuation its reward function scores higher, with Bradley-Terry noise.
+
+    P(A preferred to B) = sigmoid((s_A - s_B) / temperature) (Bradley & Terry 1952), the model a Bradley-Terry reward
+    model fits; temperature 0 always picks the higher score. |s_A - s_B| <= tie_margin is labelled a tie. Ziegler et
+    al. (2019) measured their loop with such a "mock" labeller, as Gao et al. (2022) do with a gold reward model.
+
+    Args:
+        reward_fn: `(queries, responses) -> scores`, e.g. `rewards.build_reward(["sentiment=PATH@POSITIVE"])`.
+        temperature: tau above, in the score's units (>= 0).
+        tie_margin: score difference at or below which a pair is a tie (>= 0).
+        seed: seeds the coin flips (labels are reproducible).
+        name: how the annotator is recorded in the rows (default: the reward function's repr).
+    """
+
+    def __init__(self, reward_fn, temperature: float = 1.0, tie_margin: float = 0.0, seed: int = 0,
+                 name: str | None = None):
+        if temperature < 0 or tie_margin < 0:
+            raise UserInputError(f"The annotator's temperature and tie margin must be >= 0, got {temperature} and "
+                                 f"{tie_margin}.")
+        self.reward_fn, self.temperature, self.tie_margin = reward_fn, temperature, tie_margin
+        self.rng = random.Random(seed)
+        self.name = name or repr(reward_fn)
+
+    def label(self, prompts: list[str], responses_a: list[str], responses_b: list[str]) -> list[dict]:
+        """One preference row per pair: `prompt`, `chosen`, `rejected`, `tie`, the annotator, its temperature and
+        its noiseless scores of both continuations (`chosen_score`, `rejected_score`)."""
+        from .rewards import check_scores
+
+        n = len(prompts)
+        s_a = check_scores(self.reward_fn(prompts, responses_a), n, self.reward_fn)
+        s_b = check_scores(self.reward_fn(prompts, responses_b), n, self.reward_fn)
+        rows = []
+        for prompt, a, b, sa, sb in zip(prompts, responses_a, responses_b, s_a, s_b):
+            a_wins = self.prefers_first(sa, sb)
+            (chosen, cs), (rejected, rs) = ((a, sa), (b, sb)) if a_wins else ((b, sb), (a, sa))
+            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
+                         "tie": abs(sa - sb) <= self.tie_margin, "annotator": self.name,
+                         "annotator_temperature": self.temperature, "chosen_score": cs, "rejected_score": rs})
+        return rows
+
+    def prefers_first(self, s_a: float, s_b: float) -> bool:
+        """One Bradley-Terry draw: True with probability sigmoid((s_a - s_b) / temperature)."""
+        if self.temperature == 0:
+            return s_a >= s_b
+        z = (s_a - s_b) / self.temperature
+        p = 1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z))
+        return self.rng.random() < p
+
+
+# ------------------------------------------------------------------------------------------- sampling pairs
+def sample_pairs(model, tokenizer, prompts: list[str], *, other=None, max_new_tokens: int = 24,
+                 temperature: float = 1.0, seed: int = 0, batch_size: int = 64) -> tuple[list[str], list[str]]:
+    """Two continuations of each prompt (text): A from `model`, B from `other` = (model, tokenizer) when given (e.g.
+    the reference) or else a second, independent sample of `model` (another seed). Returns (A texts, B texts)."""
+    from .sampling import generate
+
+    kwargs = dict(max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size)
+    a = generate(model, tokenizer, prompts, seed=seed, **kwargs).texts
+    model_b, tokenizer_b = other if other is not None else (model, tokenizer)
+    b = generate(model_b, tokenizer_b, prompts, seed=seed + 1_000_003, **kwargs).texts
+    return a, b
+
+
+def collect_preferences(cfg, annotator_fn=None) -> dict:
+    """`rlhf-demo preferences`: sample `cfg.num_pairs` pairs (a `PreferencesConfig`), label them with the simulated
+    annotator and append them to `cfg.output`. `annotator_fn` overrides the annotator built from `cfg.annotator`.
+    Returns a summary: pairs written, ties, rows now stored, the file written.
+
+    Raises:
+        UserInputError / MissingInputError: a model, dataset or annotator spec that cannot be used.
+    """
+    from .data import build_prompt_dataset
+    from .models import load_causal_lm
+    from .rewards import build_reward
+
+    model, tokenizer = load_causal_lm(cfg.model, "model (--model)")
+    other = load_causal_lm(cfg.other_model, "other model (--other_model)") if cfg.other_model else None
+    prompts = build_prompt_dataset(tokenizer, cfg.dataset_name, cfg.split, min_review_chars=cfg.min_review_chars,
+                                   min_query_tokens=cfg.min_query_tokens, max_query_tokens=cfg.max_query_tokens,
+                                   num_prompts=cfg.num_pairs, seed=cfg.seed)["query"]
+    a, b = sample_pairs(model, tokenizer, prompts, other=other, max_new_tokens=cfg.max_new_tokens,
+                        temperature=cfg.temperature, seed=cfg.seed, batch_size=cfg.batch_size)
+    annotator = SimulatedAnnotator(annotator_fn or build_reward([cfg.annotator]), cfg.annotator_temperature,
+                                   cfg.tie_margin, seed=cfg.seed, name=_spec_name(cfg.annotator))
+    rows = annotator.label(prompts, a, b)
+    models = {"model_a": _model_name(cfg.model), "model_b": _model_name(cfg.other_model or cfg.model)}
+    rows = [{**row, **models, "round": cfg.round, "seed": cfg.seed} for row in rows]
+    stored = append_preferences(cfg.output, rows)
+    summary = {"pairs": len(rows), "ties": sum(r["tie"] for r in rows), "stored": stored, "file": cfg.output}
+    print(f"{summary['pairs']} pairs labelled by {annotator.name} (tau {cfg.annotator_temperature:g}, "
+          f"{summary['ties']} ties) appended to {cfg.output}: {stored} rows in all")
+    return summary
+
+
+def _spec_name(spec: str) -> str:
+    """A reward spec as recorded in a row: its model named as `_model_name` does (no machine path)."""
+    from .rewards import split_reward_spec
+
+    s = split_reward_spec(spec)
+    if s.kind in ("keyword", "python", "vader"):
+        return spec
+    return f"{s.kind}={_model_name(s.target)}" + (f"@{s.label}" if s.label else "")
+
+
+def _model_name(name: str) -> str:
+    """A model as recorded in a row: a Hub id or preset as is, a local folder by its last two components."""
+    from .models import is_local_path
+
+    if not is_local_path(name):
+        return name
+    return "/".join(os.path.normpath(os.path.abspath(os.path.expanduser(name))).split(os.sep)[-2:])
+
+
+# ------------------------------------------------------------------------------------------- writing
+def append_preferences(path: str, rows: list[dict]) -> int:
+    """Append `rows` to the preference file `path` (a `.jsonl` file, or a folder that gets `preferences.jsonl` and a
+    dataset card `README.md`); return the number of rows now stored."""
+    if not path.endswith(".jsonl"):
+        os.makedirs(path, exist_ok=True)
+        write_dataset_card(path)
+        path = os.path.join(path, "preferences.jsonl")
+    store = PreferenceStore(path)
+    n = 0
+    for row in rows:
+        n = store.append(row)
+    return n
+
+
+def write_dataset_card(folder: str) -> None:
+    """Write `folder/README.md`, a Hugging Face dataset card (YAML front matter + text) describing a preference
+    folder (`preferences.jsonl` in TRL's format), unless one exists."""
+    path = os.path.join(folder, "README.md")
+    if os.path.exists(path):
+        return
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(DATASET_CARD)
+
+
+DATASET_CARD = """---
+configs:
+- config_name: default
+  data_files: preferences.jsonl
+tags:
+- rlhf
+- preference
+- trl
+---
+
+# Preference pairs (rlhf-demo)
+
+Pairs of continuations of the same prompt and which one was preferred, one JSON object per line in TRL's preference
+format: `prompt`, `chosen`, `rejected` (continuations without the prompt), plus `tie`, `annotator` (a person, or the
+simulated annotator's reward function), its noiseless scores, `round`, `seed` and the models that wrote them.
+
+```python
+from datasets import load_dataset
+
+pairs = load_dataset("json", data_files="preferences.jsonl", split="train").filter(lambda r: not r["tie"])
+```
+
+Written by `rlhf-demo preferences` and the Space's Feedback tab; trains a Bradley-Terry reward model with
+`rlhf-demo reward-model --preferences preferences.jsonl`.
+"""

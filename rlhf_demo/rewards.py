@@ -1,15 +1,17 @@
 """Reward functions: anything callable as `(queries: list[str], responses: list[str]) -> list[float]`.
 
 Rewards score decoded text, never the policy's token ids, so a reward model may use its own tokenizer
-(design.md's correctness list; TRL issue #2778). Provided:
+(TRL issue #2778). Provided, with their `--reward` spec:
 
-- `SentimentReward`: a sequence classifier's logit (or probability) of one label, e.g. POSITIVE as in
-  Ziegler et al. (2019) and TRL's gpt2-sentiment example with `lvwerra/distilbert-imdb`.
-- `ToxicityReward`: minus a toxicity classifier's probability of its toxic label (detoxification task).
-- `KeywordReward`: 1.0 when the response contains a word, else 0.0 (the simplest example).
+- `SentimentReward` (`sentiment=PATH@LABEL`): a sequence classifier's logit (or probability) of one label, e.g.
+  POSITIVE as in Ziegler et al. (2019) and TRL's gpt2-sentiment example with `lvwerra/distilbert-imdb`.
+- `PreferenceReward` (`preference=PATH`): a Bradley-Terry reward model's one logit, trained on preference pairs.
+- `ToxicityReward` (`toxicity=PATH`): minus a toxicity classifier's probability of its toxic label.
+- `KeywordReward` (`keyword=WORD`): 1.0 when the response contains a word, else 0.0 (the simplest example).
+- `VaderReward` (`vader`): VADER's compound sentiment, offline; `PythonReward` (`python=module:function`).
 - `WeightedSum`: a weighted sum of any of the above, or of plain Python callables.
 
-`parse_reward_spec` turns the CLI's `--reward KIND=PATH_OR_ID[:WEIGHT]` into one of these.
+`split_reward_spec` reads a `KIND=TARGET[@LABEL][:WEIGHT]` spec; `build_reward` turns specs into one function.
 """
 
 from __future__ import annotations
@@ -21,11 +23,17 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import UserInputError
+
 RewardFn = Callable[[list[str], list[str]], list[float]]
 
 
 class SentimentReward:
     """Score of one label of an `AutoModelForSequenceClassification`, on `query + response` text.
+
+    A model with a single output (a Bradley-Terry reward model, `num_labels=1`) is scored on
+    `query + response + EOS`, as TRL's `RewardTrainer` trains it, its logit being the reward and its sigmoid the
+    probability; `label` is then ignored.
 
     Args:
         model_name_or_path: Hub id or local folder of the classifier (loaded with its own tokenizer).
@@ -39,8 +47,9 @@ class SentimentReward:
         ValueError: the label is not one of the model's labels (the message lists them) or `kind` is unknown.
     """
 
-    def __init__(self, model_name_or_path: str, label: str = "POSITIVE", kind: str = "logit", batch_size: int = 64,
-                 max_length: int = 512, score_query: bool = True, device: str | torch.device = "cpu"):
+    def __init__(self, model_name_or_path: str, label: str | None = "POSITIVE", kind: str = "logit",
+                 batch_size: int = 64, max_length: int = 512, score_query: bool = True,
+                 device: str | torch.device = "cpu"):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from .models import ensure_pad_token, use_fused_gelu
@@ -53,17 +62,28 @@ class SentimentReward:
         self.model = use_fused_gelu(model).to(device).eval()
         if getattr(self.model.config, "pad_token_id", None) is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.bradley_terry = self.model.config.num_labels == 1
         labels = {v.upper(): int(k) for k, v in self.model.config.id2label.items()}
-        if label.upper() not in labels:
-            raise ValueError(f"Label {label!r} is not a label of {model_name_or_path!r}; its labels are "
-                             f"{sorted(labels)}.")
-        self.label, self.label_id, self.kind = label.upper(), labels[label.upper()], kind
+        if self.bradley_terry:
+            self.label, self.label_id = None, 0
+        elif label is None:
+            raise UserInputError(f"{model_name_or_path!r} has {len(labels)} outputs {sorted(labels)}, not the one logit "
+                                 "of a Bradley-Terry reward model; name the label to reward: sentiment=PATH@LABEL.")
+        elif label.upper() not in labels:
+            raise UserInputError(f"Label {label!r} is not a label of {model_name_or_path!r}; its labels are "
+                                 f"{sorted(labels)}. Name one after @ in the reward spec.")
+        else:
+            self.label, self.label_id = label.upper(), labels[label.upper()]
+        self.kind = kind
         self.batch_size, self.max_length, self.score_query, self.device = batch_size, max_length, score_query, device
 
     @torch.inference_mode()
     def logit_and_probability(self, queries: list[str], responses: list[str]) -> tuple[list[float], list[float]]:
-        """The label's logit and its softmax probability for each text, from one forward pass: two lists of N floats."""
+        """The label's logit and its probability (softmax; sigmoid for a one-output model) for each text, from one
+        forward pass: two lists of N floats."""
         texts = [q + r for q, r in zip(queries, responses)] if self.score_query else list(responses)
+        if self.bradley_terry:  # as RewardTrainer saw its training texts
+            texts = [t + (self.tokenizer.eos_token or "") for t in texts]
         logits_out: list[float] = []
         probs_out: list[float] = []
         for i in range(0, len(texts), self.batch_size):
@@ -71,8 +91,9 @@ class SentimentReward:
                                  max_length=self.max_length,
                                  return_tensors="pt").to(self.device)
             logits = self.model(**enc).logits.float()
+            probs = logits.sigmoid() if self.bradley_terry else logits.softmax(-1)
             logits_out.extend(logits[:, self.label_id].tolist())
-            probs_out.extend(logits.softmax(-1)[:, self.label_id].tolist())
+            probs_out.extend(probs[:, self.label_id].tolist())
         return logits_out, probs_out
 
     def __call__(self, queries: list[str], responses: list[str]) -> list[float]:
@@ -116,6 +137,61 @@ class KeywordReward:
         return f"KeywordReward({self.keyword!r})"
 
 
+class PreferenceReward(SentimentReward):
+    """The one logit of a Bradley-Terry reward model (`rlhf-demo reward-model --preferences`), on
+    `query + response + EOS`: the text as TRL's `RewardTrainer` saw it in training (it appends EOS), so PPO scores
+    what the model was fit on. Any 1-logit `AutoModelForSequenceClassification` works.
+
+    Raises:
+        UserInputError: the model has more than one output (a classifier: use `sentiment=PATH@LABEL`).
+    """
+
+    def __init__(self, model_name_or_path: str, **kwargs):
+        super().__init__(model_name_or_path, label=None, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"PreferenceReward({self.name!r})"
+
+
+class VaderReward:
+    """VADER's compound sentiment score in [-1, 1] of `query + response` (Hutto & Gilbert 2014), the evaluation's
+    independent judge, as a reward or a simulated annotator (offline, no model)."""
+
+    def __init__(self):
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        self.analyzer = SentimentIntensityAnalyzer()
+
+    def __call__(self, queries: list[str], responses: list[str]) -> list[float]:
+        return [self.analyzer.polarity_scores(q + r)["compound"] for q, r in zip(queries, responses)]
+
+    def __repr__(self) -> str:
+        return "VaderReward()"
+
+
+class PythonReward:
+    """Any Python function `(queries, responses) -> scores`, named as `module:function` (the module importable)."""
+
+    def __init__(self, target: str):
+        import importlib
+
+        module, sep, name = target.partition(":")
+        if not sep or not module or not name:
+            raise UserInputError(f"A python reward is named module:function, got {target!r}.")
+        try:
+            self.fn = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as e:
+            raise UserInputError(f"Cannot load the reward function {target!r}: {e}. Check the module is importable "
+                                 "(e.g. on PYTHONPATH) and defines the function.") from None
+        self.target = target
+
+    def __call__(self, queries: list[str], responses: list[str]) -> list[float]:
+        return self.fn(queries, responses)
+
+    def __repr__(self) -> str:
+        return f"PythonReward({self.target!r})"
+
+
 class WeightedSum:
     """sum_i w_i * f_i(queries, responses) over reward functions f_i with weights w_i."""
 
@@ -156,7 +232,9 @@ def check_scores(scores, n: int, fn=None) -> list[float]:
     return scores
 
 
-REWARD_KINDS = {"sentiment": SentimentReward, "toxicity": ToxicityReward, "keyword": KeywordReward}
+REWARD_KINDS = {"sentiment": SentimentReward, "toxicity": ToxicityReward, "keyword": KeywordReward,
+                "preference": PreferenceReward, "vader": VaderReward, "python": PythonReward}
+NO_TARGET_KINDS = ("vader",)  # kinds written without `=TARGET`
 
 
 @dataclass(frozen=True)
@@ -175,12 +253,15 @@ def split_reward_spec(spec: str) -> RewardSpec:
 
     Raises ValueError for an unknown kind or a spec without `=` or without a target.
     """
+    head, _, tail = spec.partition(":")
+    if head in NO_TARGET_KINDS:  # e.g. `vader` or `vader:0.5`
+        return RewardSpec(head, "", None, float(tail) if tail else 1.0)
     if "=" not in spec:
-        raise ValueError(f"Reward spec {spec!r} must look like KIND=PATH_OR_ID[:WEIGHT] with KIND in "
-                         f"{sorted(REWARD_KINDS)}.")
+        raise UserInputError(f"Reward spec {spec!r} must look like KIND=PATH_OR_ID[:WEIGHT] with KIND in "
+                             f"{sorted(REWARD_KINDS)}.")
     kind, arg = spec.split("=", 1)
     if kind not in REWARD_KINDS:
-        raise ValueError(f"Unknown reward kind {kind!r} in {spec!r}; choose one of {sorted(REWARD_KINDS)}.")
+        raise UserInputError(f"Unknown reward kind {kind!r} in {spec!r}; choose one of {sorted(REWARD_KINDS)}.")
     weight = 1.0
     head, sep, tail = arg.rpartition(":")
     if sep:
@@ -190,10 +271,10 @@ def split_reward_spec(spec: str) -> RewardSpec:
         except ValueError:
             pass  # a colon that is not a weight (e.g. a Windows path)
     label = None
-    if kind != "keyword" and "@" in arg:
+    if kind not in ("keyword", "python") and "@" in arg:
         arg, label = arg.rsplit("@", 1)
     if not arg:
-        raise ValueError(f"Reward spec {spec!r} names no model or keyword after '='.")
+        raise UserInputError(f"Reward spec {spec!r} names no model or keyword after '='.")
     return RewardSpec(kind, arg, label, weight)
 
 
@@ -203,8 +284,10 @@ def parse_reward_spec(spec: str) -> tuple[RewardFn, float]:
     Raises ValueError for a malformed spec or a label the classifier does not have.
     """
     s = split_reward_spec(spec)
-    if s.kind == "keyword":
-        return KeywordReward(s.target), s.weight
+    if s.kind == "vader":
+        return VaderReward(), s.weight
+    if s.kind in ("keyword", "python"):
+        return REWARD_KINDS[s.kind](s.target), s.weight
     target = os.path.expanduser(s.target) if os.path.exists(os.path.expanduser(s.target)) else s.target
     return REWARD_KINDS[s.kind](target, **({"label": s.label} if s.label else {})), s.weight
 

@@ -81,3 +81,8 @@ def count_word(word):
 
     reward.__name__ = f"count_{word}"
     return reward
+
+
+def count_word_good(queries, responses):
+    """A reward named as `python=conftest:count_word_good` in tests: the number of "good" in each response."""
+    return [float(r.split().count("good")) for r in responses]
