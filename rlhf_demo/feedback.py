@@ -174,7 +174,7 @@ def _read_preference_file(path: str) -> list[dict]:
                                 "the Space's Feedback tab.")
     try:
         with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+            lines = f.read().split("\n")  # not splitlines(): texts may hold U+2028, U+0085, ...
     except UnicodeDecodeError as e:
         raise UserInputError(f"Preference file {path!r} is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
                              "UTF-8 JSON lines.") from None
@@ -185,7 +185,7 @@ def _read_preference_file(path: str) -> list[dict]:
         try:
             row = json.loads(line)
         except ValueError:
-            if i == len(lines):  # a last line cut short by a crash: skipped, as read_preferences does
+            if i >= len(lines) - 1:  # a last line cut short by a crash: skipped, as read_preferences does
                 continue
             raise UserInputError(f"Line {i} of preference file {path!r} is not JSON; each line must be one object "
                                  "with `prompt`, `chosen` and `rejected`.") from None
@@ -284,9 +284,9 @@ def collect_preferences(cfg, annotator_fn=None) -> dict:
     a, b = sample_pairs(model, tokenizer, prompts, other=other, max_new_tokens=cfg.max_new_tokens,
                         temperature=cfg.temperature, seed=cfg.seed, batch_size=cfg.batch_size)
     annotator = SimulatedAnnotator(annotator_fn or build_reward([cfg.annotator]), cfg.annotator_temperature,
-                                   cfg.tie_margin, seed=cfg.seed, name=_spec_name(cfg.annotator))
+                                   cfg.tie_margin, seed=cfg.seed, name=spec_name(cfg.annotator))
     rows = annotator.label(prompts, a, b)
-    models = {"model_a": _model_name(cfg.model), "model_b": _model_name(cfg.other_model or cfg.model)}
+    models = {"model_a": model_name(cfg.model), "model_b": model_name(cfg.other_model or cfg.model)}
     rows = [{**row, **models, "round": cfg.round, "seed": cfg.seed} for row in rows]
     stored = append_preferences(cfg.output, rows)
     summary = {"pairs": len(rows), "ties": sum(r["tie"] for r in rows), "stored": stored, "file": cfg.output}
@@ -295,18 +295,18 @@ def collect_preferences(cfg, annotator_fn=None) -> dict:
     return summary
 
 
-def _spec_name(spec: str) -> str:
-    """A reward spec as recorded in a row: its model named as `_model_name` does (no machine path)."""
+def spec_name(spec: str) -> str:
+    """A reward spec as recorded in a row: its model named as `model_name` does (no machine path)."""
     from .rewards import split_reward_spec
 
     s = split_reward_spec(spec)
     if s.kind in ("keyword", "python", "vader"):
         return spec
-    return f"{s.kind}={_model_name(s.target)}" + (f"@{s.label}" if s.label else "")
+    return f"{s.kind}={model_name(s.target)}" + (f"@{s.label}" if s.label else "")
 
 
-def _model_name(name: str) -> str:
-    """A model as recorded in a row: a Hub id or preset as is, a local folder by its last two components."""
+def model_name(name: str) -> str:
+    """A model as recorded (in rows, results): a Hub id or preset as is, a local folder by its last two components."""
     from .models import is_local_path
 
     if not is_local_path(name):

@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from .config import EvalConfig, LoopConfig, PPOConfig, PreferencesConfig, RewardModelConfig, load_yaml_config
-from .feedback import SimulatedAnnotator, collect_preferences, sample_pairs
+from .feedback import SimulatedAnnotator, collect_preferences, model_name, sample_pairs, spec_name
 from .models import load_causal_lm
 from .rewards import PreferenceReward, build_reward
 from .runs import write_json
@@ -123,8 +123,9 @@ COLUMNS = (("round", "round"), ("pairs_so_far", "pairs so far"), ("rm_heldout_ac
 def write_results(output_dir: str, rows: list[dict], cfg: LoopConfig) -> None:
     """loop_results.json (rows and settings), loop_results.md (one table) and loop.png (gold, proxy and fresh-pair
     accuracy by round)."""
-    settings = {k: getattr(cfg, k) for k in ("annotator", "annotator_temperature", "rounds", "pairs_per_round",
-                                             "ppo_episodes", "fresh_pairs", "eval_num_prompts", "seed")}
+    settings = {k: getattr(cfg, k) for k in ("annotator_temperature", "rounds", "pairs_per_round", "ppo_episodes",
+                                             "fresh_pairs", "eval_num_prompts", "seed")}
+    settings.update(annotator=spec_name(cfg.annotator), model=model_name(cfg.model_name_or_path))
     write_json(os.path.join(output_dir, "loop_results.json"), {"settings": settings, "rounds": rows})
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(label for _, label in COLUMNS) + " |", "|" + "---:|" * len(COLUMNS)]

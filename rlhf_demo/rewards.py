@@ -67,8 +67,8 @@ class SentimentReward:
         if self.bradley_terry:
             self.label, self.label_id = None, 0
         elif label is None:
-            raise UserInputError(f"{model_name_or_path!r} has {len(labels)} outputs {sorted(labels)}, not the one logit "
-                                 "of a Bradley-Terry reward model; name the label to reward: sentiment=PATH@LABEL.")
+            raise UserInputError(f"{model_name_or_path!r} has {len(labels)} outputs {sorted(labels)}, not the one "
+                                 "logit of a Bradley-Terry reward model; name the label: sentiment=PATH@LABEL.")
         elif label.upper() not in labels:
             raise UserInputError(f"Label {label!r} is not a label of {model_name_or_path!r}; its labels are "
                                  f"{sorted(labels)}. Name one after @ in the reward spec.")

@@ -90,6 +90,14 @@ def test_bad_preference_files_get_one_clear_line(tmp_path, content, match):
     assert "\n" not in str(e.value) and ("bad.jsonl" in str(e.value))
 
 
+def test_texts_with_unicode_line_separators_stay_one_row(tmp_path):
+    # json.dumps(ensure_ascii=False) writes U+2028 and U+0085 raw; str.splitlines() would cut the row there.
+    store = PreferenceStore(str(tmp_path / "p.jsonl"))
+    store.append({"prompt": "p", "chosen": "a\u2028b\x85c", "rejected": "d"})
+    pairs, counts = load_preference_pairs([store.path])
+    assert counts["kept"] == 1 and pairs[0]["chosen"] == "a\u2028b\x85c"
+
+
 def test_missing_preference_file(tmp_path):
     with pytest.raises(MissingInputError, match="does not exist"):
         load_preference_pairs([str(tmp_path / "nope.jsonl")])

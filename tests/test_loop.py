@@ -1,0 +1,33 @@
+"""`rlhf-demo loop` end to end in a CI-sized setting: two rounds of feedback, reward model, PPO and evaluation."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+
+@pytest.mark.slow
+def test_two_round_loop_on_the_tiny_preset(tmp_path):
+    out = tmp_path / "loop"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlhf_demo.cli", "loop", "--preset", "tiny", "--output_dir", str(out), "--rounds", "2",
+         "--pairs_per_round", "16", "--fresh_pairs", "8", "--ppo_episodes", "64", "--eval_num_prompts", "8"],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.load(open(out / "loop_results.json"))
+    rounds = results["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2]
+    assert [r["pairs_so_far"] for r in rounds] == [16, 32]  # the reward model of round 2 sees both rounds' pairs
+    for r in rounds:
+        assert 0 <= r["rm_fresh_accuracy"] <= 1 and r["kl_to_start"] > 0
+    assert results["settings"]["annotator"] == "sentiment=tiny/reward_model@POSITIVE"  # no machine path
+    rows = [json.loads(line) for line in open(out / "preferences.jsonl")]
+    assert [r["round"] for r in rows] == [1] * 16 + [2] * 16
+    assert rows[16]["model_a"].endswith("round-1/policy")  # round 2's feedback is on round 1's policy
+    ppo2 = yaml.safe_load(open(out / "round-2" / "policy" / "training_config.yaml"))
+    assert ppo2["model_name_or_path"] == str(out / "round-1" / "policy")
+    assert ppo2["reward"] == [f"preference={out / 'round-2' / 'reward_model'}"]
+    assert (out / "loop.png").stat().st_size > 0 and "| 2 | 32 |" in (out / "loop_results.md").read_text()
