@@ -67,8 +67,8 @@ def test_implicit_prompt_rows_are_split_like_trl():
 
 def test_ties_equal_pairs_and_repeats_are_dropped_and_counted(tmp_path):
     rows = [{"prompt": "p", "chosen": "a", "rejected": "b"}, {"prompt": "p", "chosen": "a", "rejected": "b"},
-            {"prompt": "p", "chosen": "c", "rejected": "d", "tie": True}, {"prompt": "p", "chosen": "e", "rejected": "e"},
-            {"chosen": "q x", "rejected": "q y"}]
+            {"prompt": "p", "chosen": "c", "rejected": "d", "tie": True},
+            {"prompt": "p", "chosen": "e", "rejected": "e"}, {"chosen": "q x", "rejected": "q y"}]
     pairs, counts = load_preference_pairs([write_jsonl(tmp_path / "p.jsonl", rows)])
     assert counts == {"read": 5, "ties": 1, "same": 1, "duplicates": 1, "kept": 2}
     assert [p["prompt"] for p in pairs] == ["p", "q"]
