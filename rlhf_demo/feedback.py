@@ -258,9 +258,9 @@ def sample_pairs(model, tokenizer, prompts: list[str], *, other=None, max_new_to
     from .sampling import generate
 
     kwargs = dict(max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size)
-    a = generate(model, tokenizer, prompts, seed=seed, **kwargs).texts
+    a = generate(model, tokenizer, prompts, seed=seed, desc="sampling A", **kwargs).texts
     model_b, tokenizer_b = other if other is not None else (model, tokenizer)
-    b = generate(model_b, tokenizer_b, prompts, seed=seed + 1_000_003, **kwargs).texts
+    b = generate(model_b, tokenizer_b, prompts, seed=seed + 1_000_003, desc="sampling B", **kwargs).texts
     return a, b
 
 
