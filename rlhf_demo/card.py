@@ -5,8 +5,10 @@
 The facts come from `run_info.json`, `training_config.yaml`, `config.json`, `eval/eval_results.json` and
 `eval/samples.jsonl` (schema: `rlhf_demo.eval.samples`), each optional: a missing one leaves its section short.
 What the card says the model was trained to do comes from the run's reward specs (`training_config.yaml`'s
-`reward:` list, `KIND=PATH_OR_ID[@LABEL][:WEIGHT]`), so a toxicity or keyword run reads as what it is.
-A card never shows a machine's paths: a Hub id appears as is, a local path by its last component.
+`reward:` list, `KIND=PATH_OR_ID[@LABEL][:WEIGHT]`), so a toxicity, keyword or learned-preference run reads as what
+it is; an unknown kind gets a generic wording.
+A card never shows a machine's paths: a Hub id appears as is, a local model by what it is
+(`rlhf_demo.portable.describe_local_model`), any other local path by `rlhf_demo.portable.portable_path`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from rlhf_demo.eval.samples import SAMPLES_FILE, sample_pairs
 from rlhf_demo.models import is_local_path
+from rlhf_demo.portable import PACKAGE_PARENT, describe_local_model, portable_path, portable_text
 from rlhf_demo.rewards import REWARD_KINDS, split_reward_spec
 
 logger = logging.getLogger(__name__)
@@ -42,13 +45,20 @@ CARD_METRICS = (
 )
 
 # Reward kind -> (task in the model-index, what the policy is steered towards).
+# `{model}` is the reward model as the card names it: a Hub id in backticks, or a local model described.
 REWARD_TASKS = {
-    "sentiment": ("sentiment-steered continuation", "text the sentiment classifier `{target}` labels {label}"),
+    "sentiment": ("sentiment-steered continuation", "text labelled {label} by the sentiment classifier {model}"),
     "toxicity": ("detoxified continuation",
-                 "less toxic text (a lower probability of label {label} from the toxicity classifier `{target}`)"),
+                 "less toxic text (a lower probability of label {label} from the toxicity classifier {model})"),
     "keyword": ("keyword-steered continuation", 'text that contains the word "{target}"'),
+    "preference": ("preference-steered continuation",
+                   "text that a learned reward model scores highly: {model}, a Bradley-Terry model trained on human "
+                   "(or simulated) preferences between pairs of continuations"),
+    "vader": ("sentiment-steered continuation",
+              "text the VADER sentiment lexicon (Hutto & Gilbert, 2014) scores as positive"),
 }
 OTHER_TASK = ("reward-steered continuation", "text its reward function `{shown}` scores highly")
+MODEL_KINDS = ("sentiment", "toxicity", "preference")  # kinds whose target is a reward model
 
 HYPERPARAMETER_ORDER = ("model_name_or_path", "reward", "dataset_name", "kl_coef", "adaptive_kl", "target_kl",
                         "gamma", "lam", "cliprange", "cliprange_value", "vf_coef", "learning_rate", "batch_size",
@@ -75,11 +85,21 @@ def _hub_id(name: Any) -> str | None:
 
 
 def _short(name: Any) -> str:
-    """A Hub id as is; a local path by its last component (cards must not carry a machine's paths)."""
+    """A Hub id as is; a local path by `rlhf_demo.portable.portable_path` (the package's own files relative to its
+    parent folder, anything else by its last component and "(local)"): cards must not carry a machine's paths."""
     if name is None:
         return "unknown"
     s = str(name)
-    return s if _hub_id(s) else f"{os.path.basename(s.rstrip('/' + os.sep)) or s} (local)"
+    if _hub_id(s):
+        return s
+    if not os.path.isabs(s) and os.path.exists(os.path.join(PACKAGE_PARENT, s)):
+        s = os.path.join(PACKAGE_PARENT, s)  # stored relative to the package's parent (the shipped aligned run)
+    return portable_path(s)
+
+
+def _model_md(name: Any) -> str:
+    """A model as the card's text names it: a Hub id in backticks, a local model by what it is."""
+    return f"`{name}`" if _hub_id(name) else (describe_local_model(name) or f"`{_short(name)}`")
 
 
 def _finite(x: Any) -> bool:
@@ -95,30 +115,50 @@ def _fmt(x: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------- rewards, task
-def parse_reward(spec: Any) -> dict:
-    """What one reward spec of `training_config.yaml` (`KIND=PATH_OR_ID[@LABEL][:WEIGHT]`) says, for the card:
-    kind (sentiment, toxicity, keyword; None for anything else, e.g. a reward's repr), target (model as shown, or
-    the keyword), label, weight, hub_id (of the reward model) and `shown` (the spec as shown). Never raises."""
-    text = str(spec)
+def _split_spec(text: str):
+    """(kind, target, label, weight) of a reward spec, or None when it is none (e.g. a reward's repr). A kind
+    written without a target (`vader`, `vader:0.5`) has target ""."""
     try:
         parsed = split_reward_spec(text)
+        return parsed.kind, parsed.target, parsed.label, parsed.weight
     except ValueError:
-        parsed = None
-    if parsed is None or parsed.kind not in REWARD_TASKS:
-        shown = text.split("(")[0] if "(" in text else _short(text)  # e.g. "SentimentReward('path', ...)"
-        return {"kind": None, "target": shown, "label": None, "weight": 1.0, "hub_id": None, "shown": shown}
-    kind, arg, label, weight = parsed.kind, parsed.target, parsed.label, parsed.weight
-    local = kind != "keyword" and not _hub_id(arg)
-    target = os.path.basename(arg.rstrip("/" + os.sep)) if local else arg
-    shown = f"{kind}={target}" + (f"@{label}" if label else "") + (f":{_fmt(weight)}" if weight != 1.0 else "")
-    return {"kind": kind, "target": target + (" (local)" if local else ""), "label": label or _default_label(kind),
-            "weight": weight, "hub_id": _hub_id(arg) if kind != "keyword" else None,
-            "shown": shown + (" (local)" if local else "")}
+        pass
+    kind, _, weight = text.partition(":")
+    if kind in REWARD_KINDS and "=" not in text:
+        try:
+            return kind, "", None, float(weight) if weight else 1.0
+        except ValueError:
+            return None
+    return None
+
+
+def parse_reward(spec: Any) -> dict:
+    """What one reward spec of `training_config.yaml` (`KIND=PATH_OR_ID[@LABEL][:WEIGHT]`) says, for the card:
+    kind (one of REWARD_TASKS; None for anything else, e.g. a reward's repr or a `python=` function), target (the
+    model as shown, or the keyword), `model` (the reward model as the text names it), label, weight, hub_id (of the
+    reward model) and `shown` (the spec as shown, no machine path). Never raises."""
+    text = str(spec)
+    parsed = _split_spec(text)
+    if parsed is None or parsed[0] not in REWARD_TASKS:
+        shown = portable_text(text.split("(")[0] if "(" in text else text)  # e.g. "SentimentReward('path', ...)"
+        return {"kind": None, "target": shown, "model": f"`{shown}`", "label": None, "weight": 1.0, "hub_id": None,
+                "shown": shown}
+    kind, arg, label, weight = parsed
+    is_model = kind in MODEL_KINDS
+    target = _short(arg) if is_model and arg else arg
+    shown = f"{kind}={target}" if arg else kind
+    shown += (f"@{label}" if label else "") + (f":{_fmt(weight)}" if weight != 1.0 else "")
+    return {"kind": kind, "target": target, "model": _model_md(arg) if is_model else f"`{target}`",
+            "label": label or _default_label(kind), "weight": weight,
+            "hub_id": _hub_id(arg) if is_model else None, "shown": shown}
 
 
 def _default_label(kind: str) -> str | None:
     """The label a reward of `kind` uses when its spec names none (the default of its class in rlhf_demo.rewards)."""
-    param = inspect.signature(REWARD_KINDS[kind]).parameters.get("label")
+    try:
+        param = inspect.signature(REWARD_KINDS[kind]).parameters.get("label")
+    except (TypeError, ValueError):
+        return None
     return param.default if param is not None and isinstance(param.default, str) else None
 
 
@@ -129,7 +169,7 @@ def task_facts(rewards: list[dict]) -> dict:
     for r in rewards:
         task, goal = REWARD_TASKS.get(r["kind"], OTHER_TASK)
         names.append(task)
-        goal = goal.format(target=r["target"], label=r["label"], shown=r["shown"])
+        goal = goal.format(target=r["target"], model=r["model"], label=r["label"], shown=r["shown"])
         goals.append(goal + (f" (weight {_fmt(r['weight'])})" if r["weight"] != 1.0 else ""))
     name = names[0] if len(set(names)) == 1 else OTHER_TASK[0]
     return {"name": f"Text generation ({name})", "goal": " and ".join(goals) or "text its reward functions prefer",
@@ -141,7 +181,10 @@ def _prompt_facts(dataset: Any) -> dict:
     path = os.path.normpath(str(dataset)).replace(os.sep, "/") if dataset else ""
     imdb = "imdb" in path.lower() or path.endswith("presets/tiny/prompts")
     examples = ["This movie was", "I watched this film and"] if imdb else ["Once upon a time", "The best thing about"]
-    return {"dataset": _short(dataset) if dataset else None, "imdb": imdb, "examples": examples}
+    # The Hub dataset the prompts come from: the id itself, or IMDB for local copies and heads of its reviews.
+    hub_dataset = _hub_id(dataset) or ("stanfordnlp/imdb" if imdb else None)
+    return {"dataset": _short(dataset) if dataset else None, "imdb": imdb, "examples": examples,
+            "hub_dataset": hub_dataset}
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -151,7 +194,7 @@ def _shown_value(key: str, value: Any, rewards: list[dict]) -> str:
     if isinstance(value, list):
         return ", ".join(_shown_value(key, v, rewards) for v in value)
     if isinstance(value, str) and ("/" in value or os.sep in value or key in ("model_name_or_path", "dataset_name")):
-        return _short(value)
+        return _short(value) if "=" not in value else portable_text(value)
     return _fmt(value)
 
 
@@ -181,7 +224,13 @@ def _diff(d: Any) -> str:
     return ""
 
 
-def _eval_facts(run_dir: str, ev: dict, dataset: Any) -> dict | None:
+def _trained_on(ev: dict, rewards: list[dict]) -> bool:
+    """Whether the evaluation's reward model is one the run was trained against (else it is another classifier)."""
+    judge = (ev.get("judges") or {}).get("reward_model")
+    return bool(judge) and any(r["kind"] in MODEL_KINDS and r["target"] == _short(judge) for r in rewards)
+
+
+def _eval_facts(run_dir: str, ev: dict, dataset: Any, rewards: list[dict]) -> dict | None:
     """The comparison with the reference from eval/ (None when the run was not evaluated)."""
     if not ev:
         return None
@@ -197,7 +246,9 @@ def _eval_facts(run_dir: str, ev: dict, dataset: Any) -> dict | None:
     return {
         **setting,
         "dataset": _short(settings.get("dataset") or dataset),
-        "judges": {k: _short(judges.get(k)) for k in ("reward_model", "sentiment_judge", "toxicity")},
+        "judges": {"reward_model": _model_md(judges.get("reward_model")),
+                   **{k: f"`{_short(judges.get(k))}`" for k in ("sentiment_judge", "toxicity")}},
+        "reward_is_training_reward": _trained_on(ev, rewards),
         "metrics": [[k, _fmt(ref.get(k, "")), _fmt(aligned.get(k, "")), _diff(diffs.get(k))] for k in names],
         "win_rate": [[k.replace("_", " "), _fmt(v)] for k, v in (ev.get("win_rate") or {}).items()],
         "agreement": _fmt(ev["reward_judge_agreement"]) if _finite(ev.get("reward_judge_agreement")) else None,
@@ -207,17 +258,21 @@ def _eval_facts(run_dir: str, ev: dict, dataset: Any) -> dict | None:
     }
 
 
-def _model_index(ev: dict, task_name: str, dataset: Any) -> list[dict]:
-    """The model-index metrics: the aligned model's CARD_METRICS and win rates, with their dataset."""
+def _model_index(ev: dict, task_name: str, dataset: Any, trained_on: bool = True) -> list[dict]:
+    """The model-index metrics: the aligned model's CARD_METRICS and win rates, with their dataset. When the
+    evaluation's reward model is not the training reward (`trained_on` False) its metric says so."""
     settings = ev.get("settings") if isinstance(ev.get("settings"), dict) else {}
     aligned = (ev.get("metrics") or {}).get("aligned") or {}
     eval_dataset = settings.get("dataset") or dataset
-    dataset_type = _hub_id(eval_dataset) or (os.path.basename(str(eval_dataset).rstrip("/" + os.sep)) or "prompts")
+    # The Hub dataset the prompts come from (IMDB for local copies and heads of its reviews), else the folder's name.
+    dataset_type = (_prompt_facts(eval_dataset)["hub_dataset"]
+                    or os.path.basename(str(eval_dataset).rstrip("/" + os.sep)) or "prompts")
     common = {"task_type": "text-generation", "task_name": task_name, "dataset_type": dataset_type,
               "dataset_name": dataset_type if dataset_type.endswith("prompts") else f"{dataset_type} prompts",
               "dataset_split": settings.get("split")}
-    results = [{**common, "metric_type": t, "metric_name": name, "metric_value": float(aligned[key])}
-               for key, t, name in CARD_METRICS if _finite(aligned.get(key))]
+    names = {"reward_mean": "Score of the evaluation's reward model (mean; not the training reward)"}
+    results = [{**common, "metric_type": t, "metric_name": name if trained_on else names.get(key, name),
+                "metric_value": float(aligned[key])} for key, t, name in CARD_METRICS if _finite(aligned.get(key))]
     for judge, value in (ev.get("win_rate") or {}).items():
         if _finite(value):
             results.append({**common, "metric_type": "win_rate", "metric_value": float(value),
@@ -244,15 +299,18 @@ def card_facts(run_dir: str, repo_id: str, license: str = "mit") -> dict:
     if model_type and model_type not in tags:
         tags.insert(3, model_type)
     samples = sample_pairs(os.path.join(run_dir, "eval", SAMPLES_FILE), NUM_CARD_SAMPLES) if ev else []
+    prompts = _prompt_facts(dataset)
     return {
         "name": repo_id.split("/")[-1], "repo_id": repo_id, "license": license, "tags": tags,
         "model_type": model_type, "version": info.get("rlhf_demo_version") or "",
         "base_model": _short(base_model) if base_model else None, "base_model_id": _hub_id(base_model),
-        "dataset_id": _hub_id(dataset), "prompts": _prompt_facts(dataset),
+        "base_model_md": _model_md(base_model) if base_model else "an unknown model",
+        "dataset_id": prompts["hub_dataset"], "prompts": prompts, "language": "en",
+        "widget": [{"text": t} for t in prompts["examples"]],
         "rewards": rewards, "task": task,
         "training": _training_facts(info, cfg, rewards),
-        "evaluation": _eval_facts(run_dir, ev, dataset),
-        "model_index": _model_index(ev, task["name"], dataset) if ev else [],
+        "evaluation": _eval_facts(run_dir, ev, dataset, rewards),
+        "model_index": _model_index(ev, task["name"], dataset, _trained_on(ev, rewards)) if ev else [],
         "samples": [[p.prompt, p.reference, p.aligned] for p in samples],
     }
 
@@ -264,8 +322,9 @@ def build_model_card(run_dir: str, repo_id: str, license: str = "mit") -> ModelC
     facts = card_facts(run_dir, repo_id, license)
     card_data = ModelCardData(
         model_name=facts["name"], base_model=facts["base_model_id"],
-        datasets=[facts["dataset_id"]] if facts["dataset_id"] else None, license=license,
-        library_name="transformers", pipeline_tag="text-generation", tags=facts["tags"],
+        datasets=[facts["dataset_id"]] if facts["dataset_id"] else None, license=license, language=facts["language"],
+        library_name="transformers", pipeline_tag="text-generation", tags=facts["tags"], widget=facts["widget"],
         eval_results=[EvalResult(**r) for r in facts["model_index"]] or None,
     )
-    return ModelCard.from_template(card_data, template_path=TEMPLATE_PATH, **facts)
+    card = ModelCard.from_template(card_data, template_path=TEMPLATE_PATH, **facts)
+    return ModelCard(portable_text(str(card), run_dir, repo_id))  # a last guard: no machine path in any field

@@ -36,13 +36,33 @@ def _usage() -> str:
 
 
 def cmd_train(argv):
+    from accelerate import PartialState
+
     from .config import PPOConfig, parse_config
     from .ppo import PPOTrainer
 
     cfg = parse_config(PPOConfig, argv, section="train", prog="rlhf-demo train", description=COMMANDS["train"])
     metrics = PPOTrainer(cfg).train()
+    if not PartialState().is_main_process:  # the evaluation and the push run once
+        return
     print(f"Aligned policy saved to {cfg.output_dir} (final score {metrics.get('objective/scores', float('nan')):.3f}, "
           f"KL {metrics.get('objective/kl', float('nan')):.3f} nats).")
+    if cfg.eval_num_prompts:  # the run is complete with its evaluation against the reference (RUN/eval)
+        from .publish import eval_summary, evaluate_run
+
+        results = evaluate_run(cfg.output_dir, cfg.eval_num_prompts, cfg.eval_reward_model)
+        print(f"Evaluation in {cfg.output_dir}/eval: {eval_summary(results)}")
+    if cfg.push_to_hub:
+        from .config import PushConfig
+        from .hub import HubPushError, push
+
+        try:
+            print(push(PushConfig(model=cfg.output_dir, repo_id=cfg.hub_model_id, private=cfg.hub_private_repo,
+                                  eval_num_prompts=0)))
+        except HubPushError as e:
+            print(f"error: {e} The run is saved in {cfg.output_dir}: push it again with `rlhf-demo push --model "
+                  f"{cfg.output_dir} --repo_id {cfg.hub_model_id}`.", file=sys.stderr)
+            raise SystemExit(1) from None
 
 
 def cmd_eval(argv):
@@ -60,6 +80,10 @@ def cmd_push(argv):
     cfg = parse_config(PushConfig, argv, section="push", prog="rlhf-demo push", description=COMMANDS["push"])
     try:
         print(push(cfg))
+        if cfg.space:  # the Space that shows this model next to its reference, from the Hub
+            from .space_deploy import push_space
+
+            print(push_space(cfg))
     except HubPushError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None

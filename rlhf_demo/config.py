@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import difflib
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +92,8 @@ def parse_config(dataclass_types, args: list[str] | None = None, section: str | 
     """Parse command-line `args` into instances of `dataclass_types` (a dataclass or a tuple of them).
 
     `--preset NAME` and `--config FILE.yaml` set defaults; explicit flags override them.
-    Raises ValueError for a YAML key that no dataclass field accepts.
+    Raises UserInputError for a YAML key that no dataclass field accepts or a value of the wrong type (naming the
+    file and the key), and for a value the config's own checks refuse; argparse exits (status 2) on a bad flag.
     """
     single = not isinstance(dataclass_types, (tuple, list))
     types = (dataclass_types,) if single else tuple(dataclass_types)
@@ -104,22 +108,74 @@ def parse_config(dataclass_types, args: list[str] | None = None, section: str | 
     parser.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file of option: value pairs; "
             "command-line flags override it.")
     defaults: dict[str, Any] = {}
-    if known.preset:
-        defaults.update(load_yaml_config(preset_path(known.preset), section))
-    if known.config:
-        defaults.update(load_yaml_config(known.config, section))
+    sources: dict[str, str] = {}  # option -> the YAML file that gave it, for error messages
+    for path in ([preset_path(known.preset)] if known.preset else []) + ([known.config] if known.config else []):
+        values = load_yaml_config(path, section)
+        defaults.update(values)
+        sources.update(dict.fromkeys(values, path))
     accepted = {f.name for t in types for f in dataclasses.fields(t)}
     unknown = sorted(set(defaults) - accepted)
     if unknown:
-        raise ValueError(f"Unknown option(s) in the config: {unknown}. Valid options: {sorted(accepted)}.")
+        files = sorted({sources[k] for k in unknown})
+        close = sorted({m for k in unknown for m in difflib.get_close_matches(k, accepted, n=1)})
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UserInputError(f"Unknown option(s) in the config: {unknown} (in {', '.join(files)}); {hint}"
+                             f"`{prog or 'rlhf-demo COMMAND'} --help` lists the options.")
+    hints = {name: hint for t in types for name, hint in typing.get_type_hints(t).items()}
+    defaults = {k: _yaml_value(v, hints.get(k), k, sources[k]) for k, v in defaults.items()}
     # As TRL's TrlParser: a value from a YAML file is the default of its flag, and a flag that argparse would require
     # (a dataclass field without default, e.g. push's --model) is no longer required once the file gives it.
     for action in parser._actions:
         if action.dest in defaults:
             action.default, action.required = defaults[action.dest], False
-    outputs = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=False)
+    try:
+        *outputs, remaining = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
+    except UserInputError:
+        raise
+    except ValueError as e:  # a config's own checks (__post_init__) refused a value: the user's to fix
+        raise UserInputError(str(e)) from None
+    if remaining:
+        flags = [a[2:].split("=")[0] for a in remaining if a.startswith("--")]
+        close = sorted({f"--{m}" for f in flags for m in difflib.get_close_matches(f, accepted, n=1)})
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UserInputError(f"Unknown argument(s) {remaining}; {hint}`{prog or 'rlhf-demo COMMAND'} --help` lists "
+                             "the options.")
     outputs = [o for o in outputs if dataclasses.is_dataclass(o)]
     return outputs[0] if single else tuple(outputs)
+
+
+def _yaml_value(value: Any, hint: Any, key: str, source: str) -> Any:
+    """`value` of option `key` from YAML file `source`, converted to the field's type `hint` (int, float, bool, str,
+    list[str], each optionally `| None`). YAML reads `1e-5` as a string and a flag as a list, which argparse would
+    otherwise refuse without naming the file, or pass on unchecked. Raises UserInputError naming the file and key."""
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else ()
+    if args:
+        if value is None and type(None) in args:
+            return None
+        hint = next((a for a in args if a is not type(None)), hint)
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    origin, expected = typing.get_origin(hint), names.get(hint, str(hint))
+    try:
+        if hint is bool and isinstance(value, bool):
+            return value
+        if hint in (int, float) and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            converted = hint(value)
+            if hint is int and isinstance(value, float) and converted != value:
+                raise ValueError(value)
+            return converted
+        if hint is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        if origin is list:
+            expected = "a list of strings"
+            items = value if isinstance(value, list) else [value]
+            if all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in items):
+                return [str(x) for x in items]
+        elif hint not in (bool, int, float, str):
+            return value  # a type this check does not know: argparse and __post_init__ check it
+    except ValueError:
+        pass
+    raise UserInputError(f"Config file {source!r}: option {key!r} must be {expected}, got {value!r} "
+                         f"({type(value).__name__}); fix its value in the file.")
 
 
 def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:
@@ -163,13 +219,17 @@ class PretrainConfig:
     seed: int = arg(0, "Random seed.")
 
     def __post_init__(self):
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}).")
-        for name in ("vocab_size", "block_size", "batch_size", "max_steps", "save_steps"):
+        for name in ("vocab_size", "n_layer", "n_embd", "n_head", "block_size", "batch_size", "max_steps",
+                     "save_steps", "eval_reviews"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+                raise UserInputError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.n_embd % self.n_head:
+            raise UserInputError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}).")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+            raise UserInputError(f"dropout must be in [0, 1), got {self.dropout}.")
+        if self.learning_rate <= 0 or self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise UserInputError("learning_rate must be positive, warmup_steps >= 0 and min_lr_ratio in [0, 1]; got "
+                                 f"{self.learning_rate}, {self.warmup_steps} and {self.min_lr_ratio}.")
 
 
 @dataclass
@@ -199,6 +259,14 @@ class RewardModelConfig:
     def __post_init__(self):
         if not 0 <= self.eval_fraction < 1:
             raise UserInputError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}.")
+        for name in ("num_train_epochs", "learning_rate", "max_length", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise UserInputError(f"{name} must be positive, got {getattr(self, name)}.")
+        for name in ("max_train_examples", "eval_examples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserInputError(f"{name} must be at least 1 (or unset for all), got {getattr(self, name)}.")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UserInputError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
 
 
 @dataclass
@@ -288,44 +356,39 @@ class PPOConfig:
     save_total_limit: int = arg(2, "Keep only the last N checkpoints.")
     resume_from_checkpoint: str | None = arg(None, "Resume from a checkpoint folder, or `latest` for the newest under "
                                                    "output_dir/checkpoints.")
+    resume_with_changed_config: bool = arg(False, "Resume even when the checkpoint was written with another "
+                                                  "batch_size, seed or model (the run then differs from an "
+                                                  "uninterrupted one); without it such a resume is refused.")
     seed: int = arg(0, "Random seed (data order, sampling, initialisation).")
     num_threads: int | None = arg(None, "torch CPU threads (None: torch's default).")
     progress_bar: bool = arg(True, "Show a tqdm progress bar over episodes.")
 
     def __post_init__(self):
-        if self.batch_size % self.num_mini_batches:
-            raise ValueError(f"batch_size ({self.batch_size}) must be divisible by num_mini_batches "
-                             f"({self.num_mini_batches}).")
-        if (self.batch_size // self.num_mini_batches) % self.gradient_accumulation_steps:
-            raise ValueError(
-                f"The minibatch ({self.batch_size // self.num_mini_batches} episodes) must be divisible by "
-                f"gradient_accumulation_steps ({self.gradient_accumulation_steps})."
-            )
+        self._check_sizes()
+        self._check_sampling()
         if self.kl_estimator not in ("k1", "k3"):
-            raise ValueError(f"kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}.")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}.")
-        if self.response_length < 1:
-            raise ValueError(f"response_length must be at least 1, got {self.response_length}.")
-        if self.min_response_length is not None and not 1 <= self.min_response_length <= self.response_length:
-            raise ValueError(f"min_response_length must be in [1, response_length={self.response_length}], got "
-                             f"{self.min_response_length}.")
+            raise UserInputError(f"kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}.")
         if self.missing_eos_penalty is not None and not self.stop_at_eos:
-            raise ValueError("missing_eos_penalty needs stop_at_eos: without stopping at EOS no response contains one "
-                             "by design.")
+            raise UserInputError("missing_eos_penalty needs stop_at_eos: without stopping at EOS no response contains "
+                                 "one by design.")
         if self.report_to not in ("none", "tensorboard", "trackio"):
-            raise ValueError(f"report_to must be none, tensorboard or trackio, got {self.report_to!r}.")
-        positive = ("total_episodes", "batch_size", "num_mini_batches", "gradient_accumulation_steps", "num_ppo_epochs")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        for name in ("cliprange", "cliprange_value", "learning_rate"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+            raise UserInputError(f"report_to must be none, tensorboard or trackio, got {self.report_to!r}.")
+        for name in ("cliprange", "cliprange_value", "learning_rate", "adam_eps", "max_grad_norm"):
+            if not getattr(self, name) > 0:  # max_grad_norm <= 0 would zero (or flip) every gradient
+                raise UserInputError(f"{name} must be positive, got {getattr(self, name)}.")
+        for name in ("vf_coef", "ent_coef", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise UserInputError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.reward_clip is not None and self.reward_clip <= 0:
+            raise UserInputError(f"reward_clip must be positive (or unset), got {self.reward_clip}.")
         if not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
-            raise ValueError(f"gamma and lam must lie in [0, 1], got gamma={self.gamma}, lam={self.lam}.")
+            raise UserInputError(f"gamma and lam must lie in [0, 1], got gamma={self.gamma}, lam={self.lam}.")
         if self.kl_coef < 0 or self.target_kl <= 0:
-            raise ValueError(f"kl_coef must be >= 0 and target_kl > 0, got {self.kl_coef} and {self.target_kl}.")
+            raise UserInputError(f"kl_coef must be >= 0 and target_kl > 0, got {self.kl_coef} and "
+                                 f"{self.target_kl}.")
+        if self.use_peft and (self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1):
+            raise UserInputError(f"LoRA needs lora_r >= 1, lora_alpha > 0 and lora_dropout in [0, 1); got "
+                                 f"{self.lora_r}, {self.lora_alpha} and {self.lora_dropout}.")
         if self.eval_num_prompts < 0:
             raise UserInputError(f"eval_num_prompts must be 0 (no evaluation) or positive, got "
                                  f"{self.eval_num_prompts}.")
@@ -340,6 +403,42 @@ class PPOConfig:
             if not valid:
                 raise UserInputError(f"--push_to_hub needs --hub_model_id NAMESPACE/NAME (a valid Hub repository id), "
                                      f"got {self.hub_model_id!r}.")
+
+    def _check_sizes(self):
+        """Counts and sizes: each at least 1 (or 0 where 0 means off), and batches that divide evenly."""
+        for name in ("total_episodes", "batch_size", "num_mini_batches", "gradient_accumulation_steps",
+                     "num_ppo_epochs", "logging_steps", "kl_horizon", "save_total_limit", "min_query_tokens"):
+            if getattr(self, name) < 1:
+                raise UserInputError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        for name in ("sample_steps", "save_steps", "num_samples_logged", "min_review_chars"):
+            if getattr(self, name) < 0:
+                raise UserInputError(f"{name} must be 0 or more, got {getattr(self, name)}.")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise UserInputError(f"num_threads must be at least 1 (or unset for torch's default), got "
+                                 f"{self.num_threads}.")
+        if self.max_query_tokens < self.min_query_tokens:
+            raise UserInputError(f"max_query_tokens ({self.max_query_tokens}) must be at least min_query_tokens "
+                                 f"({self.min_query_tokens}).")
+        if self.batch_size % self.num_mini_batches:
+            raise UserInputError(f"batch_size ({self.batch_size}) must be divisible by num_mini_batches "
+                                 f"({self.num_mini_batches}).")
+        if (self.batch_size // self.num_mini_batches) % self.gradient_accumulation_steps:
+            raise UserInputError(f"The minibatch ({self.batch_size // self.num_mini_batches} episodes) must be "
+                                 f"divisible by gradient_accumulation_steps ({self.gradient_accumulation_steps}).")
+
+    def _check_sampling(self):
+        """Response lengths and a sampler PPO can train with: stochastic (top_k 1 or top_p 0 would be greedy)."""
+        if self.response_length < 1:
+            raise UserInputError(f"response_length must be at least 1, got {self.response_length}.")
+        if self.min_response_length is not None and not 1 <= self.min_response_length <= self.response_length:
+            raise UserInputError(f"min_response_length must be in [1, response_length={self.response_length}], got "
+                                 f"{self.min_response_length}.")
+        if self.temperature <= 0:
+            raise UserInputError(f"temperature must be positive, got {self.temperature}.")
+        if self.top_k < 0 or self.top_k == 1 or not 0 < self.top_p <= 1:
+            raise UserInputError(f"top_k must be 0 (off) or at least 2 and top_p in (0, 1], got top_k={self.top_k}, "
+                                 f"top_p={self.top_p}: PPO needs a stochastic policy, and top_k 1 or top_p 0 make "
+                                 "sampling greedy.")
 
 
 @dataclass
@@ -357,9 +456,13 @@ class GenerateConfig:
 
     def __post_init__(self):
         if self.num_samples < 1 or self.max_new_tokens < 1:
-            raise ValueError("num_samples and max_new_tokens must be at least 1.")
+            raise UserInputError(f"num_samples and max_new_tokens must be at least 1, got {self.num_samples} and "
+                                 f"{self.max_new_tokens}.")
         if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}.")
+            raise UserInputError(f"temperature must be positive, got {self.temperature}.")
+        if self.top_k < 0 or not 0 < self.top_p <= 1:
+            raise UserInputError(f"top_k must be 0 (off) or positive and top_p in (0, 1], got top_k={self.top_k}, "
+                                 f"top_p={self.top_p}.")
 
 
 @dataclass
@@ -403,29 +506,29 @@ class EvalConfig:
 
     def __post_init__(self):
         if not self.model:
-            raise ValueError("--model is required: the aligned policy (a folder written by `rlhf-demo train` or a Hub "
-                             "id).")
+            raise UserInputError("--model is required: the aligned policy (a folder written by `rlhf-demo train` or a "
+                                 "Hub id).")
         if not self.reference:
-            raise ValueError("--reference is required: the policy before alignment (a folder, a Hub id, or a preset "
-                             "such as tiny).")
+            raise UserInputError("--reference is required: the policy before alignment (a folder, a Hub id, or a "
+                                 "preset such as tiny).")
         if self.num_prompts < 1:
-            raise ValueError(f"num_prompts must be at least 1, got {self.num_prompts}; the evaluation needs prompts to "
-                             "compare on.")
+            raise UserInputError(f"num_prompts must be at least 1, got {self.num_prompts}; the evaluation needs "
+                                 "prompts to compare on.")
         for name in ("samples_per_prompt", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+                raise UserInputError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.bootstrap_samples < 100:
-            raise ValueError(f"bootstrap_samples must be at least 100 for a 95% interval,"
-                             f" got {self.bootstrap_samples}.")
+            raise UserInputError(f"bootstrap_samples must be at least 100 for a 95% interval,"
+                                 f" got {self.bootstrap_samples}.")
         if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}.")
+            raise UserInputError(f"temperature must be positive, got {self.temperature}.")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
+            raise UserInputError(f"top_p must be in (0, 1], got {self.top_p}.")
         if self.frontier_num_prompts < 0:
-            raise ValueError("frontier_num_prompts must be 0 (all prompts) or positive, got "
-                             f"{self.frontier_num_prompts}.")
+            raise UserInputError("frontier_num_prompts must be 0 (all prompts) or positive, got "
+                                 f"{self.frontier_num_prompts}.")
         if self.top_k < 0:
-            raise ValueError(f"top_k must be 0 (off) or positive, got {self.top_k}.")
+            raise UserInputError(f"top_k must be 0 (off) or positive, got {self.top_k}.")
 
 
 @dataclass

@@ -364,3 +364,72 @@ pairs = load_dataset("json", data_files="preferences.jsonl", split="train").filt
 Written by `rlhf-demo preferences` and the Space's Feedback tab; trains a Bradley-Terry reward model with
 `rlhf-demo reward-model --preferences preferences.jsonl`.
 """
+
+
+# ------------------------------------------------------------------------------------------- kept on the Hub
+class HubPreferenceStore(PreferenceStore):
+    """A `PreferenceStore` whose file is also kept in a Hub dataset repository, so the preferences a Space collects
+    survive its restarts (a Space's disk does not, without persistent storage).
+
+    `folder` holds `preferences.jsonl` and a dataset card `README.md` (`write_dataset_card`); a
+    `huggingface_hub.CommitScheduler` uploads both every `every_minutes` minutes when they changed, and at exit
+    (`sync()` uploads now). When `folder` has no preference file yet, the dataset's file is downloaded first, so the
+    appends after a restart extend what was collected before it. An append holds the scheduler's lock, so an upload
+    never takes half a line (the scheduler uploads a file up to its size when it listed it).
+
+    Args:
+        folder: the local copy of the dataset (created); use it for this store only.
+        repo_id: the dataset repository, NAMESPACE/NAME (created when missing, private unless `private` is False).
+        token: a token with write access to it (default: HF_TOKEN, then the `hf auth login` token).
+        endpoint: the Hub URL (default: HF_ENDPOINT, else https://huggingface.co).
+        every_minutes: minutes between uploads.
+
+    Raises:
+        huggingface_hub's errors when the repository cannot be read or created (a bad token, no network).
+    """
+
+    FILE = "preferences.jsonl"
+
+    def __init__(self, folder: str, repo_id: str, token: str | None = None, endpoint: str | None = None,
+                 every_minutes: float = 5.0, private: bool = True):
+        from huggingface_hub import CommitScheduler, HfApi
+
+        api = HfApi(endpoint=endpoint, token=token)
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, self.FILE)
+        if not os.path.exists(path):
+            _restore_preferences(api, repo_id, path)
+        super().__init__(path)
+        write_dataset_card(folder)
+        self.repo_id = repo_id
+        self.scheduler = CommitScheduler(repo_id=repo_id, repo_type="dataset", folder_path=folder, every=every_minutes,
+                                         private=private, allow_patterns=[self.FILE, "README.md"], hf_api=api)
+
+    def append(self, row: dict) -> int:
+        """`PreferenceStore.append`, holding the scheduler's lock (see the class docstring)."""
+        with self.scheduler.lock:
+            return super().append(row)
+
+    def sync(self) -> None:
+        """Upload what changed now and wait for the commit; raises what the upload raised."""
+        self.scheduler.trigger().result()
+
+    def close(self) -> None:
+        """Upload what changed, then stop the scheduler."""
+        try:
+            self.sync()
+        finally:
+            self.scheduler.stop()
+
+
+def _restore_preferences(api, repo_id: str, path: str) -> None:
+    """Copy the dataset's preference file to `path`, when the dataset and the file exist."""
+    import shutil
+
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        local = api.hf_hub_download(repo_id, HubPreferenceStore.FILE, repo_type="dataset")
+    except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
+        return
+    shutil.copyfile(local, path)

@@ -110,7 +110,7 @@ def train_preference_reward_model(cfg: RewardModelConfig) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    from .feedback import load_preference_pairs
+    from .feedback import load_preference_pairs, model_name
     from .models import ensure_pad_token
     from .rewards import PreferenceReward
     from .runs import machine_description, save_half, write_json
@@ -152,7 +152,8 @@ def train_preference_reward_model(cfg: RewardModelConfig) -> dict:
         rejected = reward(held_out["prompt"], held_out["rejected"])
         accuracy = float(np.mean(np.asarray(chosen) > np.asarray(rejected)))
     report = {"kind": "bradley-terry", "pairs": counts, "train_pairs": len(split["train"]), "eval_pairs": n_eval,
-              "eval_accuracy": accuracy, "initialised_from": cfg.model_name_or_path, "epochs": cfg.num_train_epochs,
+              "eval_accuracy": accuracy, "initialised_from": model_name(cfg.model_name_or_path),
+              "epochs": cfg.num_train_epochs,
               "max_length": cfg.max_length, "train_s": train_s, "total_s": time.time() - start,
               "machine": machine_description(), "preference_files": [os.path.basename(p) for p in cfg.preferences]}
     write_json(os.path.join(cfg.output_dir, "reward_model_report.json"), report)
@@ -185,7 +186,7 @@ One logit r(prompt + response + EOS), trained on preference pairs with TRL's `Re
 - Pairs: {report['pairs']['read']} read, {report['pairs']['ties']} ties, {report['pairs']['same']} with chosen ==
   rejected, {report['pairs']['duplicates']} repeats; {report['train_pairs']} for training.
 - Held-out pairwise accuracy: {accuracy}.
-- Initialised from: `{os.path.basename(os.path.normpath(report['initialised_from']))}`; {report['epochs']} epoch(s),
+- Initialised from: `{report['initialised_from']}`; {report['epochs']} epoch(s),
   max length {report['max_length']} tokens.
 - Wall time: {report['train_s']:.0f} s of training on {report['machine']}.
 - Command: `rlhf-demo reward-model --preferences {files} --model_name_or_path ... --output_dir ...`

@@ -1,4 +1,4 @@
 """The Gradio Space of rlhf-demo, installed as `rlhf_demo.space` (`rlhf-demo space` runs `rlhf_demo.space.app.main`).
 
-The same folder deploys as a Hugging Face Space, where `python app.py` runs the app (see README.md there).
+`rlhf-demo push --space NAMESPACE/NAME` deploys it as a Hugging Face Space (`rlhf_demo.space_deploy`).
 """

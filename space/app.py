@@ -10,217 +10,74 @@ Four tabs (Gradio Blocks), one builder function each, called from `build_demo`:
 - Feedback (`build_feedback_tab`): two continuations of a prompt in random order; the person picks the better one
   (or a tie) and each choice is appended durably (`rlhf_demo.feedback.PreferenceStore`) to a JSONL file in TRL's
   preference format (`prompt`, `chosen`, `rejected`, plus metadata), loadable with
-  `datasets.load_dataset("json", data_files=FILE)` to train the next reward model.
-- Publish (`build_publish_tab`): the model card of `rlhf-demo push` (preview) and the push itself, dry run by
-  default.
+  `datasets.load_dataset("json", data_files=FILE)` to train the next reward model; with `--preferences_dataset` it
+  is also kept in a Hub dataset (`rlhf_demo.feedback.HubPreferenceStore`), so it survives restarts.
+- Publish (`space/publish.py`): the model card of `rlhf-demo push` for one of the Space's own runs, and its push
+  with the visitor's own Hugging Face login (never the Space's token); dry run by default.
 
-Models come from flags or environment variables (`REFERENCE_MODEL`, `ALIGNED_MODEL`, `REWARD_MODEL`: a preset
-name, a local folder or a Hub id) and default to the tiny preset and its committed aligned run, so the Space runs
-offline. Installed as `rlhf_demo.space.app`: `rlhf-demo space [flags]` calls `main(argv)`; on a Hugging Face
-Space, `python app.py` runs it from the `space/` folder (its requirements install rlhf-demo); tests call
+Safe to leave public: text inputs, tokens, samples and evaluation prompts are capped; the events that run a model
+share one concurrency slot (`concurrency_id="models"`), so simultaneous visitors wait in the queue (64 at most) in
+order instead of starving the CPU; each generation is stopped after a timeout; temporary folders are deleted
+(`space/shared.py`'s `TempFolders`, `gr.Blocks(delete_cache=...)`); no answer shows a server path.
+
+Models come from flags, environment variables (`REFERENCE_MODEL`, `ALIGNED_MODEL`, `REWARD_MODEL`: a preset name, a
+local folder or a Hub id) or a `--config` file, and default to the tiny preset and its committed aligned run, so
+the Space runs offline. Installed as `rlhf_demo.space.app`: `rlhf-demo space [flags]` calls `main(argv)`; a Space
+deployed by `rlhf-demo push --space` runs it from its `app.py` with its `space_config.yaml`; tests call
 `build_demo(...)`.
 """
+
+
 
 from __future__ import annotations
 
 import argparse
 import datetime
 import functools
-import math
 import os
 import random
+import shutil
 import sys
-import tempfile
-import threading
 import time
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-# Gradio's run history saves every call's inputs in the browser (optionally in a Hub bucket): that would keep the
-# Publish tab's token. Off, here and in main()'s launch.
+# Gradio's run history saves every call's inputs in the browser (optionally in a Hub bucket). Off, here and in
+# main()'s launch.
 os.environ.setdefault("GRADIO_RUN_HISTORY", "False")
 
 import gradio as gr  # noqa: E402
+import yaml  # noqa: E402
+from gradio import utils as gr_utils  # noqa: E402
 
-from rlhf_demo import sampling  # noqa: E402
-from rlhf_demo.card import build_model_card  # noqa: E402
-from rlhf_demo.config import PRESETS_DIR, EvalConfig, PushConfig  # noqa: E402
-from rlhf_demo.feedback import PreferenceStore  # noqa: E402
-from rlhf_demo.hub import HubPushError, check_run_dir, push, scrub_secrets  # noqa: E402
-from rlhf_demo.models import (  # noqa: E402
-    PRESET_POLICIES,
-    PRESET_REWARD_MODELS,
-    check_model_path,
-    is_local_path,
-    load_causal_lm,
-    resolve_model_path,
+from rlhf_demo.config import EvalConfig  # noqa: E402
+from rlhf_demo.feedback import HubPreferenceStore, PreferenceStore  # noqa: E402
+from rlhf_demo.hub import configure_timeouts  # noqa: E402
+from rlhf_demo.portable import portable_text  # noqa: E402
+
+from rlhf_demo.space.publish import build_publish_tab, find_runs  # noqa: E402
+from rlhf_demo.space.shared import (  # noqa: E402
+    DEFAULT_ALIGNED,
+    DEFAULT_EVAL_DATASET,
+    DEFAULT_PREFERENCES,
+    DEFAULT_REFERENCE,
+    DEFAULT_REWARD_MODEL,
+    DEFAULT_RUNS_DIR,
+    EXAMPLE_PROMPTS,
+    MAX_EVAL_PROMPTS,
+    MAX_INPUT_CHARS,
+    MAX_NEW_TOKENS,
+    MAX_SAMPLES,
+    MAX_SEED,
+    TINY_PROMPTS,
+    GenerationTimeout,
+    SpaceModels,
+    TempFolders,
+    check_number,
+    check_text,
+    display_name,
 )
-from rlhf_demo.rewards import SentimentReward  # noqa: E402
 
-DEFAULT_REFERENCE = "tiny"
-DEFAULT_ALIGNED = os.path.join(PRESETS_DIR, "tiny", "aligned")
-DEFAULT_REWARD_MODEL = "tiny"
-TINY_PROMPTS = os.path.join(PRESETS_DIR, "tiny", "prompts")  # heads of IMDB reviews shipped with the tiny preset
-DEFAULT_EVAL_DATASET = TINY_PROMPTS if os.path.isdir(TINY_PROMPTS) else "stanfordnlp/imdb"
-DEFAULT_PREFERENCES = "preferences.jsonl"
-
-MAX_INPUT_CHARS = 1000  # longer text inputs are refused
-MAX_NEW_TOKENS = 128
-MAX_SAMPLES = 4
-MAX_EVAL_PROMPTS = 64
-MAX_SEED = 2**31 - 1
-
-# The first words of IMDB test-split reviews (Maas et al. 2011), held out from PPO's training prompts.
-EXAMPLE_PROMPTS = [
-    "This is a big disappointment. The",
-    "Superb story of a dedicated young",
-    "Tim Burton the man behind the",
-    "Well, I have to say, this",
-    "I own this movie. I've seen",
-    "Low budget mystery. A shot rattles",
-    "Following on from the huge success",
-    "This is a title in search",
-]
-
-
-class GenerationTimeout(Exception):
-    """Raised from a forward pre-hook when a generation request outlives its deadline."""
-
-
-# ------------------------------------------------------------------------------------------------ inputs
-
-
-def check_text(value, name: str, *, required: bool = True, max_chars: int = MAX_INPUT_CHARS) -> str:
-    """`value` as a stripped string; gr.Error when it is empty (if required) or longer than `max_chars`."""
-    value = "" if value is None else str(value)
-    if len(value) > max_chars:
-        raise gr.Error(f"The {name} is {len(value):,} characters long; the limit is {max_chars:,}. "
-                       "Shorten it and try again.")
-    if required and not value.strip():
-        raise gr.Error(f"The {name} is empty; type one first.")
-    return value.strip()
-
-
-def check_number(value, name: str, low: float, high: float, integer: bool = False, low_open: bool = False):
-    """`value` as a number within [low, high] ((low, high] with `low_open`); gr.Error otherwise (API callers can
-    send anything)."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise gr.Error(f"{name} must be a number, got {value!r}.") from None
-    if not math.isfinite(x) or x > high or x < low or (low_open and x == low) or (integer and x != int(x)):
-        interval = f"({low:g}, {high:g}]" if low_open else f"[{low:g}, {high:g}]"
-        raise gr.Error(f"{name} must be {'an integer' if integer else 'a number'} in {interval}, got {value!r}.")
-    return int(x) if integer else x
-
-
-def check_model_dir(name: str, role: str, flag: str, env: str, presets: dict[str, str] = PRESET_POLICIES) -> str:
-    """`name` resolved (`rlhf_demo.models.check_model_path`): a preset's model, a local path or a Hub id.
-
-    Raises:
-        FileNotFoundError: a local model folder does not exist; the message names the flag and the environment
-            variable to set, and how the tiny preset's models are built.
-    """
-    try:
-        return check_model_path(name, f"{role} model", presets)
-    except FileNotFoundError:
-        path = resolve_model_path(name, presets)
-    hint = ""
-    if os.path.abspath(path).startswith(os.path.join(PRESETS_DIR, "tiny")):
-        hint = (" The tiny preset's models are written by `rlhf-demo pretrain`, `rlhf-demo reward-model` and "
-                "`rlhf-demo train --preset tiny`; build them first or point the Space at other models.")
-    raise FileNotFoundError(f"The {role} model folder {path!r} does not exist. Pass {flag} (or set the environment "
-                            f"variable {env}) with a folder written by save_pretrained or a Hub id.{hint}")
-
-
-def _display_name(name: str) -> str:
-    """A preset name or Hub id as is; a local path by its last two components (no machine paths in the page)."""
-    if not is_local_path(name):
-        return name
-    parts = os.path.normpath(os.path.abspath(os.path.expanduser(name))).split(os.sep)
-    return "/".join(parts[-2:])
-
-
-# ------------------------------------------------------------------------------------------------ models
-
-
-class SpaceModels:
-    """Reference, aligned policy, reward model and the two judges, loaded once and shared by all requests.
-
-    Generation seeds the global torch RNG (`rlhf_demo.sampling.generate` with a seed), so requests that sample are
-    serialised by `lock`; the queue's concurrency limit keeps the waiting line short. A request is stopped after
-    `generation_timeout` seconds by a forward pre-hook that checks a per-thread deadline at every token.
-
-    Raises:
-        FileNotFoundError: a local model folder does not exist, or a Hub id cannot be loaded (e.g. offline).
-        ValueError: a folder holds the wrong kind of model, or `reward_label` is not a label of the reward model.
-    """
-
-    def __init__(self, reference: str, aligned: str, reward_model: str, reward_label: str = "POSITIVE",
-                 generation_timeout: float = 60.0):
-        self.reference_name, self.aligned_name, self.reward_name = reference, aligned, reward_model
-        self.reward_label = reward_label
-        self.reference_path = check_model_dir(reference, "reference", "--reference", "REFERENCE_MODEL")
-        self.aligned_path = check_model_dir(aligned, "aligned", "--aligned", "ALIGNED_MODEL")
-        self.reward_path = check_model_dir(reward_model, "reward", "--reward_model", "REWARD_MODEL",
-                                           PRESET_REWARD_MODELS)
-        self.generation_timeout = generation_timeout
-        self.lock = threading.Lock()
-        self._deadline = threading.local()
-        self.models, self.tokenizers = {}, {}
-        for role, path, flag in (("reference", self.reference_path, "--reference"),
-                                 ("aligned", self.aligned_path, "--aligned")):
-            self.models[role], self.tokenizers[role] = load_causal_lm(path, f"{role} model ({flag})")
-            self.models[role].register_forward_pre_hook(self._check_deadline)
-        try:
-            self.reward = SentimentReward(self.reward_path, label=reward_label)
-        except OSError as e:
-            raise FileNotFoundError(f"Could not load the reward model {self.reward_path!r}: {e}") from e
-        except ValueError as e:
-            raise ValueError(f"Could not load the reward model {self.reward_path!r}: {e}") from e
-        from rlhf_demo.eval.suite import load_measurement  # the judges of the evaluation suite
-
-        self.judge = load_measurement("sentiment_judge", "default")  # VADER, offline
-        self.toxicity = load_measurement("toxicity", "default")  # alt-profanity-check, offline
-
-    def _check_deadline(self, module, args):
-        deadline = getattr(self._deadline, "t", None)
-        if deadline is not None and time.monotonic() > deadline:
-            raise GenerationTimeout
-
-    def generate(self, roles: list[str], prompt: str, num_samples: int, seed: int, max_new_tokens: int,
-                 temperature: float, top_p: float) -> dict[str, list[str]]:
-        """`num_samples` continuations of `prompt` by each model in `roles`, all from torch seed `seed` (paired).
-
-        Raises gr.Error when the prompt has no tokens, does not fit a model's context with `max_new_tokens`, or the
-        request outlives `generation_timeout`.
-        """
-        out = {}
-        with self.lock:
-            self._deadline.t = time.monotonic() + self.generation_timeout
-            try:
-                for role in roles:
-                    out[role] = sampling.generate(self.models[role], self.tokenizers[role], [prompt] * num_samples,
-                                                  max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                                  stop_at_eos=True, seed=seed).texts
-            except ValueError as e:  # an empty prompt, or one too long for the model's context
-                raise gr.Error(f"The {role} model cannot continue this prompt: {e}", print_exception=False) from None
-            except GenerationTimeout:
-                raise gr.Error(f"Generation took longer than {self.generation_timeout:g} s and was stopped. Lower max "
-                               "new tokens or the number of samples, or try again when the Space is less busy.",
-                               print_exception=False) from None
-            finally:
-                self._deadline.t = None
-        return out
-
-    def score(self, prompt: str, responses: list[str]) -> list[dict[str, float]]:
-        """Per response: reward-model logit and P(label) on prompt + response (one forward pass), judge score in
-        [-1, 1] on prompt + response, toxicity probability of the response alone (the evaluation suite's
-        conventions)."""
-        logits, probs = self.reward.logit_and_probability([prompt] * len(responses), responses)
-        judge = self.judge.compute(data=[prompt + r for r in responses])["scores"]
-        tox = self.toxicity.compute(data=list(responses))["toxicity"]
-        return [{"reward": float(a), "reward_probability": float(b), "judge": float(c), "toxicity": float(d)}
-                for a, b, c, d in zip(logits, probs, judge, tox)]
+__all__ = ["EXAMPLE_PROMPTS", "GenerationTimeout", "SpaceModels", "build_demo", "main", "parse_args"]
 
 
 # ------------------------------------------------------------------------------------------------ Compare
@@ -293,23 +150,27 @@ def build_compare_tab(models: SpaceModels) -> None:
             headers=["model", "sample", "reward (logit)", "P(positive), reward model", "judge [-1, 1]", "toxicity"],
             label="Scores per sample: reward model and VADER judge on prompt + continuation, toxicity "
                   "(alt-profanity-check) on the continuation", interactive=False)
+        # Generation holds the models' lock: one model-bound request at a time (all tabs share the "models"
+        # concurrency id), the others wait in the queue, in order, instead of starving the CPU.
         button.click(functools.partial(compare, models), [prompt, tokens, temperature, top_p, seed, n],
-                     [ref, ali, ref_scores, ali_scores, table, status], api_name="compare")
+                     [ref, ali, ref_scores, ali_scores, table, status], api_name="compare", concurrency_id="models",
+                     concurrency_limit=1)
 
 
 # ------------------------------------------------------------------------------------------------ Evaluate
 
 
-def evaluate(models: SpaceModels, eval_dataset: str, max_eval_prompts: int, num_prompts, max_new_tokens, seed,
-             progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (gradio's way to ask for a progress bar)
-    """Evaluate tab: `run_eval` on `num_prompts` held-out prompts (table, report, plot, eval_results.json)."""
+def evaluate(models: SpaceModels, eval_dataset: str, max_eval_prompts: int, temp: TempFolders, num_prompts,
+             max_new_tokens, seed, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (gradio's progress bar)
+    """Evaluate tab: `run_eval` on `num_prompts` held-out prompts (table, report, plot, eval_results.json), in a
+    folder of `temp` (deleted later); the report and results name models without the server's paths."""
     from rlhf_demo.eval.report import ROWS
     from rlhf_demo.eval.suite import run_eval
 
     num_prompts = check_number(num_prompts, "Number of prompts", 1, max_eval_prompts, integer=True)
     max_new_tokens = check_number(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS, integer=True)
     seed = check_number(seed, "Seed", 0, MAX_SEED, integer=True)
-    out_dir = tempfile.mkdtemp(prefix="rlhf-space-eval-")
+    out_dir = temp.new("eval-")
     # The shipped prompts are 100-character review heads: keep them all.
     extra = {"min_review_chars": 0} if os.path.abspath(eval_dataset) == TINY_PROMPTS else {}
     progress(0, desc="loading models and prompts")
@@ -321,21 +182,26 @@ def evaluate(models: SpaceModels, eval_dataset: str, max_eval_prompts: int, num_
         with models.lock:  # run_eval seeds the global torch RNG too
             results = run_eval(cfg)
     except (OSError, ValueError) as e:  # FileNotFoundError is an OSError
-        raise gr.Error(f"The evaluation could not run: {e}", print_exception=False) from None
+        raise gr.Error(portable_text(f"The evaluation could not run: {e}"), print_exception=False) from None
     ref, ali, diffs = results["metrics"]["reference"], results["metrics"]["aligned"], results["differences"]
     table = [[label, round(ref[k], 4), round(ali[k], 4), round(diffs[k]["diff"], 4),
               f"[{diffs[k]['ci_low']:.3g}, {diffs[k]['ci_high']:.3g}]"] for k, label, _ in ROWS if k in ref]
-    with open(os.path.join(out_dir, "eval_report.md"), encoding="utf-8") as f:
-        report = f.read()
+    texts = {}
+    for name in ("eval_report.md", "eval_results.json"):  # shown or downloaded: no server paths in them
+        with open(os.path.join(out_dir, name), encoding="utf-8") as f:
+            texts[name] = portable_text(f.read())
+        with open(os.path.join(out_dir, name), "w", encoding="utf-8") as f:
+            f.write(texts[name])
+    report = texts["eval_report.md"]
     plot = os.path.join(out_dir, "score_distributions.png")
     return table, report, plot if os.path.isfile(plot) else None, os.path.join(out_dir, "eval_results.json")
 
 
-def build_evaluate_tab(models: SpaceModels, eval_dataset: str, max_eval_prompts: int) -> None:
+def build_evaluate_tab(models: SpaceModels, eval_dataset: str, max_eval_prompts: int, temp: TempFolders) -> None:
     """The Evaluate tab: the evaluation suite on at most `max_eval_prompts` prompts of `eval_dataset`."""
     with gr.Tab("Evaluate", id="evaluate"):
         gr.Markdown("Runs the evaluation suite (`rlhf-demo eval`) on held-out prompts of "
-                    f"`{_display_name(eval_dataset)}` (test split): both models sample with the same seeds, then "
+                    f"`{display_name(eval_dataset)}` (test split): both models sample with the same seeds, then "
                     "reward model, judge, toxicity, KL and perplexity are compared with paired bootstrap 95% "
                     "confidence intervals.")
         with gr.Row():
@@ -350,8 +216,9 @@ def build_evaluate_tab(models: SpaceModels, eval_dataset: str, max_eval_prompts:
         results = gr.File(label="eval_results.json")
         with gr.Accordion("Full report", open=False):
             report = gr.Markdown()
-        button.click(functools.partial(evaluate, models, eval_dataset, max_eval_prompts), [n, tokens, seed],
-                     [table, report, plot, results], api_name="evaluate")
+        # One model-bound request at a time, all tabs together (concurrency_id "models"), in the queue's order.
+        button.click(functools.partial(evaluate, models, eval_dataset, max_eval_prompts, temp), [n, tokens, seed],
+                     [table, report, plot, results], api_name="evaluate", concurrency_id="models", concurrency_limit=1)
 
 
 # ------------------------------------------------------------------------------------------------ Feedback
@@ -384,7 +251,8 @@ def vote(models: SpaceModels, store: PreferenceStore, choice: str, pair):
     row = {"prompt": pair["prompt"], "chosen": pair["texts"][i], "rejected": pair["texts"][1 - i],
            "tie": choice == "tie", "chosen_model": pair["sources"][i], "rejected_model": pair["sources"][1 - i],
            "mode": pair["mode"], "seed": pair["seed"], "max_new_tokens": pair["max_new_tokens"],
-           "temperature": pair["temperature"], "reference": models.reference_name, "aligned": models.aligned_name,
+           "temperature": pair["temperature"], "reference": display_name(models.reference_name),
+           "aligned": display_name(models.aligned_name),
            "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     try:
         n = store.append(row)
@@ -395,15 +263,20 @@ def vote(models: SpaceModels, store: PreferenceStore, choice: str, pair):
             "Click 'New pair' for the next one.")
 
 
-def download_preferences(store: PreferenceStore) -> str:
-    """Feedback tab: a copy of the preference file to download; gr.Error when nothing is recorded yet."""
+def download_preferences(store: PreferenceStore, temp: TempFolders) -> str:
+    """Feedback tab: a copy of the preference file to download, in a folder of `temp` (deleted later); gr.Error
+    when nothing is recorded yet."""
     try:
-        return store.snapshot()
+        snapshot = store.snapshot()
     except FileNotFoundError as e:
         raise gr.Error(str(e), print_exception=False) from None
+    dest = os.path.join(temp.new("preferences-"), os.path.basename(snapshot))
+    shutil.move(snapshot, dest)
+    shutil.rmtree(os.path.dirname(snapshot), ignore_errors=True)  # the snapshot's own temporary folder
+    return dest
 
 
-def build_feedback_tab(models: SpaceModels, store: PreferenceStore) -> None:
+def build_feedback_tab(models: SpaceModels, store: PreferenceStore, temp: TempFolders) -> None:
     """The Feedback tab: blind A/B pairs; each choice goes to `store` (TRL's preference format)."""
     with gr.Tab("Feedback", id="feedback"):
         gr.Markdown("Two continuations of the same prompt, in random order; which model wrote which is not shown. "
@@ -432,83 +305,11 @@ def build_feedback_tab(models: SpaceModels, store: PreferenceStore) -> None:
             download = gr.Button("Download preferences (JSONL)")
             file = gr.File(label="Preference dataset", interactive=False)
         new.click(functools.partial(new_pair, models), [prompt, mode, tokens, temperature],
-                  [prompt, a, b, pair, status], api_name="new_pair")
+                  [prompt, a, b, pair, status], api_name="new_pair", concurrency_id="models", concurrency_limit=1)
         for button, choice, name in ((pick_a, "A", "prefer_a"), (pick_b, "B", "prefer_b"), (tie, "tie", "tie")):
             button.click(functools.partial(vote, models, store, choice), [pair], [a, b, pair, status], api_name=name)
-        download.click(functools.partial(download_preferences, store), None, file, api_name="download_preferences")
-
-
-# ------------------------------------------------------------------------------------------------ Publish
-
-
-def preview_card(run_dir, repo_id, license):
-    """Publish tab: the model card `rlhf-demo push` would write (rendered text, README.md source)."""
-    run_dir = check_text(run_dir, "run directory")
-    repo_id = check_text(repo_id, "repository id")
-    license = check_text(license, "license", max_chars=100)
-    try:
-        check_run_dir(run_dir)
-        card = build_model_card(run_dir, repo_id, license=license)
-    except HubPushError as e:
-        raise gr.Error(str(e), print_exception=False) from None
-    return card.text, str(card)
-
-
-def publish(hub_endpoint: str | None, run_dir, repo_id, token, license, dry_run, private):
-    """Publish tab: `rlhf-demo push` of `run_dir` (dry run: the file list); no error or status shows the token."""
-    token = check_text(token, "token", required=False, max_chars=MAX_INPUT_CHARS)
-    try:
-        run_dir = check_text(run_dir, "run directory")
-        repo_id = check_text(repo_id, "repository id")
-        license = check_text(license, "license", max_chars=100)
-        if not dry_run and not token and not os.environ.get("HF_TOKEN"):
-            raise gr.Error("A push needs a Hugging Face token with write access (or HF_TOKEN set for the Space); "
-                           "tick 'Dry run' to only build the folder.")
-        out_dir = tempfile.mkdtemp(prefix="rlhf-space-push-") if dry_run else None
-        cfg = PushConfig(model=run_dir, repo_id=repo_id, dry_run=bool(dry_run), output_dir=out_dir, license=license,
-                         private=bool(private), token=token or None, endpoint=hub_endpoint)
-        result = push(cfg)
-    except gr.Error as e:
-        raise gr.Error(scrub_secrets(str(e.message), [token]), print_exception=False) from None
-    except (HubPushError, ValueError, OSError) as e:
-        raise gr.Error(scrub_secrets(str(e), [token]), print_exception=False) from None
-    if dry_run:
-        files = sorted(os.path.relpath(os.path.join(d, n), result).replace(os.sep, "/")
-                       for d, _, names in os.walk(result) for n in names)
-        listing = "\n".join(f"- `{f}`" for f in files)
-        return (f"**Dry run**: nothing was uploaded. These {len(files)} files would be pushed to `{repo_id}`:"
-                f"\n\n{listing}")
-    return scrub_secrets(f"Pushed to `{repo_id}`: {result}", [token])
-
-
-def build_publish_tab(default_run_dir: str, hub_endpoint: str | None) -> None:
-    """The Publish tab: model card preview and push (dry run by default) to `hub_endpoint` (None: the Hub)."""
-    with gr.Tab("Publish", id="publish"):
-        gr.Markdown("Builds the model card of `rlhf-demo push` for a training run and pushes the run to the Hugging "
-                    "Face Hub. Dry run (the default) only writes the folder that would be uploaded. The token is used "
-                    "for this push only: it is never shown, logged or stored.")
-        with gr.Row():
-            run = gr.Textbox(label="Run directory (written by `rlhf-demo train`)", value=default_run_dir,
-                             max_length=MAX_INPUT_CHARS)
-            repo = gr.Textbox(label="Repository id", placeholder="your-name/gpt2-imdb-ppo", max_length=MAX_INPUT_CHARS)
-        with gr.Row():
-            token = gr.Textbox(label="Hugging Face token (write access)", type="password", max_length=MAX_INPUT_CHARS)
-            license = gr.Textbox(label="License", value="mit", max_length=100)
-            with gr.Column():
-                dry = gr.Checkbox(value=True, label="Dry run (upload nothing)")
-                private = gr.Checkbox(value=False, label="Private repository")
-        with gr.Row():
-            preview_button = gr.Button("Preview model card")
-            push_button = gr.Button("Push", variant="primary")
-        status = gr.Markdown()
-        with gr.Tabs():
-            with gr.Tab("Card"):
-                card = gr.Markdown()
-            with gr.Tab("README.md"):
-                raw = gr.Code(language="markdown", interactive=False)
-        preview_button.click(preview_card, [run, repo, license], [card, raw], api_name="preview_card")
-        push_button.click(functools.partial(publish, hub_endpoint), [run, repo, token, license, dry, private], status,
-                          api_name="push")
+        download.click(functools.partial(download_preferences, store, temp), None, file,
+                       api_name="download_preferences")
 
 
 # ------------------------------------------------------------------------------------------------ the app
@@ -518,7 +319,9 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
                reward_model: str = DEFAULT_REWARD_MODEL, preferences_path: str = DEFAULT_PREFERENCES,
                eval_dataset: str = DEFAULT_EVAL_DATASET, *, reward_label: str = "POSITIVE",
                generation_timeout: float = 60.0, concurrency_limit: int = 2, max_eval_prompts: int = MAX_EVAL_PROMPTS,
-               hub_endpoint: str | None = None) -> gr.Blocks:
+               hub_endpoint: str | None = None, runs_dir: str | None = DEFAULT_RUNS_DIR,
+               preferences_dataset: str | None = None, login: bool | None = None, max_queue: int = 64,
+               temp_max_age: float = 600.0) -> gr.Blocks:
     """The Space as a `gr.Blocks` with its queue configured; launch it with `demo.launch()`.
 
     Args:
@@ -528,57 +331,107 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
         preferences_path: the JSONL file the Feedback tab appends to (created on the first choice).
         eval_dataset: prompts of the Evaluate tab (Hub id or local folder with a `test` split).
         generation_timeout: seconds after which one generation request is stopped with an error.
-        concurrency_limit: events of each kind that run at once (the queue's default concurrency limit).
+        concurrency_limit: events of each kind that run at once (the queue's default concurrency limit); the events
+            that run a model run one at a time, all tabs together, in the queue's order.
         max_eval_prompts: the most prompts one evaluation may use.
-        hub_endpoint: Hub URL for the Publish tab (default: HF_ENDPOINT, else huggingface.co).
+        hub_endpoint: Hub URL for the Publish tab and the preference dataset (default: HF_ENDPOINT, else
+            huggingface.co).
+        runs_dir: folder whose run folders the Publish tab offers (with the aligned model when it is a local run).
+        preferences_dataset: a Hub dataset NAMESPACE/NAME that keeps the preferences across restarts
+            (`rlhf_demo.feedback.HubPreferenceStore`, with the Space's HF_TOKEN); None: the local file only.
+        login: show the Hugging Face login button that pushing needs (default: when running on a Hugging Face
+            Space, whose `hf_oauth: true` provides the login).
+        max_queue: requests that may wait in the queue; more are refused with a "queue full" message.
+        temp_max_age: seconds after which the temporary folders of requests are deleted.
 
     Raises:
         FileNotFoundError: a local model folder does not exist (the message says which and what to pass), or a Hub
             id cannot be loaded.
         ValueError: a model holds the wrong kind of model or lacks `reward_label`.
     """
+    configure_timeouts(10.0, 60.0)  # every Hub request of the Space (preference uploads, pushes) can time out
     models = SpaceModels(reference, aligned, reward_model, reward_label, generation_timeout)
-    store = PreferenceStore(preferences_path)
-    default_run_dir = models.aligned_path if os.path.isdir(models.aligned_path) else ""
-    with gr.Blocks(title="rlhf-demo: RLHF with PPO, side by side", analytics_enabled=False) as demo:
+    if preferences_dataset:
+        folder = os.path.splitext(preferences_path)[0] + "-dataset"
+        store = HubPreferenceStore(folder, preferences_dataset, endpoint=hub_endpoint)
+    else:
+        store = PreferenceStore(preferences_path)
+    temp = TempFolders(temp_max_age)
+    login = bool(gr_utils.get_space()) if login is None else login
+    runs = find_runs(runs_dir, [models.aligned_path])
+    with gr.Blocks(title="rlhf-demo: RLHF with PPO, side by side", analytics_enabled=False,
+                   delete_cache=(3600, 3600)) as demo:  # Gradio's copies of returned files: deleted after an hour
         gr.Markdown(
             "# rlhf-demo: what RLHF changed\n"
             "A GPT-2-family model aligned with PPO towards positive movie-review continuations (Ziegler et al. 2019). "
-            f"Reference: `{_display_name(reference)}`. Aligned: `{_display_name(aligned)}`. "
-            f"Reward model: `{_display_name(reward_model)}`."
+            f"Reference: `{display_name(reference)}`. Aligned: `{display_name(aligned)}`. "
+            f"Reward model: `{display_name(reward_model)}`."
         )
         with gr.Tabs():
             build_compare_tab(models)
-            build_evaluate_tab(models, eval_dataset, max_eval_prompts)
-            build_feedback_tab(models, store)
-            build_publish_tab(default_run_dir, hub_endpoint)
-    demo.queue(default_concurrency_limit=concurrency_limit, max_size=64)
-    demo.space_models, demo.preference_store = models, store  # for tests and scripts
+            build_evaluate_tab(models, eval_dataset, max_eval_prompts, temp)
+            build_feedback_tab(models, store, temp)
+            build_publish_tab(runs, hub_endpoint, temp, login)
+    demo.queue(default_concurrency_limit=concurrency_limit, max_size=max_queue)
+    demo.space_models, demo.preference_store, demo.temp_folders, demo.runs = models, store, temp, runs  # for tests
     return demo
 
 
+def _config_file(argv: list[str]) -> dict:
+    """The mapping of `--config FILE` (YAML or JSON: option -> value), {} without it. What `rlhf-demo push --space`
+    writes for a deployed Space. Raises SystemExit with one line for a missing or malformed file."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=os.environ.get("SPACE_CONFIG"))
+    path = pre.parse_known_args(argv)[0].config
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise SystemExit(f"error: cannot read the Space config {path!r}: {type(e).__name__}") from None
+    if not isinstance(data, dict):
+        raise SystemExit(f"error: the Space config {path!r} must hold a mapping of option: value.")
+    return data
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The flags of `rlhf-demo space` (each with an environment variable for a hosted Space)."""
-    env = os.environ.get
+    """The flags of `rlhf-demo space`. Each value comes from the flag, else its environment variable (a hosted
+    Space's variables), else the `--config FILE` (env SPACE_CONFIG), else the default."""
+    argv = sys.argv[1:] if argv is None else argv
+    conf = _config_file(argv)
+
+    def default(env: str, key: str, value):
+        return os.environ.get(env, conf.get(key, value))
+
     p = argparse.ArgumentParser(prog="rlhf-demo space", description="Launch the Gradio Space: reference vs aligned "
                                 "side by side, evaluation, human feedback, publishing.")
+    p.add_argument("--config", default=os.environ.get("SPACE_CONFIG"),
+                   help="YAML file of option: value (env SPACE_CONFIG); flags and environment variables override it.")
     p.add_argument("--reference", "--reference_model", dest="reference",
-                   default=env("REFERENCE_MODEL", DEFAULT_REFERENCE),
+                   default=default("REFERENCE_MODEL", "reference", DEFAULT_REFERENCE),
                    help="Policy before PPO: preset (tiny, gpt2), folder or Hub id (env REFERENCE_MODEL; default tiny).")
-    p.add_argument("--aligned", "--aligned_model", dest="aligned", default=env("ALIGNED_MODEL", DEFAULT_ALIGNED),
+    p.add_argument("--aligned", "--aligned_model", dest="aligned",
+                   default=default("ALIGNED_MODEL", "aligned", DEFAULT_ALIGNED),
                    help="Aligned policy: folder or Hub id (env ALIGNED_MODEL; default the tiny preset's committed "
                    "PPO run).")
-    p.add_argument("--reward_model", default=env("REWARD_MODEL", DEFAULT_REWARD_MODEL),
+    p.add_argument("--reward_model", default=default("REWARD_MODEL", "reward_model", DEFAULT_REWARD_MODEL),
                    help="Reward model PPO optimised: preset (tiny, gpt2), folder or Hub id (env REWARD_MODEL; "
                    "default tiny).")
-    p.add_argument("--reward_label", default=env("REWARD_LABEL", "POSITIVE"),
+    p.add_argument("--reward_label", default=default("REWARD_LABEL", "reward_label", "POSITIVE"),
                    help="Label of the reward model whose logit is the reward (env REWARD_LABEL).")
-    p.add_argument("--preferences", default=env("PREFERENCES_FILE", DEFAULT_PREFERENCES),
+    p.add_argument("--preferences", default=default("PREFERENCES_FILE", "preferences", DEFAULT_PREFERENCES),
                    help="JSONL file the Feedback tab appends to (env PREFERENCES_FILE; default ./preferences.jsonl).")
-    p.add_argument("--eval_dataset", default=env("EVAL_DATASET", DEFAULT_EVAL_DATASET),
+    p.add_argument("--preferences_dataset", default=default("PREFERENCES_DATASET", "preferences_dataset", None),
+                   help="Hub dataset NAMESPACE/NAME that keeps the preferences across restarts, uploaded every 5 "
+                   "minutes with the Space's HF_TOKEN (env PREFERENCES_DATASET; default: the local file only).")
+    p.add_argument("--eval_dataset", default=default("EVAL_DATASET", "eval_dataset", DEFAULT_EVAL_DATASET),
                    help="Prompts of the Evaluate tab: Hub id or local folder with a test split (env EVAL_DATASET; "
                    "default the tiny preset's shipped IMDB review heads when present, else stanfordnlp/imdb).")
-    p.add_argument("--generation_timeout", type=float, default=60.0,
+    p.add_argument("--runs_dir", default=default("RUNS_DIR", "runs_dir", DEFAULT_RUNS_DIR),
+                   help="Folder of training runs the Publish tab offers (env RUNS_DIR; default ./runs).")
+    p.add_argument("--generation_timeout", type=float, default=float(default("GENERATION_TIMEOUT",
+                                                                              "generation_timeout", 60.0)),
                    help="Seconds before a generation request is stopped.")
     p.add_argument("--concurrency_limit", type=int, default=2, help="Requests of each kind that run at once.")
     p.add_argument("--host", default=None, help="Address to serve on (default: GRADIO_SERVER_NAME, else 127.0.0.1).")
@@ -598,7 +451,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         demo = build_demo(args.reference, args.aligned, args.reward_model, args.preferences, args.eval_dataset,
                           reward_label=args.reward_label, generation_timeout=args.generation_timeout,
-                          concurrency_limit=args.concurrency_limit)
+                          concurrency_limit=args.concurrency_limit, runs_dir=args.runs_dir,
+                          preferences_dataset=args.preferences_dataset)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, run_history=False)

@@ -2,24 +2,30 @@
 
 The real Hub cannot be reached here, so the push/download tests point `huggingface_hub` and `transformers` at this
 server (`HF_ENDPOINT=http://127.0.0.1:PORT`). It implements just what the real clients (huggingface_hub 2.4,
-transformers 5.23) call for `create_repo`, `create_commit` / `upload_folder` (regular, non-LFS uploads),
-`model_info`, `list_repo_tree`, `hf_hub_download` / `snapshot_download` and `from_pretrained`:
+transformers 5.23, gradio's CommitScheduler users, pip for a wheel URL) call for `create_repo` / `delete_repo`,
+`create_commit` / `upload_folder` (regular, non-LFS uploads), branches, `repo_info`, `list_repo_tree`,
+`hf_hub_download` / `snapshot_download` and `from_pretrained`, for model, Space and dataset repositories
+(TYPE below: `models`, `spaces` or `datasets`):
 
-    POST /api/repos/create                          409 + `url` for an existing repo
-    POST /api/validate-yaml                         JSON body {content, repoType}
-    POST /api/models/{repo}/preupload/{rev}         uploadMode "regular", shouldIgnore, oid (git-blob sha1)
-    POST /api/models/{repo}/commit/{rev}            NDJSON: header, file (base64), deletedFile, deletedFolder
-    POST /api/models/{repo}/branch/{branch}         create a branch from the default branch
-    GET  /api/models/{repo}[/revision/{rev}]        id, sha, siblings
-    GET  /api/models/{repo}/tree/{rev}[/{path}]     files and folders
-    HEAD/GET /{repo}/resolve/{rev}/{path}           X-Repo-Commit, quoted ETag, Content-Length
+    POST   /api/repos/create                        409 + `url` for an existing repo; type model, space, dataset
+    DELETE /api/repos/delete                        JSON {name, organization, type}
+    POST   /api/validate-yaml                       JSON body {content, repoType}
+    POST   /api/TYPE/{repo}/preupload/{rev}         uploadMode "regular", shouldIgnore, oid (git-blob sha1)
+    POST   /api/TYPE/{repo}/commit/{rev}            NDJSON: header, file (base64), deletedFile, deletedFolder
+    POST   /api/TYPE/{repo}/branch/{branch}         create a branch from the default branch
+    DELETE /api/TYPE/{repo}/branch/{branch}         delete a branch
+    GET    /api/TYPE/{repo}[/revision/{rev}]        id, sha, siblings
+    GET    /api/TYPE/{repo}/tree/{rev}[/{path}]     files and folders
+    HEAD/GET [/spaces|/datasets]/{repo}/resolve/{rev}/{path}   X-Repo-Commit, quoted ETag, Content-Length
 
 Typed client errors come from the `X-Error-Code` header (RepoNotFound, RevisionNotFound, EntryNotFound).
 Revisions arrive URL-quoted (`refs%2Fpr%2F1`), so routing splits the raw path before unquoting each segment.
 
-Test hooks: `hub.fail_next(method, path_regex, status, times)` injects transient failures; `hub.requests` logs
-(method, path, status) of every request; `hub.bodies` keeps raw request bodies (to check no secret was uploaded).
-Use as a context manager: the server thread stops when the block ends.
+Test hooks: `hub.fail_next(method, path_regex, status, times)` injects transient failures;
+`hub.stall_next(method, path_regex, seconds, times)` handles a request and then waits before answering (a lost
+answer, as after a read timeout); `hub.requests` logs (method, path, status) of every request; `hub.bodies` keeps
+raw request bodies (to check no secret was uploaded). `hub.repos`, `hub.spaces` and `hub.datasets` hold the
+repositories by id. Use as a context manager: the server thread stops when the block ends.
 """
 
 from __future__ import annotations
@@ -69,7 +75,11 @@ class FakeHub:
         self.tokens = tokens if tokens is not None else {"hf_test_token_0123456789": "test-user"}
         self.namespaces = namespaces if namespaces is not None else {"test-user": {"test-user", "test-org"},
                                                                      "other-user": {"other-user"}}
-        self.repos: dict[str, Repo] = {}
+        self.repos: dict[str, Repo] = {}  # model repositories
+        self.spaces: dict[str, Repo] = {}
+        self.datasets: dict[str, Repo] = {}
+        self.by_type = {"model": self.repos, "space": self.spaces, "dataset": self.datasets}
+        self._stalls: list[list] = []  # [method, compiled regex, seconds, remaining]
         self.requests: list[tuple[str, str, int]] = []
         self.bodies: list[bytes] = []
         self._failures: list[list] = []  # [method, compiled regex, status, remaining]
@@ -117,12 +127,25 @@ class FakeHub:
         with self._lock:
             self._failures.append([method.upper(), re.compile(path_regex), status, times])
 
-    def files(self, repo_id: str, rev: str = "main") -> dict[str, bytes]:
-        repo = self.repos[repo_id]
+    def stall_next(self, method: str, path_regex: str, seconds: float, times: int = 1) -> None:
+        """Handle the next `times` requests matching (method, path_regex), then wait `seconds` before answering."""
+        with self._lock:
+            self._stalls.append([method.upper(), re.compile(path_regex), seconds, times])
+
+    def files(self, repo_id: str, rev: str = "main", repo_type: str = "model") -> dict[str, bytes]:
+        repo = self.by_type[repo_type][repo_id]
         return dict(repo.commits[repo.resolve(rev)])
 
-    def commit_count(self, repo_id: str) -> int:
-        return len(self.repos[repo_id].commits)
+    def commit_count(self, repo_id: str, repo_type: str = "model") -> int:
+        return len(self.by_type[repo_type][repo_id].commits)
+
+    def _stall(self, method: str, path: str) -> float:
+        with self._lock:
+            for f in self._stalls:
+                if f[0] == method and f[1].search(path) and f[3] > 0:
+                    f[3] -= 1
+                    return f[2]
+        return 0.0
 
     def _injected_failure(self, method: str, path: str) -> int | None:
         with self._lock:
@@ -151,8 +174,8 @@ class FakeHub:
         repo.messages[sha] = summary
         return sha
 
-    def get_repo(self, repo_id: str, user: str | None, write: bool = False) -> Repo:
-        repo = self.repos.get(repo_id)
+    def get_repo(self, repo_id: str, user: str | None, write: bool = False, repo_type: str = "model") -> Repo:
+        repo = self.by_type[repo_type].get(repo_id)
         namespace = repo_id.split("/")[0]
         can_write = user is not None and namespace in self.namespaces.get(user, set())
         if repo is None or (repo.private and not can_write):
@@ -168,9 +191,13 @@ class FakeHub:
         return sha
 
 
+TYPES = {"models": "model", "spaces": "space", "datasets": "dataset"}
+
+
 class _Handler(BaseHTTPRequestHandler):
     hub: FakeHub
     protocol_version = "HTTP/1.1"
+    repo_type = "model"  # of the request being handled (set by the router)
 
     def log_message(self, format, *args):  # keep test output quiet
         pass
@@ -183,6 +210,9 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"Content-Type": "application/json", **(headers or {})}
         body = body or b""
         self.hub.requests.append((self.command, self.path, status))  # before answering: the client may look right after
+        delay = self.hub._stall(self.command, urlsplit(self.path).path)
+        if delay:
+            time.sleep(delay)
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -199,9 +229,10 @@ class _Handler(BaseHTTPRequestHandler):
         return data
 
     def _dispatch(self, head: bool = False):
+        self.repo_type = "model"  # a keep-alive connection serves several requests with one handler
         raw_path = urlsplit(self.path).path
         query = parse_qs(urlsplit(self.path).query)
-        body = self._body() if self.command == "POST" else b""
+        body = self._body() if self.command in ("POST", "DELETE") else b""
         status = self.hub._injected_failure(self.command, raw_path)
         if status is not None:
             return self._send(status, {"error": "Injected failure"}, head=head)
@@ -225,18 +256,24 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._dispatch()
 
+    def do_DELETE(self):
+        self._dispatch()
+
     # ----------------------------------------------------------------------------------------------- routes
     def _route(self, seg: list[str], query, body: bytes, user: str | None, head: bool):
         if seg[:1] == ["api"]:
             if seg[1:3] == ["repos", "create"] and self.command == "POST":
                 return self._create_repo(json.loads(body or b"{}"), user)
+            if seg[1:3] == ["repos", "delete"] and self.command == "DELETE":
+                return self._delete_repo(json.loads(body or b"{}"), user)
             if seg[1:] == ["validate-yaml"] and self.command == "POST":
                 return self._validate_yaml(json.loads(body or b"{}"))
             if seg[1:2] == ["whoami-v2"]:
                 if user is None:
                     raise HubError(401, "Unauthorized")
                 return 200, {"type": "user", "name": user, "orgs": []}, None
-            if seg[1:2] == ["models"] and len(seg) >= 4:
+            if seg[1:2] and seg[1] in TYPES and len(seg) >= 4:
+                self.repo_type = TYPES[seg[1]]
                 repo_id = "/".join(seg[2:4])
                 rest = seg[4:]
                 if not rest and self.command in ("GET", "HEAD"):
@@ -251,8 +288,12 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._commit(repo_id, "/".join(rest[1:]), body, user)
                 if rest[:1] == ["branch"] and self.command == "POST":
                     return self._create_branch(repo_id, "/".join(rest[1:]), json.loads(body or b"{}"), user)
+                if rest[:1] == ["branch"] and self.command == "DELETE":
+                    return self._delete_branch(repo_id, "/".join(rest[1:]), user)
             raise HubError(404, f"Not implemented by the test Hub: {self.command} {self.path}")
-        # /{namespace}/{name}/resolve/{rev}/{path...}
+        # [/spaces|/datasets]/{namespace}/{name}/resolve/{rev}/{path...}
+        if seg[:1] in (["spaces"], ["datasets"]):
+            self.repo_type, seg = TYPES[seg[0]], seg[1:]
         if len(seg) >= 5 and seg[2] == "resolve":
             return self._resolve("/".join(seg[:2]), seg[3], "/".join(seg[4:]), user, head)
         raise HubError(404, f"Not found: {self.path}")
@@ -263,22 +304,40 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(401, "You must be authenticated to create a repo")
         namespace = payload.get("organization") or user
         repo_id = f"{namespace}/{payload['name']}"
-        if payload.get("type", "model") not in (None, "model"):
-            raise HubError(400, "The test Hub only serves model repos")
+        repo_type = payload.get("type") or "model"
+        if repo_type not in hub.by_type:
+            raise HubError(400, f"Unknown repository type {repo_type!r}")
+        if repo_type == "space" and not payload.get("sdk"):
+            raise HubError(400, "A Space needs an sdk (gradio, docker, static)")
         known = set().union(*hub.namespaces.values())
         if namespace not in known:
             raise HubError(404, f"Namespace {namespace} not found")
         if namespace not in hub.namespaces.get(user, set()):
             raise HubError(403, f"You don't have the rights to create a model under the namespace \"{namespace}\"")
-        url = f"{hub.url}/{repo_id}"
-        if repo_id in hub.repos:
-            return 409, {"error": "You already created this model repo", "url": url}, None
+        prefix = {"model": "", "space": "spaces/", "dataset": "datasets/"}[repo_type]
+        url = f"{hub.url}/{prefix}{repo_id}"
+        if repo_id in hub.by_type[repo_type]:
+            return 409, {"error": f"You already created this {repo_type} repo", "url": url}, None
         repo = Repo(repo_id, private=payload.get("visibility") == "private" or bool(payload.get("private")))
         sha = hub._new_commit(repo, {}, {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"},
                               "initial commit")
         repo.branches["main"] = sha
-        hub.repos[repo_id] = repo
+        hub.by_type[repo_type][repo_id] = repo
         return 200, {"url": url, "name": repo_id, "id": repo_id}, None
+
+    def _delete_repo(self, payload: dict, user: str | None):
+        repo_type = payload.get("type") or "model"
+        repo_id = f"{payload.get('organization') or user}/{payload['name']}"
+        self.hub.get_repo(repo_id, user, write=True, repo_type=repo_type)
+        del self.hub.by_type[repo_type][repo_id]
+        return 200, {}, None
+
+    def _delete_branch(self, repo_id: str, branch: str, user: str | None):
+        repo = self.hub.get_repo(repo_id, user, write=True, repo_type=self.repo_type)
+        if branch not in repo.branches or branch == "main":
+            raise HubError(404 if branch != "main" else 403, f"Cannot delete branch {branch}", "RevisionNotFound")
+        del repo.branches[branch]
+        return 200, {}, None
 
     def _validate_yaml(self, payload: dict):
         import yaml
@@ -297,7 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _model_info(self, repo_id: str, rev: str, user: str | None):
         hub = self.hub
-        repo = hub.get_repo(repo_id, user)
+        repo = hub.get_repo(repo_id, user, repo_type=self.repo_type)
         sha = hub.get_rev(repo, rev)
         files = repo.commits[sha]
         info = {
@@ -322,7 +381,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _tree(self, repo_id: str, rev: str, path: str, query, user: str | None):
         hub = self.hub
-        repo = hub.get_repo(repo_id, user)
+        repo = hub.get_repo(repo_id, user, repo_type=self.repo_type)
         files = repo.commits[hub.get_rev(repo, rev)]
         recursive = query.get("recursive", ["false"])[0].lower() in ("1", "true")
         prefix = path.strip("/") + "/" if path.strip("/") else ""
@@ -346,7 +405,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _preupload(self, repo_id: str, rev: str, payload: dict, user: str | None):
         hub = self.hub
-        repo = hub.get_repo(repo_id, user, write=True)
+        repo = hub.get_repo(repo_id, user, write=True, repo_type=self.repo_type)
         sha = repo.resolve(rev)
         current = repo.commits[sha] if sha else {}
         out = []
@@ -362,7 +421,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _commit(self, repo_id: str, rev: str, body: bytes, user: str | None):
         hub = self.hub
-        repo = hub.get_repo(repo_id, user, write=True)
+        repo = hub.get_repo(repo_id, user, write=True, repo_type=self.repo_type)
         parent_sha = hub.get_rev(repo, rev)
         files = dict(repo.commits[parent_sha])
         summary = ""
@@ -400,7 +459,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _create_branch(self, repo_id: str, branch: str, payload: dict, user: str | None):
         hub = self.hub
-        repo = hub.get_repo(repo_id, user, write=True)
+        repo = hub.get_repo(repo_id, user, write=True, repo_type=self.repo_type)
         if branch in repo.branches:
             raise HubError(409, f"Reference already exists: refs/heads/{branch}")
         start = payload.get("startingPoint") or "main"
@@ -409,7 +468,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _resolve(self, repo_id: str, rev: str, path: str, user: str | None, head: bool):
         hub = self.hub
-        repo = hub.get_repo(repo_id, user)
+        repo = hub.get_repo(repo_id, user, repo_type=self.repo_type)
         sha = hub.get_rev(repo, rev)
         files = repo.commits[sha]
         if path not in files:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 import yaml
@@ -22,6 +25,7 @@ from huggingface_hub import ModelCard
 
 from rlhf_demo.card import build_model_card
 from rlhf_demo.config import EvalConfig, PushConfig, data_dir
+from rlhf_demo.errors import UserInputError
 from rlhf_demo.eval.samples import sample_row, write_samples
 from rlhf_demo.hub import HubPushError, prepare_upload_folder, push, select_upload_files
 
@@ -81,14 +85,12 @@ def make_run_dir(path, with_info=True, reward=(SENTIMENT_REWARD,), dataset="stan
     return path
 
 
-def evaluate(run, root):
-    """`rlhf-demo eval --model RUN --output_dir RUN/eval` on tiny models: a reference, a reward classifier and a
-    local review dataset named `imdb`, all built under `root`."""
+def local_eval_models(root):
+    """A tiny reference, a reward classifier (NEGATIVE/POSITIVE) and a local review dataset named `imdb` (test
+    split), built under `root`; returns their paths."""
     import datasets
     import torch
     from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
-
-    from rlhf_demo.eval.suite import run_eval
 
     rng = random.Random(0)
     data = os.path.join(root, "imdb")
@@ -107,6 +109,14 @@ def evaluate(run, root):
     reward_model = os.path.join(root, "reward_model")
     rm.save_pretrained(reward_model)
     tok.save_pretrained(reward_model)
+    return reference, reward_model, data
+
+
+def evaluate(run, root):
+    """`rlhf-demo eval --model RUN --output_dir RUN/eval` on the tiny models of `local_eval_models(root)`."""
+    from rlhf_demo.eval.suite import run_eval
+
+    reference, reward_model, data = local_eval_models(root)
     run_eval(EvalConfig(model=run, reference=reference, output_dir=os.path.join(run, "eval"), num_prompts=4,
                         samples_per_prompt=2, max_new_tokens=6, dataset_name=data, reward_model=reward_model,
                         batch_size=4, bootstrap_samples=100, frontier=False, num_report_samples=2))
@@ -170,7 +180,9 @@ def test_card_with_eval_has_metadata_and_model_index(run_dir, eval_results):
     aligned = eval_results["metrics"]["aligned"]
     assert results["reward"].metric_value == pytest.approx(aligned["reward_mean"])
     assert results["kl"].metric_value == pytest.approx(aligned["kl_to_reference_mean"])
-    assert results["reward"].dataset_type == "imdb" and results["reward"].dataset_split == "test"  # local: last part
+    # a local copy of IMDB is named by its Hub dataset
+    assert results["reward"].dataset_type == "stanfordnlp/imdb" and results["reward"].dataset_split == "test"
+    assert data["language"] == "en" and data["widget"][0] == {"text": "This movie was"}
     assert results["reward"].task_name == "Text generation (sentiment-steered continuation)"
     text = parsed.text
     assert f'pipeline("text-generation", model="{REPO}")' in text
@@ -180,8 +192,10 @@ def test_card_with_eval_has_metadata_and_model_index(run_dir, eval_results):
     assert "Ziegler" in text and "Schulman" in text and "lvwerra/distilbert-imdb" in text
     assert "0.05" in text and "93.0" not in text and "1.6 min" in text  # KL coefficient, wall time in minutes
     assert "not evaluated yet" not in text.lower()
-    assert "movie review" in text and "sentiment classifier `lvwerra/distilbert-imdb` labels POSITIVE" in text
-    assert os.path.dirname(run_dir) not in text  # no machine paths: local folders by their last component
+    assert "movie review" in text and "labelled POSITIVE by the sentiment classifier `lvwerra/distilbert-imdb`" in text
+    flagged = eval_results["reward_hacking_flag"]
+    assert f"**Reward-hacking check: {'flagged' if flagged else 'not flagged'}.**" in text
+    assert os.path.dirname(run_dir) not in text  # no machine paths: local folders by what they are
 
 
 def test_card_shows_the_samples_run_eval_wrote(run_dir, samples):
@@ -225,7 +239,7 @@ def test_card_task_of_an_evaluated_toxicity_run(run_dir, tmp_path):
     run = copy_run(run_dir, tmp_path / "run", reward=["toxicity=./tox_model@toxic"])
     card = ModelCard(str(build_model_card(run, REPO)))
     assert {r.task_name for r in card.data.eval_results} == {"Text generation (detoxified continuation)"}
-    assert "`toxicity=tox_model@toxic (local)`" in card.text and "sentiment classifier" not in card.text
+    assert "`toxicity=tox_model (local)@toxic`" in card.text and "sentiment classifier `" not in card.text
 
 
 def test_card_degrades_without_eval_or_run_info(tmp_path):
@@ -411,3 +425,230 @@ def test_make_aligned_ships_a_half_size_copy_with_relative_paths(run_dir, tmp_pa
     assert "samples.jsonl" in os.listdir(eval_dest)
     card = ModelCard.load(os.path.join(dest, "README.md"))
     assert card.data.model_name == "tiny-imdb-positive" and make_aligned.REPO_ROOT not in card.text
+
+
+# ------------------------------------------------------------------------------------------------ wording
+@pytest.mark.parametrize("reward, says, never", [
+    ("preference=my-org/imdb-preference-rm", "a learned reward model scores highly: `my-org/imdb-preference-rm`, a "
+     "Bradley-Terry model trained on human (or simulated) preferences between pairs of continuations",
+     ("sentiment classifier", "labelled POSITIVE")),
+    ("vader", "text the VADER sentiment lexicon (Hutto & Gilbert, 2014) scores as positive", ("classifier",)),
+    ("python=my_rewards:length_bonus", "text its reward function `python=my_rewards:length_bonus` scores highly",
+     ("sentiment", "classifier")),
+])
+def test_card_words_preference_vader_and_unknown_rewards(tmp_path, reward, says, never):
+    run = make_run_dir(str(tmp_path / "run"), reward=[reward], dataset="my-org/story-prompts")
+    text = ModelCard(str(build_model_card(run, REPO))).text
+    assert says in text, text[:1500]
+    for word in never:
+        assert word not in text, word
+    if reward.startswith("preference"):
+        assert "Text generation (preference-steered continuation)" in text
+        assert "A learned reward model is only as good as its preference data" in text
+
+
+def test_card_names_a_local_base_and_reward_model_by_what_they_are(tmp_path):
+    from rlhf_demo.models import PRESET_POLICIES, PRESET_REWARD_MODELS
+
+    run = make_run_dir(str(tmp_path / "run"), reward=[f"sentiment={PRESET_REWARD_MODELS['tiny']}@POSITIVE"])
+    copy_run(run, tmp_path / "tiny", model_name_or_path=PRESET_POLICIES["tiny"])
+    info_path = tmp_path / "tiny" / "run_info.json"
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "base_model": PRESET_POLICIES["tiny"]}))
+    card = ModelCard(str(build_model_card(str(tmp_path / "tiny"), REPO)))
+    assert "fine-tuned from the tiny preset's policy of rlhf-demo 0.1.0 (a 5.3M-parameter GPT-2, trained on " \
+           "stanfordnlp/imdb)" in card.text
+    assert "the tiny preset's reward model of rlhf-demo 0.1.0 (a 5.3M-parameter GPT-2 classifier of " \
+           "NEGATIVE/POSITIVE" in card.text
+    assert "policy (local)" not in card.text and not ABSOLUTE.search(card.text)
+    assert "base_model" not in card.data.to_dict()  # not a Hub id
+
+
+# ------------------------------------------------------------------------------------------------ portability
+ABSOLUTE = re.compile(r"(?<![\w.:/~-])/(?:tmp|home|root|work|Users|var|private)/")
+
+
+def text_files(folder):
+    for d, _, names in os.walk(folder):
+        for n in names:
+            if n.endswith((".md", ".json", ".jsonl", ".yaml", ".txt")):
+                with open(os.path.join(d, n), encoding="utf-8") as f:
+                    yield os.path.relpath(os.path.join(d, n), folder), f.read()
+
+
+def test_uploaded_text_files_hold_no_machine_path(run_dir, tmp_path):
+    """The run's files record absolute paths (eval_results.json's models and judges, a local base model and reward
+    model); every uploaded text file has them rewritten, and the originals are left alone."""
+    from rlhf_demo.models import PRESET_POLICIES, PRESET_REWARD_MODELS
+
+    run = copy_run(run_dir, tmp_path / "run", model_name_or_path=PRESET_POLICIES["tiny"], output_dir=str(tmp_path),
+                   reward=[f"sentiment={PRESET_REWARD_MODELS['tiny']}@POSITIVE", f"toxicity={tmp_path}/tox:-0.5"])
+    results_path = os.path.join(run, "eval", "eval_results.json")
+    with open(results_path) as f:
+        original = f.read().replace(run_dir, run)  # as if evaluated where it is
+    with open(results_path, "w") as f:
+        f.write(original)
+    assert ABSOLUTE.search(original)  # the producer writes absolute paths: the upload must rewrite them
+    out = str(tmp_path / "out")
+    push(PushConfig(model=run, repo_id=REPO, dry_run=True, output_dir=out, include_checkpoints=True))
+    texts = dict(text_files(out))
+    assert {"README.md", "training_config.yaml", "eval/eval_results.json", "eval/eval_report.md"} <= set(texts)
+    for name, text in texts.items():
+        assert not ABSOLUTE.search(text), (name, ABSOLUTE.search(text).group(0))
+    results = json.loads(texts["eval/eval_results.json"])
+    assert results["models"]["aligned"] == REPO  # the run folder is the repository it is pushed as
+    assert results["models"]["reference"] == "reference (local)"
+    uploaded_cfg = yaml.safe_load(texts["training_config.yaml"])
+    assert uploaded_cfg["model_name_or_path"] == "rlhf_demo/presets/tiny/policy"
+    assert uploaded_cfg["reward"] == ["sentiment=rlhf_demo/presets/tiny/reward_model@POSITIVE",
+                                      "toxicity=tox (local):-0.5"]
+    with open(os.path.join(run, "eval", "eval_results.json")) as f:
+        assert f.read() == original
+    for name in ("tokenizer.json", "tokenizer_config.json", "config.json"):  # the model's files go up as saved
+        with open(os.path.join(run, name), "rb") as a, open(os.path.join(out, name), "rb") as b:
+            assert a.read() == b.read(), name
+
+
+def test_push_evaluates_a_run_without_eval_first(tmp_path):
+    """`rlhf-demo push` of a run that was not evaluated runs the evaluation suite into RUN/eval first (settings from
+    its training_config.yaml), so the card has its model-index and samples."""
+    root = str(tmp_path)
+    reference, reward_model, data = local_eval_models(root)
+    run = make_run_dir(str(tmp_path / "run"), reward=[f"sentiment={reward_model}@POSITIVE"], dataset=data)
+    copy_run(run, tmp_path / "run2", model_name_or_path=reference, response_length=6, min_review_chars=0)
+    out = str(tmp_path / "out")
+    push(PushConfig(model=str(tmp_path / "run2"), repo_id=REPO, dry_run=True, output_dir=out, eval_num_prompts=4))
+    with open(os.path.join(tmp_path, "run2", "eval", "eval_results.json")) as f:
+        results = json.load(f)
+    assert results["settings"]["num_prompts"] == 4 and results["settings"]["max_new_tokens"] == 6
+    assert results["judges"]["reward_model"] == reward_model
+    card = ModelCard.load(os.path.join(out, "README.md"))
+    assert {"reward", "sentiment", "toxicity", "kl", "perplexity"} <= {r.metric_type for r in card.data.eval_results}
+    assert "### Samples" in card.text and not os.path.exists(os.path.join(tmp_path, "run2", ".eval-tmp"))
+    # Without a training_config.yaml the reference is unknown: one clear line, with the command to run.
+    bare = make_run_dir(str(tmp_path / "bare"), with_info=False)
+    with pytest.raises(UserInputError, match="no training_config.yaml.*`rlhf-demo eval --model"):
+        push(PushConfig(model=bare, repo_id=REPO, dry_run=True, output_dir=str(tmp_path / "o2")))
+    push(PushConfig(model=bare, repo_id=REPO, dry_run=True, output_dir=str(tmp_path / "o3"), eval_num_prompts=0))
+
+
+# ------------------------------------------------------------------------------------------------ timeouts, failures
+@pytest.fixture
+def silent_server():
+    """A server that accepts connections and never answers (an unresponsive Hub); yields its URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        sock.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for c in held:
+        c.close()
+    sock.close()
+
+
+def test_a_push_to_an_unresponsive_hub_ends_after_the_retries(run_dir, silent_server):
+    cfg = _cfg(run_dir, silent_server, token=TOKEN, max_retries=1, timeout=0.5, connect_timeout=0.5)
+    start = time.monotonic()
+    with pytest.raises(HubPushError) as err:
+        push(cfg)
+    took = time.monotonic() - start
+    msg = str(err.value)
+    assert "did not answer within the timeouts" in msg and "after 2 attempt(s)" in msg and "\n" not in msg
+    assert "Nothing was committed." in msg and TOKEN not in msg
+    assert took < 20, took
+
+
+def test_a_commit_whose_answer_is_lost_is_reported_as_landed(run_dir):
+    with FakeHub() as hub:
+        hub.stall_next("POST", r"/commit/", seconds=2.0, times=1)  # the commit lands; its answer comes too late
+        with pytest.raises(HubPushError) as err:
+            push(_cfg(run_dir, hub.url, token=TOKEN, max_retries=0, timeout=0.5))
+        assert "A commit did land on test-user/tiny-ppo@main" in str(err.value)
+        assert hub.commit_count(REPO) == 2 and "README.md" in hub.files(REPO)  # kept: it holds the upload
+        # With retries, the next attempt finds the files there and succeeds without a second commit.
+        hub.stall_next("POST", r"/commit/", seconds=2.0, times=1)
+        push(_cfg(run_dir, hub.url, token=TOKEN, max_retries=2, timeout=0.5))
+        assert hub.commit_count(REPO) == 2
+
+
+def test_a_failed_push_removes_the_repository_or_branch_it_created(run_dir):
+    with FakeHub() as hub:
+        hub.fail_next("POST", r"/commit/", 500, times=3)
+        with pytest.raises(HubPushError) as err:
+            push(_cfg(run_dir, hub.url, token=TOKEN, max_retries=2))
+        msg = str(err.value)
+        assert "HTTP 500" in msg and "Nothing was committed." in msg and "created was deleted again" in msg
+        assert hub.repos == {}  # no empty repository left behind
+        push(_cfg(run_dir, hub.url, token=TOKEN))
+        hub.fail_next("POST", r"/commit/", 500, times=3)
+        with pytest.raises(HubPushError, match="The branch dev this push created was deleted again"):
+            push(_cfg(run_dir, hub.url, token=TOKEN, revision="dev", max_retries=2, license="apache-2.0"))
+        assert set(hub.repos[REPO].branches) == {"main"}
+        # A repository that existed before is never deleted.
+        hub.fail_next("POST", r"/commit/", 500, times=3)
+        with pytest.raises(HubPushError, match="Nothing was committed.$"):
+            push(_cfg(run_dir, hub.url, token=TOKEN, max_retries=2, license="cc-by-4.0"))
+        assert REPO in hub.repos
+
+
+def test_eval_only_updates_the_card_without_uploading_weights(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path / "run")
+    with FakeHub() as hub:
+        with pytest.raises(HubPushError, match="does not exist on the Hub"):
+            push(_cfg(run, hub.url, token=TOKEN, eval_only=True))
+        push(_cfg(run, hub.url, token=TOKEN))
+        before = hub.files(REPO)
+        path = os.path.join(run, "eval", "eval_results.json")
+        with open(path) as f:
+            results = json.load(f)
+        results["metrics"]["aligned"]["reward_mean"] = 42.5
+        with open(path, "w") as f:
+            json.dump(results, f)
+        first = len(hub.bodies)
+        push(_cfg(run, hub.url, token=TOKEN, eval_only=True))
+        after = hub.files(REPO)
+        sent = set()  # the files the eval-only push sent: commit lines and preupload lists
+        for body in hub.bodies[first:]:
+            for line in body.splitlines():
+                item = json.loads(line) if line.strip().startswith(b"{") else {}
+                sent |= {f["path"] for f in item.get("files", [])}
+                if item.get("key") == "file":
+                    sent.add(item["value"]["path"])
+        assert sent and all(p == "README.md" or p.startswith("eval/") for p in sent), sent  # no weights again
+        assert after["model.safetensors"] == before["model.safetensors"]
+        changed = {p for p in after if after[p] != before.get(p)}
+        assert changed == {"README.md", "eval/eval_results.json"}
+        card = ModelCard(after["README.md"].decode())
+        assert {r.metric_type: r.metric_value for r in card.data.eval_results}["reward"] == 42.5
+
+
+def test_push_refuses_an_incomplete_export_and_a_bad_output_folder(tmp_path):
+    run = make_run_dir(str(tmp_path / "run"))
+    info_path = os.path.join(run, "run_info.json")
+    with open(info_path) as f:
+        info = json.load(f)
+    with open(info_path, "w") as f:
+        json.dump({**info, "export_files": ["model.safetensors", "value_model/model.safetensors", "tokenizer.json"]}, f)
+    os.remove(os.path.join(run, "value_model", "model.safetensors"))  # a kill during the final export
+    with pytest.raises(HubPushError, match="lacks value_model/model.safetensors"):
+        push(PushConfig(model=run, repo_id=REPO, dry_run=True, output_dir=str(tmp_path / "out"), eval_num_prompts=0))
+    assert not os.path.exists(tmp_path / "out")
+    bare = make_run_dir(str(tmp_path / "bare"), with_info=False)
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(UserInputError, match="is a file, not a folder"):
+        push(PushConfig(model=bare, repo_id=REPO, dry_run=True, output_dir=str(tmp_path / "a-file"),
+                        eval_num_prompts=0))

@@ -10,8 +10,11 @@ import importlib.util
 import json
 import os
 import random
+import shutil
 import socket
 import sys
+import tempfile
+import threading
 
 import pytest
 import torch
@@ -34,7 +37,8 @@ GPT2_TOKENIZER = os.path.join(data_dir(), "gpt2-tokenizer")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-TOKEN = "hf_test_token_0123456789"  # the token FakeHub accepts
+TOKEN = "hf_test_token_0123456789"  # a visitor's token (user test-user)
+SERVER_TOKEN = "hf_space_owner_token_987654"  # the Space's own HF_TOKEN (user space-owner): never used to push
 WORDS = ("the movie film was great terrible acting plot story loved hated boring wonderful actor scene director "
          "and but it i really").split()
 
@@ -77,7 +81,8 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hub():
-    with FakeHub() as h:
+    with FakeHub(tokens={TOKEN: "test-user", SERVER_TOKEN: "space-owner"},
+                 namespaces={"test-user": {"test-user"}, "space-owner": {"space-owner"}}) as h:
         yield h
 
 
@@ -87,8 +92,11 @@ def served(models, hub, tmp_path_factory):
     from gradio_client import Client
 
     prefs = str(tmp_path_factory.mktemp("space_prefs") / "preferences.jsonl")
+    runs_dir = tmp_path_factory.mktemp("space_runs")
+    shutil.copytree(models["aligned"], runs_dir / "run-a")  # a run of the Space's own
+    (runs_dir / "not-a-run").mkdir()
     demo = app.build_demo(models["reference"], models["aligned"], models["reward_model"], prefs, models["dataset"],
-                          max_eval_prompts=8, hub_endpoint=hub.url)
+                          max_eval_prompts=8, hub_endpoint=hub.url, runs_dir=str(runs_dir))
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
     try:
         client = Client(demo.local_url, verbose=False)
@@ -274,43 +282,179 @@ def test_preference_store_appends_durably_and_skips_a_torn_line(tmp_path):
     assert snapshot != path and read_preferences(snapshot) == [first, second, second]
     with open(snapshot, encoding="utf-8") as f:
         assert [json.loads(line) for line in f] == [first, second, second]  # nothing but whole rows
+    shutil.rmtree(os.path.dirname(snapshot))
 
 
 # ------------------------------------------------------------------------------------------------ Publish
 
 
-def test_publish_previews_card_dry_runs_and_pushes_without_leaking_the_token(served, models, hub, tmp_path,
-                                                                              monkeypatch):
+def _fn_index(demo, name: str) -> int:
+    return next(i for i, fn in demo.fns.items() if name in (fn.name, fn.api_name))
+
+
+def test_publish_endpoints_are_private_and_refuse_an_anonymous_push(served, hub, monkeypatch):
+    """An anonymous visitor cannot push, not even with a client that calls the push by its index while the Space has
+    a valid token of its own (HF_TOKEN); the endpoints are not in the API."""
+    import httpx
     import huggingface_hub.constants
 
-    # The fake Hub is local; other tests set offline mode.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    demo, client, _, _ = served
-    assert demo.run_history is False  # the browser's run history would keep the token field's value
-    card_text, raw = client.predict(models["aligned"], "test-user/tiny-ppo", "mit", api_name="/preview_card")
-    assert raw.startswith("---\n") and "license: mit" in raw and "tiny-ppo" in card_text
-    from rlhf_demo.card import build_model_card
+    monkeypatch.setenv("HF_TOKEN", SERVER_TOKEN)
+    demo, client, _, url = served
+    assert set(demo.runs) == {"aligned", "run-a"}  # the Space's runs by name: "not-a-run" holds no model
+    named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert "/compare" in named and not {"/push", "/preview_card"} & set(named)
+    # A raw queue call by fn_index, as a hostile client would make it, bypassing the API listing.
+    session = "anonymous-session"
+    push_fn = _fn_index(demo, "push_handler")
+    data = ["run-a", "space-owner/stolen", "mit", False, False]
+    with httpx.Client(base_url=url, timeout=60) as http:
+        joined = http.post("/gradio_api/queue/join", json={"data": data, "fn_index": push_fn,
+                                                           "session_hash": session, "event_data": None})
+        stream = http.get("/gradio_api/queue/data", params={"session_hash": session}).text
+    assert joined.status_code == 200, joined.text
+    assert "Log in with Hugging Face" in stream and "process_completed" in stream
+    assert hub.repos == {}  # nothing was created, under the Space owner's name or any other
 
-    # The card of `rlhf-demo push`.
-    assert raw.strip() == str(build_model_card(models["aligned"], "test-user/tiny-ppo", license="mit")).strip()
-    app_error(client, "does not exist", str(tmp_path / "nope"), "test-user/x", "mit", api_name="/preview_card")
 
-    status = client.predict(models["aligned"], "test-user/tiny-ppo", TOKEN, "mit", True, False, api_name="/push")
-    assert "Dry run" in status and "`README.md`" in status and "`model.safetensors`" in status and TOKEN not in status
+def test_publish_pushes_with_the_visitors_login_never_the_spaces_token(served, hub, monkeypatch):
+    import gradio as gr
+    import huggingface_hub.constants
+
+    from rlhf_demo.space.publish import publish
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", SERVER_TOKEN)  # the Space's own token: it could write to space-owner/
+    demo = served[0]
+    runs, temp = demo.runs, demo.temp_folders
+
+    def call(run, repo, dry, token):
+        oauth = gr.OAuthToken(token=token, scope="write-repos", expires_at=0) if token else None
+        return publish(runs, hub.url, temp, run, repo, "mit", dry, False, oauth)
+
+    # Without a login: refused, and the Space's token is not used instead.
+    with pytest.raises(gr.Error, match="Log in with Hugging Face"):
+        call("run-a", "space-owner/x", False, None)
     assert hub.repos == {}
-
-    msg = app_error(client, "HTTP 401", models["aligned"], "test-user/tiny-ppo", "hf_wrong_secret_value", "mit", False,
-                    False, api_name="/push")
-    assert "hf_wrong_secret_value" not in msg
-    app_error(client, "needs a Hugging Face token", models["aligned"], "test-user/tiny-ppo", "", "mit", False, False,
-              api_name="/push")
-    app_error(client, "1,001 characters", models["aligned"], "a" * 1001, TOKEN, "mit", True, False, api_name="/push")
-
-    status = client.predict(models["aligned"], "test-user/tiny-ppo", TOKEN, "mit", False, False, api_name="/push")
+    # A run is chosen by name; anything else (a path) is refused without saying what exists on the server.
+    for name in ("/etc", "../run-a", served[2]):
+        with pytest.raises(gr.Error) as err:
+            call(name, "test-user/x", True, None)
+        assert str(err.value.message) == "Choose one of the Space's runs from the list."
+    # A dry run needs no login, lists the files, and leaves no folder behind.
+    before = temp.folders()
+    listing = call("run-a", "test-user/tiny-ppo", True, None)
+    assert "Dry run" in listing and "`README.md`" in listing and "`model.safetensors`" in listing
+    assert temp.folders() == before and hub.repos == {}
+    # With the visitor's login: pushed under the visitor's account with the visitor's token.
+    with pytest.raises(gr.Error, match="HTTP 403"):  # the visitor cannot write to the Space owner's namespace
+        call("run-a", "space-owner/x", False, TOKEN)
+    status = call("run-a", "test-user/tiny-ppo", False, TOKEN)
     assert "Pushed to `test-user/tiny-ppo`" in status and TOKEN not in status
-    files = hub.repos["test-user/tiny-ppo"].commits[hub.repos["test-user/tiny-ppo"].branches["main"]]
-    assert "README.md" in files and "model.safetensors" in files
-    assert not any(TOKEN.encode() in body for body in hub.bodies)
+    assert "README.md" in hub.files("test-user/tiny-ppo") and "space-owner/x" not in hub.repos
+    assert not any(TOKEN.encode() in body or SERVER_TOKEN.encode() in body for body in hub.bodies)
+
+
+def test_card_preview_of_a_run(served):
+    from rlhf_demo.card import build_model_card
+    from rlhf_demo.space.publish import preview_card
+
+    demo = served[0]
+    text, raw = preview_card(demo.runs, "run-a", "test-user/tiny-ppo", "mit")
+    assert raw.strip() == str(build_model_card(demo.runs["run-a"], "test-user/tiny-ppo", license="mit")).strip()
+    assert "tiny-ppo" in text and tempfile.gettempdir() not in raw
+
+
+def test_twenty_concurrent_compare_requests_are_served_in_order(served):
+    """20 visitors at once: every request completes, one model-bound request runs at a time."""
+    demo, client, _, _ = served
+    fn = demo.fns[_fn_index(demo, "compare")]
+    assert fn.concurrency_limit == 1 and fn.concurrency_id == demo.fns[_fn_index(demo, "evaluate")].concurrency_id
+    assert demo._queue.max_size >= 20
+    jobs = [client.submit("The plot", 6, 1.0, 1.0, seed, 1, api_name="/compare") for seed in range(20)]
+    results = [job.result(timeout=300) for job in jobs]
+    assert [r[5].split(" with seed ")[1].split(",")[0] for r in results] == [str(seed) for seed in range(20)]
+    assert all(r[0].startswith("The plot") and r[1].startswith("The plot") for r in results)
+
+
+def test_temporary_folders_are_deleted(served, models):
+    """Evaluation outputs, preference downloads and dry runs go to folders of `TempFolders`, deleted by age and at
+    the end; the preference snapshot's own folder does not stay in the system's temp folder."""
+    from rlhf_demo.space.shared import TempFolders
+
+    demo, client, _, _ = served
+    before = {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("rlhf-preferences-")}
+    client.predict(api_name="/new_pair", prompt="A", mode="reference vs aligned", max_new_tokens=4, temperature=1.0)
+    client.predict(api_name="/tie")
+    with open(client.predict(api_name="/download_preferences"), encoding="utf-8") as f:
+        assert models["root"] not in f.read()  # the rows name the models without the server's paths
+    _, _, _, results = client.predict(2, 4, 0, api_name="/evaluate")
+    with open(results, encoding="utf-8") as f:
+        text = f.read()
+    assert models["root"] not in text and "(local)" in text  # the served results name no server path
+    assert {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("rlhf-preferences-")} == before
+    temp = demo.temp_folders
+    assert len(temp.folders()) >= 2  # the evaluation's and the download's, until they are old
+    assert temp.sweep(max_age=0) >= 2 and temp.folders() == []
+    short = TempFolders(max_age=0)
+    first = short.new("eval-")
+    second = short.new("eval-")  # sweeps the first
+    assert not os.path.exists(first) and os.path.isdir(second)
+    short.close()
+    assert not os.path.exists(short.root)
+
+
+def test_preferences_survive_a_restart_through_a_hub_dataset(hub, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from rlhf_demo.feedback import HubPreferenceStore
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))  # not the user's
+    rows = [{"prompt": "The film", "chosen": " was great.", "rejected": " was bad.", "tie": False},
+            {"prompt": "A", "chosen": "b", "rejected": "c", "tie": True}]
+    first = HubPreferenceStore(str(tmp_path / "space1"), "test-user/prefs", token=TOKEN, endpoint=hub.url,
+                               every_minutes=60)
+    for row in rows:
+        first.append(row)
+    first.close()  # uploads, as the scheduler does every few minutes and at exit
+    uploaded = hub.files("test-user/prefs", repo_type="dataset")
+    assert [json.loads(line) for line in uploaded["preferences.jsonl"].decode().splitlines()] == rows
+    assert b"data_files: preferences.jsonl" in uploaded["README.md"]  # a dataset card that loads the file
+    assert hub.datasets["test-user/prefs"].private
+    # The Space restarts on a fresh disk: the rows come back from the dataset, and new ones extend them.
+    second = HubPreferenceStore(str(tmp_path / "space2"), "test-user/prefs", token=TOKEN, endpoint=hub.url,
+                                every_minutes=60)
+    assert second.rows() == rows
+    assert second.append({"prompt": "C", "chosen": "d", "rejected": "e"}) == 3
+    second.close()
+    assert len(hub.files("test-user/prefs", repo_type="dataset")["preferences.jsonl"].splitlines()) == 3
+
+
+def test_concurrent_votes_and_uploads_keep_whole_lines(hub, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from rlhf_demo.feedback import HubPreferenceStore
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))  # not the user's
+    store = HubPreferenceStore(str(tmp_path / "space"), "test-user/votes", token=TOKEN, endpoint=hub.url,
+                               every_minutes=60)
+    threads = [threading.Thread(target=lambda i=i: [store.append({"prompt": f"p{i}", "chosen": "x" * 2000,
+                                                                  "rejected": "y"}) for _ in range(10)])
+               for i in range(4)]
+    for t in threads:
+        t.start()
+    for _ in range(3):
+        store.sync()  # uploads while votes are appended
+    for t in threads:
+        t.join()
+    store.close()
+    for files in hub.datasets["test-user/votes"].commits.values():
+        if "preferences.jsonl" in files:
+            text = files["preferences.jsonl"].decode()
+            assert text == "" or text.endswith("\n"), "an upload took half a line"
+    assert len(read_preferences(store.path)) == 40
 
 
 # ------------------------------------------------------------------------------------------------ startup and CLI
@@ -347,7 +491,7 @@ def test_space_is_installed_with_the_package_and_run_by_the_cli(capsys):
 
 def test_space_texts_name_no_machine_path_and_say_how_to_load_the_preferences():
     texts = {}
-    for name in ("app.py", "README.md", "screenshot.py", "__init__.py"):
+    for name in ("app.py", "shared.py", "publish.py", "README.md", "screenshot.py", "__init__.py", "requirements.txt"):
         with open(os.path.join(ROOT, "space", name), encoding="utf-8") as f:
             texts[name] = f.read()
     for name, text in texts.items():
