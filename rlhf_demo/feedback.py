@@ -314,6 +314,20 @@ def model_name(name: str) -> str:
     return "/".join(os.path.normpath(os.path.abspath(os.path.expanduser(name))).split(os.sep)[-2:])
 
 
+def summarize_preferences(rows: list[dict]) -> str:
+    """One line on a preference file's rows: how many, ties, and which models wrote the chosen continuations."""
+    if not rows:
+        return "No preferences yet."
+    ties = sum(bool(r.get("tie")) for r in rows)
+    chosen = {}
+    for r in rows:
+        if not r.get("tie"):
+            name = r.get("chosen_model") or r.get("model_a") or "unknown"
+            chosen[name] = chosen.get(name, 0) + 1
+    by_model = ", ".join(f"{name} {n}" for name, n in sorted(chosen.items(), key=lambda kv: -kv[1]))
+    return f"{len(rows)} pair(s), {ties} tie(s); chosen continuations by model: {by_model or 'none yet'}."
+
+
 # ------------------------------------------------------------------------------------------- writing
 def append_preferences(path: str, rows: list[dict]) -> int:
     """Append `rows` to the preference file `path` (a `.jsonl` file, or a folder that gets `preferences.jsonl` and a

@@ -50,7 +50,7 @@ import yaml  # noqa: E402
 from gradio import utils as gr_utils  # noqa: E402
 
 from rlhf_demo.config import EvalConfig  # noqa: E402
-from rlhf_demo.feedback import HubPreferenceStore, PreferenceStore  # noqa: E402
+from rlhf_demo.feedback import HubPreferenceStore, PreferenceStore, summarize_preferences  # noqa: E402
 from rlhf_demo.hub import configure_timeouts  # noqa: E402
 from rlhf_demo.portable import portable_text  # noqa: E402
 
@@ -259,8 +259,8 @@ def vote(models: SpaceModels, store: PreferenceStore, choice: str, pair):
     except (OSError, ValueError) as e:
         raise gr.Error(f"The choice could not be saved: {e}", print_exception=False) from None
     said = "a tie" if choice == "tie" else f"{choice} is better"
-    return ("", "", None, f"Saved ({said}); {n} choice(s) in `{os.path.basename(store.path)}`. "
-            "Click 'New pair' for the next one.")
+    return ("", "", None, f"Saved ({said}); {n} choice(s) in `{os.path.basename(store.path)}`: "
+            f"{summarize_preferences(store.rows())} Click 'New pair' for the next one.")
 
 
 def download_preferences(store: PreferenceStore, temp: TempFolders) -> str:
@@ -274,6 +274,17 @@ def download_preferences(store: PreferenceStore, temp: TempFolders) -> str:
     shutil.move(snapshot, dest)
     shutil.rmtree(os.path.dirname(snapshot), ignore_errors=True)  # the snapshot's own temporary folder
     return dest
+
+
+NEXT_STEPS = """**Next: train a reward model on these choices and align against it** (with the downloaded file):
+
+```bash
+rlhf-demo reward-model --preferences preferences.jsonl --model_name_or_path REFERENCE --output_dir runs/rm
+rlhf-demo train --model_name_or_path ALIGNED --reward preference=runs/rm --value_model_name_or_path runs/rm \\
+    --output_dir runs/next-round
+```
+`REFERENCE` and `ALIGNED` are the models shown above (ties are dropped; `rlhf-demo preferences` adds simulated
+comparisons, `rlhf-demo loop` runs whole rounds)."""
 
 
 def build_feedback_tab(models: SpaceModels, store: PreferenceStore, temp: TempFolders) -> None:
@@ -304,6 +315,7 @@ def build_feedback_tab(models: SpaceModels, store: PreferenceStore, temp: TempFo
         with gr.Row():
             download = gr.Button("Download preferences (JSONL)")
             file = gr.File(label="Preference dataset", interactive=False)
+        gr.Markdown(NEXT_STEPS)
         new.click(functools.partial(new_pair, models), [prompt, mode, tokens, temperature],
                   [prompt, a, b, pair, status], api_name="new_pair", concurrency_id="models", concurrency_limit=1)
         for button, choice, name in ((pick_a, "A", "prefer_a"), (pick_b, "B", "prefer_b"), (tie, "tie", "tie")):

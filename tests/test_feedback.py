@@ -179,7 +179,8 @@ def test_the_spaces_preference_file_trains_a_reward_model(word_lm_dir, tmp_path)
     for i, choice in enumerate(["A", "B", "tie", "A", "B", "A"]):
         pair = {"prompt": f"the movie {i}", "texts": [" was good", " was bad"], "sources": ["aligned", "reference"],
                 "mode": "reference vs aligned", "seed": i, "max_new_tokens": 4, "temperature": 1.0}
-        vote(models, store, choice, pair)
+        status = vote(models, store, choice, pair)[-1]
+    assert "6 pair(s), 1 tie(s); chosen continuations by model: aligned 3, reference 2." in status
     report = train_preference_reward_model(RewardModelConfig(
         model_name_or_path=word_lm_dir, output_dir=str(tmp_path / "rm"), preferences=[store.path], batch_size=4,
         max_length=16, eval_fraction=0.0))
