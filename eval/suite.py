@@ -54,6 +54,8 @@ import importlib.metadata
 import json
 import math
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import torch
@@ -62,17 +64,20 @@ from tqdm.auto import tqdm
 from rlhf_demo.config import EvalConfig
 from rlhf_demo.data import build_prompt_dataset
 from rlhf_demo.eval.stats import MEAN_METRICS, METRICS, compute_differences, per_prompt, win_rate
+from rlhf_demo.errors import UserInputError
 from rlhf_demo.models import (
     PRESET_REWARD_MODELS,
+    check_model_path,
     context_length,
     is_causal_lm_config,
     load_causal_lm,
+    loading_errors,
     pad_left,
     resolve_model_path,
     response_logprobs,
 )
 from rlhf_demo.rewards import SentimentReward
-from rlhf_demo.runs import list_checkpoints
+from rlhf_demo.runs import check_output_dir, export_problem, list_checkpoints
 from rlhf_demo.sampling import generate
 
 MEASUREMENTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "measurements")
@@ -124,9 +129,9 @@ def sequence_logprobs(model, queries: list[list[int]], responses: list[list[int]
             r_mask[j, : len(r)] = 1
         limit = context_length(model)
         if limit and q_ids.shape[1] + width > limit:
-            raise ValueError(f"A query + response of {q_ids.shape[1] + width} tokens exceeds the model's context of "
-                             f"{limit} tokens "
-                             "(a retokenized response can be longer than the sampled one); lower --max_new_tokens.")
+            raise UserInputError(f"A query + response of {q_ids.shape[1] + width} tokens exceeds the model's context "
+                                 f"of {limit} tokens (a retokenized response can be longer than the sampled one); "
+                                 "lower --max_new_tokens.")
         logprobs = response_logprobs(model, q_ids, q_mask, r_ids, r_mask, temperature)  # (B, T)
         totals.append(logprobs.sum(-1).double().numpy())
     return np.concatenate(totals)
@@ -166,8 +171,9 @@ class Scorers:
     """The reward model and the two judges, loaded once and applied to (queries, responses) text."""
 
     def __init__(self, cfg: EvalConfig):
-        path = resolve_model_path(cfg.reward_model, PRESET_REWARD_MODELS)
-        self.reward = SentimentReward(path, label=cfg.reward_label, kind="logit", batch_size=cfg.batch_size)
+        path = check_model_path(cfg.reward_model, "reward model (--reward_model)", PRESET_REWARD_MODELS)
+        with loading_errors(path, "reward model (--reward_model)"):
+            self.reward = SentimentReward(path, label=cfg.reward_label, kind="logit", batch_size=cfg.batch_size)
         self.judge = load_measurement("sentiment_judge", judge_config_name(cfg.sentiment_judge, ("vader", "default")))
         self.toxicity = load_measurement("toxicity",
                                          judge_config_name(cfg.toxicity_judge, ("profanity-check", "default")))
@@ -252,14 +258,27 @@ def evaluate_frontier(cfg: EvalConfig, scorers: Scorers, ref_model, ref_tok, que
     return points
 
 
+def check_inputs(cfg: EvalConfig) -> None:
+    """Checks before any work: the output folder can be written, the models exist, and a training run given as a
+    model has a complete final export. Raises MissingInputError / UserInputError naming the flag."""
+    check_output_dir(cfg.output_dir)
+    for name, role in ((cfg.model, "model (--model)"), (cfg.reference, "reference (--reference)")):
+        problem = export_problem(check_model_path(name, role))  # a run folder whose final export did not finish
+        if problem:
+            raise UserInputError(problem)
+    check_model_path(cfg.reward_model, "reward model (--reward_model)", PRESET_REWARD_MODELS)
+
+
 def run_eval(cfg: EvalConfig) -> dict:
     """Evaluate cfg.model against cfg.reference; write the outputs to cfg.output_dir and return the dict of
     eval_results.json.
 
     Raises:
-        FileNotFoundError: a model path does not exist.
-        ValueError: a model is not a causal LM, or there are no prompts.
+        MissingInputError: a model path does not exist.
+        UserInputError: the output folder is a file or not writable (checked before any work), a model is not a
+            causal LM or cannot be loaded, or there are no prompts.
     """
+    check_inputs(cfg)
     # 1. Models and prompts: prompts in the policy's tokenization; the reference re-tokenizes the text if it must.
     policy, policy_tok = load_causal_lm(cfg.model, "model (--model)")
     reference, ref_tok = load_causal_lm(cfg.reference, "reference (--reference)")
@@ -267,8 +286,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     prompts = build_prompt_dataset(policy_tok, cfg.dataset_name, split=cfg.split, num_prompts=cfg.num_prompts,
                                    seed=cfg.seed, min_review_chars=cfg.min_review_chars)
     if len(prompts) == 0:
-        raise ValueError(f"No prompts: {cfg.dataset_name!r} split {cfg.split!r} gave 0 queries. Use a dataset with "
-                         "reviews in that split.")
+        raise UserInputError(f"No prompts: {cfg.dataset_name!r} split {cfg.split!r} gave 0 queries. Use a dataset "
+                             "with reviews in that split.")
     S = cfg.samples_per_prompt
     queries_text = [q for q in prompts["query"] for _ in range(S)]  # prompt-major: episode e = p * S + s
     queries_ids = [list(q) for q in prompts["input_ids"] for _ in range(S)]
@@ -350,16 +369,27 @@ def sample_and_score(cfg: EvalConfig, scorers: Scorers, aligned: tuple, referenc
 
 
 def write_outputs(cfg: EvalConfig, output: dict, queries_text, queries_ids, ref: dict, pol: dict) -> None:
-    """eval_results.json, samples.jsonl (schema: `samples.py`), eval_report.md and the plots into cfg.output_dir."""
+    """eval_results.json, samples.jsonl (schema: `samples.py`), eval_report.md and the plots into cfg.output_dir.
+
+    Written to a temporary folder beside them first, then each file moved in with one rename, eval_results.json
+    last: a folder holding eval_results.json holds this evaluation's report, samples and plots too."""
     from .report import plot_frontier, plot_score_distributions, write_report
     from .samples import SAMPLES_FILE, sample_rows, write_samples
 
     os.makedirs(cfg.output_dir, exist_ok=True)
-    with open(os.path.join(cfg.output_dir, "eval_results.json"), "w") as f:
-        json.dump(output, f, indent=2, allow_nan=True)
-    samples = sample_rows(queries_text, queries_ids, cfg.samples_per_prompt, ref, pol)
-    write_samples(os.path.join(cfg.output_dir, SAMPLES_FILE), samples)
-    write_report(os.path.join(cfg.output_dir, "eval_report.md"), output, samples[: cfg.num_report_samples])
-    plot_score_distributions(os.path.join(cfg.output_dir, "score_distributions.png"), ref, pol)
-    if output["frontier"]:
-        plot_frontier(os.path.join(cfg.output_dir, "reward_kl_frontier.png"), output["frontier"])
+    tmp = tempfile.mkdtemp(prefix=".tmp-eval-", dir=cfg.output_dir)
+    try:
+        samples = sample_rows(queries_text, queries_ids, cfg.samples_per_prompt, ref, pol)
+        write_samples(os.path.join(tmp, SAMPLES_FILE), samples)
+        write_report(os.path.join(tmp, "eval_report.md"), output, samples[: cfg.num_report_samples])
+        plot_score_distributions(os.path.join(tmp, "score_distributions.png"), ref, pol)
+        if output["frontier"]:
+            plot_frontier(os.path.join(tmp, "reward_kl_frontier.png"), output["frontier"])
+        with open(os.path.join(tmp, "eval_results.json"), "w") as f:
+            json.dump(output, f, indent=2, allow_nan=True)
+        if os.path.exists(os.path.join(cfg.output_dir, "eval_results.json")):  # an earlier evaluation's: replaced
+            os.remove(os.path.join(cfg.output_dir, "eval_results.json"))
+        for name in sorted(os.listdir(tmp), key=lambda n: n == "eval_results.json"):
+            os.replace(os.path.join(tmp, name), os.path.join(cfg.output_dir, name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

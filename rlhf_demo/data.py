@@ -8,14 +8,18 @@ The train split feeds PPO; the test split feeds evaluation, so evaluation prompt
 
 from __future__ import annotations
 
+import json
 import os
 import random
 
 import datasets
 
+from .errors import MissingInputError, UserInputError, one_line
 from .models import is_local_path
 
 DEFAULT_DATASET = "stanfordnlp/imdb"
+DATA_FILE_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
+                      ".txt": "text"}
 
 
 def clean_review(text: str) -> str:
@@ -25,48 +29,127 @@ def clean_review(text: str) -> str:
 
 def load_reviews(dataset_name_or_path: str = DEFAULT_DATASET, split: str = "train",
                  text_column: str = "text") -> datasets.Dataset:
-    """Load one split of a review dataset from a Hub id or a local path and check it.
+    """Load one split of a review dataset from a Hub id, a local folder or a local file, and check it.
 
     Args:
-        dataset_name_or_path: a Hub dataset id (`stanfordnlp/imdb`) or a local folder that
-            `datasets.load_dataset` reads (parquet, csv, json files named by split).
+        dataset_name_or_path: a Hub dataset id (`stanfordnlp/imdb`), a local folder that `datasets.load_dataset`
+            reads (parquet, csv, json files named by split), or one local file (`.parquet`, `.csv`, `.tsv`, `.json`,
+            `.jsonl`, `.txt`), which then serves as whichever split is asked for.
         split: `train` for training prompts, `test` for held-out evaluation prompts.
         text_column: the column that holds the review text.
 
     Raises:
-        FileNotFoundError: the local path does not exist.
-        ValueError: the split is missing, the text column is missing (the message lists the columns
-            found), or the split is empty.
+        MissingInputError: the local path does not exist, or a Hub id cannot be downloaded.
+        UserInputError: a data file that cannot be read (empty, not UTF-8, not Parquet, a line that is not JSON: the
+            file is named), the split is missing, the text column is missing (the message lists the columns found),
+            or the split is empty.
     """
-    path = os.path.expanduser(dataset_name_or_path)
-    if is_local_path(dataset_name_or_path) and not os.path.exists(path):
-        raise FileNotFoundError(
-            f"Prompt dataset path {dataset_name_or_path!r} does not exist. Pass a folder that "
-            "`datasets.load_dataset` can read (e.g. one with train.parquet and test.parquet) or a Hub id such "
-            f"as {DEFAULT_DATASET!r}."
-        )
-    try:
-        dsd = datasets.load_dataset(path if os.path.exists(path) else dataset_name_or_path)
-    except ValueError as e:
-        if "corresponds to no data" in str(e):  # datasets' message for a split with no rows
-            raise ValueError(f"Dataset {dataset_name_or_path!r} is empty: a split holds no reviews ({e}).") from e
-        raise
-    except (ConnectionError, OSError) as e:  # offline, or an unknown Hub id
-        raise OSError(
-            f"Could not load the dataset {dataset_name_or_path!r} ({e}). Without internet, pass a local copy "
-            "with --dataset_name PATH (e.g. the IMDB parquet files)."
-        ) from e
+    name, path = dataset_name_or_path, os.path.expanduser(dataset_name_or_path)
+    if is_local_path(name) and not os.path.exists(path):
+        raise MissingInputError(
+            f"Prompt dataset path {name!r} does not exist. Pass a data file, a folder that `datasets.load_dataset` "
+            f"can read (e.g. one with train.parquet and test.parquet) or a Hub id such as {DEFAULT_DATASET!r}.")
+    dsd = _load_dataset_dict(name, path, split)
     if split not in dsd:
-        raise ValueError(f"Dataset {dataset_name_or_path!r} has no split {split!r}; splits found: {sorted(dsd)}.")
+        raise UserInputError(f"Dataset {name!r} has no split {split!r}; splits found: {sorted(dsd)}.")
     ds = dsd[split]
     if text_column not in ds.column_names:
-        raise ValueError(
-            f"Dataset {dataset_name_or_path!r} split {split!r} has no {text_column!r} column; columns found: "
-            f"{ds.column_names}. Pass --text_column with the name of the column holding the text."
-        )
+        raise UserInputError(
+            f"Dataset {name!r} split {split!r} has no {text_column!r} column; columns found: "
+            f"{ds.column_names}. Pass --text_column with the name of the column holding the text.")
     if len(ds) == 0:
-        raise ValueError(f"Dataset {dataset_name_or_path!r} split {split!r} is empty: it holds no reviews.")
+        problem = diagnose_data_files(path) if os.path.exists(path) else None
+        raise UserInputError(f"Dataset {name!r} split {split!r} is empty: " + (problem or "it holds no reviews."))
     return ds
+
+
+def _load_dataset_dict(name: str, path: str, split: str) -> datasets.DatasetDict:
+    """`datasets.load_dataset` of a local file (as split `split`), a local folder or a Hub id, with what it raises
+    for unreadable data or an unreachable Hub turned into one-line user errors naming the file at fault."""
+    from datasets.exceptions import DatasetGenerationError
+
+    try:
+        if os.path.isfile(path):
+            ext = os.path.splitext(path)[1].lower()
+            if ext not in DATA_FILE_BUILDERS:
+                raise UserInputError(f"Data file {name!r} has an unknown format {ext or '(no extension)'!r}; use "
+                                     f"one of {', '.join(DATA_FILE_BUILDERS)}.")
+            return datasets.load_dataset(DATA_FILE_BUILDERS[ext], data_files={split: path})
+        return datasets.load_dataset(path if os.path.exists(path) else name)
+    except UserInputError:
+        raise
+    except (DatasetGenerationError, ValueError, OSError, ConnectionError) as e:
+        if not os.path.exists(path):  # offline, or an unknown Hub id
+            raise MissingInputError(
+                f"Could not load the dataset {name!r}: it is not a local file or folder, and as a Hub id it could not "
+                "be downloaded (offline, or no such dataset). Without internet, pass a local copy with "
+                "--dataset_name PATH (e.g. the IMDB parquet files).") from None
+        cause = e
+        while cause.__cause__ is not None or cause.__context__ is not None:
+            cause = cause.__cause__ or cause.__context__
+        problem = diagnose_data_files(path)
+        if problem is None and "corresponds to no data" in str(e):  # datasets' message for a split with no rows
+            raise UserInputError(f"Dataset {name!r} is empty: a split holds no reviews ({one_line(e)}).") from None
+        problem = problem or f"{type(cause).__name__}: {one_line(cause)}"
+        raise UserInputError(f"Could not read the dataset {name!r}: {problem}") from None
+
+
+def data_files(path: str) -> list[str]:
+    """The data files under a local path: the file itself, or every file with a known extension in the folder and
+    its sub-folders (hidden ones skipped), sorted."""
+    if os.path.isfile(path):
+        return [path]
+    found = []
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [os.path.join(root, f) for f in sorted(files)
+                  if not f.startswith(".") and os.path.splitext(f)[1].lower() in DATA_FILE_BUILDERS]
+    return found
+
+
+def diagnose_data_files(path: str) -> str | None:
+    """What is wrong with the first bad data file under `path`, as a sentence naming the file and the fix, or None:
+    an empty file, a Parquet file without its magic bytes, text that is not UTF-8, a JSON-lines line that is not
+    JSON. Reads every text file once (called when loading failed or gave nothing)."""
+    for f in data_files(path):
+        ext = os.path.splitext(f)[1].lower()
+        if os.path.getsize(f) == 0:
+            return f"data file {f!r} is empty; fill it or remove it."
+        if ext == ".parquet":
+            with open(f, "rb") as fh:
+                head = fh.read(4)
+                fh.seek(-4, os.SEEK_END)
+                if head != b"PAR1" or fh.read(4) != b"PAR1":
+                    return f"data file {f!r} is not a Parquet file (truncated, or another format); write it again."
+            continue
+        try:
+            with open(f, encoding="utf-8") as fh:
+                text = fh.read()
+        except UnicodeDecodeError as e:
+            return (f"data file {f!r} is not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8 "
+                    "(e.g. `iconv -f latin1 -t utf-8`).")
+        if ext in (".json", ".jsonl"):
+            problem = _json_lines_problem(text)
+            if problem:
+                return f"{problem} of data file {f!r} is not JSON; write one JSON object per line."
+    return None
+
+
+def _json_lines_problem(text: str) -> str | None:
+    """'line N' of the first line of a JSON-lines text that does not parse (None when all do, or the whole text is
+    one JSON document)."""
+    try:
+        json.loads(text)
+        return None
+    except ValueError:
+        pass
+    for i, line in enumerate(text.splitlines(), 1):
+        try:
+            if line.strip():
+                json.loads(line)
+        except ValueError:
+            return f"line {i}"
+    return None
 
 
 def build_prompt_dataset(
@@ -93,11 +176,11 @@ def build_prompt_dataset(
         (the decoded query text).
 
     Raises:
-        ValueError: bad lengths, or no review is longer than `min_review_chars` (plus the errors of
+        UserInputError: bad lengths, or no review is longer than `min_review_chars` (plus the errors of
             `load_reviews`).
     """
     if not 1 <= min_query_tokens <= max_query_tokens:
-        raise ValueError(
+        raise UserInputError(
             f"Query lengths must satisfy 1 <= min_query_tokens <= max_query_tokens; got {min_query_tokens} and "
             f"{max_query_tokens}."
         )
@@ -106,14 +189,14 @@ def build_prompt_dataset(
                 remove_columns=ds.column_names)
     ds = ds.filter(lambda b: [len(t) > min_review_chars for t in b["text"]], batched=True)
     if len(ds) == 0:
-        raise ValueError(
+        raise UserInputError(
             f"No review in {dataset_name_or_path!r} split {split!r} is longer than {min_review_chars} characters; "
             "lower --min_review_chars or use another dataset."
         )
     ds = ds.shuffle(seed=seed)
     if num_prompts is not None:
         if num_prompts < 1:
-            raise ValueError(f"num_prompts must be at least 1, got {num_prompts}.")
+            raise UserInputError(f"num_prompts must be at least 1, got {num_prompts}.")
         ds = ds.select(range(min(num_prompts, len(ds))))
     rng = random.Random(seed)
     lengths = [rng.randint(min_query_tokens, max_query_tokens) for _ in range(len(ds))]

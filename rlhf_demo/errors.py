@@ -15,3 +15,14 @@ class UserInputError(ValueError):
 
 class MissingInputError(UserInputError, FileNotFoundError):
     """A user error about something that does not exist (a model folder, a data file, a checkpoint)."""
+
+
+class TrainingDivergedError(UserInputError):
+    """A run that turned degenerate (a NaN or infinite reward, advantage, value loss or gradient): training stops
+    before saving anything of that step, so the last checkpoint stays intact. The message names the quantity, the
+    step, and the settings that tame it (reward scale, --reward_clip, --normalize_reward, --learning_rate)."""
+
+
+def one_line(error: BaseException) -> str:
+    """The message of `error` as one line (the lines of a multi-line message joined by spaces), for the CLI."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())

@@ -8,15 +8,24 @@ Position ids always come from the attention mask, so left padding does not shift
 
 from __future__ import annotations
 
+import copy
+import json
 import os
+import pickle
+from contextlib import contextmanager
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from .config import PRESETS_DIR
+from .errors import MissingInputError, UserInputError, one_line
 
 PRESET_POLICIES = {"tiny": os.path.join(PRESETS_DIR, "tiny", "policy"), "gpt2": "openai-community/gpt2"}
 PRESET_REWARD_MODELS = {"tiny": os.path.join(PRESETS_DIR, "tiny", "reward_model"), "gpt2": "lvwerra/distilbert-imdb"}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model",
+                   "vocab.txt")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 
 
 def is_local_path(name: str) -> bool:
@@ -44,13 +53,60 @@ def resolve_model_path(name_or_path: str, presets: dict[str, str] = PRESET_POLIC
 
 
 def check_model_path(name_or_path: str, role: str, presets: dict[str, str] = PRESET_POLICIES) -> str:
-    """Resolve a preset; raise FileNotFoundError naming `role` when a local path does not exist."""
+    """Resolve a preset and return the path or Hub id to load. Raises MissingInputError naming `role` when a local
+    path does not exist, UserInputError when it is a file rather than a model folder."""
     path = resolve_model_path(name_or_path, presets)
     if is_local_path(path) and not os.path.exists(path):
-        raise FileNotFoundError(f"The {role} {name_or_path!r} does not exist. Pass a folder written by "
-                                "save_pretrained, "
-                                f"a Hub id or a preset ({', '.join(presets)}).")
+        raise MissingInputError(f"The {role} {name_or_path!r} does not exist. Pass a folder written by "
+                                f"save_pretrained, a Hub id or a preset ({', '.join(presets)}).")
+    if os.path.isfile(path):
+        raise UserInputError(f"The {role} {name_or_path!r} is a file, not a model folder. Pass the folder that holds "
+                             "config.json and the weights.")
     return path
+
+
+def _weights_file(path: str) -> str:
+    """The weights file `from_pretrained` reads in the folder `path` (for error messages), else the folder."""
+    for name in WEIGHT_FILES:
+        if os.path.isfile(os.path.join(path, name)):
+            return os.path.join(path, name)
+    return path
+
+
+@contextmanager
+def loading_errors(name_or_path: str, role: str):
+    """Context manager turning what `from_pretrained` raises for a bad model folder or an unreachable Hub id into
+    one-line user errors naming `role` and the file: truncated or corrupt weights (UserInputError), a config or
+    tokenizer file that is not valid JSON (UserInputError), no weights, or a Hub id that cannot be downloaded
+    (MissingInputError). Other exceptions pass through unchanged."""
+    from safetensors import SafetensorError
+
+    local = os.path.isdir(name_or_path)
+    try:
+        yield
+    except UserInputError:
+        raise
+    except (SafetensorError, pickle.UnpicklingError, EOFError) as e:
+        raise UserInputError(f"The weights of the {role}, {_weights_file(name_or_path)!r}, are truncated or "
+                             f"corrupt ({one_line(e)}); save the model again with save_pretrained.") from None
+    except json.JSONDecodeError as e:
+        raise UserInputError(f"A JSON file of the {role} {name_or_path!r} is corrupt ({e}); save the model and "
+                             "tokenizer again with save_pretrained.") from None
+    except OSError as e:
+        if local:
+            raise UserInputError(f"The {role} {name_or_path!r} cannot be loaded: {one_line(e)} Save it again with "
+                                 "save_pretrained.") from None
+        raise MissingInputError(f"Could not load the {role} {name_or_path!r}: it is not a local folder, and as a Hub "
+                                "id it could not be downloaded (offline, or no such repository). Pass a folder "
+                                "written by save_pretrained, or a preset (tiny).") from None
+
+
+def check_tokenizer_files(path: str, role: str) -> None:
+    """Raise UserInputError when the local folder `path` holds no tokenizer files (transformers would build an empty
+    tokenizer from config.json alone, which fails much later with an unrelated message)."""
+    if os.path.isdir(path) and not any(os.path.isfile(os.path.join(path, n)) for n in TOKENIZER_FILES):
+        raise UserInputError(f"The {role} {path!r} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); "
+                             "save the tokenizer into it with tokenizer.save_pretrained.")
 
 
 def ensure_pad_token(tokenizer):
@@ -75,9 +131,18 @@ def text_classifier(name_or_path: str):
     return classifier
 
 
-def load_tokenizer(name_or_path: str):
-    """Tokenizer with left padding; a tokenizer without a pad token (GPT-2) pads with EOS."""
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
+def load_tokenizer(name_or_path: str, role: str = "tokenizer"):
+    """Tokenizer with left padding; a tokenizer without a pad token (GPT-2) pads with EOS.
+
+    Raises MissingInputError / UserInputError (naming `role`) for a missing folder, one without tokenizer files, a
+    corrupt tokenizer file, or a Hub id that cannot be downloaded; UserInputError for a tokenizer without EOS."""
+    path = check_model_path(name_or_path, role)
+    check_tokenizer_files(path, role)
+    with loading_errors(path, role):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    if len(tokenizer) == 0 or tokenizer.eos_token is None:
+        raise UserInputError(f"The {role} {name_or_path!r} has an empty vocabulary or no EOS token; save the model's "
+                             "own tokenizer into the folder.")
     tokenizer.padding_side = "left"
     return ensure_pad_token(tokenizer)
 
@@ -111,37 +176,62 @@ def use_fused_gelu(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def load_policy(name_or_path: str, dtype: torch.dtype = torch.float32):
-    """A causal LM in `dtype`, eval mode, with the fused GELU. Raises ValueError when `name_or_path` holds another
-    kind of model or a folder without config.json."""
-    path = resolve_model_path(name_or_path)
+def load_policy(name_or_path: str, dtype: torch.dtype = torch.float32, role: str = "policy"):
+    """A causal LM in `dtype`, eval mode, with the fused GELU.
+
+    Raises MissingInputError / UserInputError naming `role`: a missing folder or one without config.json, another
+    kind of model, truncated or corrupt weights (the file named), or a Hub id that cannot be downloaded."""
+    path = check_model_path(name_or_path, role)
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "config.json")):
-        raise ValueError(f"{path!r} is not a saved model: it has no config.json. Pass a folder written by "
-                         "save_pretrained or a Hub id.")
-    config = AutoConfig.from_pretrained(path)
-    if not is_causal_lm_config(config):
-        raise ValueError(f"{path!r} holds a {config.architectures[0]}, not a causal language model; pass a policy "
-                         "(e.g. a GPT2LMHeadModel).")
-    return use_fused_gelu(AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval())
+        raise UserInputError(f"The {role} {name_or_path!r} is not a saved model: it has no config.json. Pass a folder "
+                             "written by save_pretrained or a Hub id.")
+    with loading_errors(path, role):
+        config = AutoConfig.from_pretrained(path)
+        if not is_causal_lm_config(config):
+            raise UserInputError(f"The {role} {name_or_path!r} holds a {config.architectures[0]}, not a causal "
+                                 "language model; pass a policy (e.g. a GPT2LMHeadModel).")
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    return use_fused_gelu(model.eval())
 
 
 def load_causal_lm(name_or_path: str, role: str):
-    """(model, tokenizer) of a causal LM for `role` (named in errors).
+    """(model, tokenizer) of a causal LM for `role` (named in errors): `load_policy` and `load_tokenizer`, with their
+    user errors (MissingInputError for a missing folder or an id that cannot be loaded, UserInputError otherwise)."""
+    return load_policy(name_or_path, role=role), load_tokenizer(name_or_path, role=role)
 
-    Raises FileNotFoundError for a missing folder or an id that cannot be loaded (e.g. a Hub id offline), and
-    ValueError when the folder holds another kind of model.
-    """
-    path = check_model_path(name_or_path, role)
-    try:
-        model = load_policy(path)
-    except ValueError as e:
-        raise ValueError(f"The {role} is not a causal language model: {e}") from e
-    except OSError as e:  # neither a local folder nor a Hub id that can be downloaded (e.g. offline)
-        raise FileNotFoundError(f"Could not load the {role} {name_or_path!r}: it is not a local folder, and as a Hub "
-                                "id it could "
-                                f"not be loaded ({e}). Pass a folder written by save_pretrained, or a preset "
-                                "(tiny).") from e
-    return model, load_tokenizer(path)
+
+def check_context_length(model, tokens: int, flag: str) -> None:
+    """Raise UserInputError when `tokens` (longest query + response) exceed the context of `model` (given by `flag`),
+    before a forward pass would fail with an index error deep inside the model."""
+    limit = context_length(model)
+    if limit and tokens > limit:
+        raise UserInputError(f"Queries plus responses of up to {tokens} tokens (--max_query_tokens + "
+                             f"--response_length) exceed the context of {limit} tokens of the model of {flag}; lower "
+                             "them.")
+
+
+def build_ppo_models(cfg, policy=None, ref_policy=None, value_model=None):
+    """(policy, reference, value model) for PPO with `cfg` (a PPOConfig), each loaded from the config where not given:
+    dropout off and fused GELU everywhere; with `cfg.use_peft` the policy gets LoRA adapters and the reference is None
+    (the policy with its adapter disabled), else the reference is a frozen copy of the policy."""
+    policy = policy if policy is not None else load_policy(cfg.model_name_or_path, role="policy (--model_name_or_path)")
+    disable_dropout(policy)
+    use_fused_gelu(policy)
+    if cfg.use_peft:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=cfg.lora_target_modules, fan_in_fan_out=True, task_type="CAUSAL_LM")
+        policy = get_peft_model(policy, lora)
+        ref_policy = None
+    else:
+        ref_policy = use_fused_gelu(ref_policy) if ref_policy is not None else copy.deepcopy(policy)
+        ref_policy.eval().requires_grad_(False)
+    if value_model is None:
+        value_model = build_value_model(cfg.value_model_name_or_path or cfg.model_name_or_path)
+    disable_dropout(value_model)
+    use_fused_gelu(value_model)
+    return policy, ref_policy, value_model
 
 
 def disable_dropout(model: torch.nn.Module) -> None:
@@ -159,8 +249,10 @@ def build_value_model(name_or_path: str):
     """
     from transformers import AutoModelForTokenClassification
 
-    model = AutoModelForTokenClassification.from_pretrained(name_or_path, num_labels=1, dtype=torch.float32,
-                                                            ignore_mismatched_sizes=True)
+    path = check_model_path(name_or_path, "value model backbone")
+    with loading_errors(path, "value model backbone"):
+        model = AutoModelForTokenClassification.from_pretrained(path, num_labels=1, dtype=torch.float32,
+                                                                ignore_mismatched_sizes=True)
     head = getattr(model, "classifier", None) or model.score  # the head's name varies by architecture
     torch.nn.init.zeros_(head.weight)
     if getattr(head, "bias", None) is not None:

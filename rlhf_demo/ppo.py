@@ -17,7 +17,6 @@ policy's features, the two can start from different models, and the value model 
 
 from __future__ import annotations
 
-import copy
 import os
 import random
 import time
@@ -30,16 +29,16 @@ from tqdm.auto import tqdm
 
 from . import __version__, runs
 from .config import PPOConfig, save_config
+from .errors import TrainingDivergedError, UserInputError
 from .models import (
-    build_value_model,
-    disable_dropout,
+    build_ppo_models,
+    check_context_length,
     ensure_pad_token,
     forward_response,
-    load_policy,
     load_tokenizer,
+    loading_errors,
     logprobs_from_logits,
     pad_left,
-    use_fused_gelu,
     value_forward,
 )
 from .ppo_math import (
@@ -51,6 +50,7 @@ from .ppo_math import (
     kl_per_token,
     masked_mean,
     masked_whiten,
+    nonfinite,
     policy_loss,
     value_loss,
 )
@@ -96,13 +96,21 @@ class PPOTrainer:
         ref_policy: the reference (a frozen copy of the policy when None; with LoRA, the adapter-disabled policy).
 
     Raises:
-        ValueError: an empty training dataset, or (from `step`) a reward function that returns the wrong number
-            of scores or a non-finite one.
+        UserInputError: an unwritable output folder, a checkpoint that is missing or has another batch size, seed or
+            model, a model that cannot be loaded, queries + responses beyond a model's context, no training queries,
+            or (from `step`) a reward function that returns the wrong number of scores or a non-finite one.
+        TrainingDivergedError: (from `step`) a NaN or infinite reward, advantage, loss or gradient; the last
+            checkpoint stays intact.
     """
 
     def __init__(self, config: PPOConfig, policy=None, tokenizer=None, reward_fn=None, train_dataset=None,
                  value_model=None, ref_policy=None):
         self.config = cfg = config
+        runs.check_output_dir(cfg.output_dir)  # before any work, as is the checkpoint a resume continues
+        self.resume_path = cfg.resume_from_checkpoint and runs.resolve_checkpoint(cfg.output_dir,
+                                                                                  cfg.resume_from_checkpoint)
+        if self.resume_path:
+            runs.check_resume_config(self.resume_path, cfg, cfg.resume_with_changed_config)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
@@ -110,20 +118,17 @@ class PPOTrainer:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
 
-        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model_name_or_path)
+        if tokenizer is None:
+            tokenizer = load_tokenizer(cfg.model_name_or_path, "policy (--model_name_or_path)")
         self.tokenizer = ensure_pad_token(tokenizer)
-        policy, self.ref_policy, value_model = self._build_models(policy, ref_policy, value_model)
-        self.reward_fn = reward_fn if reward_fn is not None else build_reward(cfg.reward)
-        if train_dataset is None:
-            from .data import build_prompt_dataset
-
-            train_dataset = build_prompt_dataset(
-                self.tokenizer, cfg.dataset_name, "train", text_column=cfg.text_column, seed=cfg.seed,
-                min_review_chars=cfg.min_review_chars, min_query_tokens=cfg.min_query_tokens,
-                max_query_tokens=cfg.max_query_tokens)
-        if len(train_dataset) == 0:
-            raise ValueError("The training dataset holds no queries.")
-        self.train_dataset = train_dataset
+        policy, self.ref_policy, value_model = build_ppo_models(cfg, policy, ref_policy, value_model)
+        for model, flag in ((policy, "--model_name_or_path"), (value_model, "--value_model_name_or_path")):
+            check_context_length(model, cfg.max_query_tokens + cfg.response_length, flag)
+        with loading_errors(" ".join(cfg.reward), "reward (--reward)"):  # a reward model folder that cannot load
+            self.reward_fn = reward_fn if reward_fn is not None else build_reward(cfg.reward)
+        self.train_dataset = train_dataset if train_dataset is not None else self._build_dataset()
+        if len(self.train_dataset) == 0:
+            raise UserInputError("The training dataset holds no queries; pass another --dataset_name.")
 
         # Derived sizes, computed once (as in CleanRL).
         self.world_size = self.accelerator.num_processes
@@ -152,29 +157,16 @@ class PPOTrainer:
         self.state = {"step": 0, "episode": 0, "wall_time_s": 0.0}
         self.last_rollout: Rollout | None = None  # the last step's episodes, for the samples log and inspection
 
-    def _build_models(self, policy, ref_policy, value_model):
-        """(policy, reference or None with LoRA, value model), loaded from the config where not given."""
-        cfg = self.config
-        policy = policy if policy is not None else load_policy(cfg.model_name_or_path)
-        disable_dropout(policy)
-        use_fused_gelu(policy)
-        if cfg.use_peft:
-            from peft import LoraConfig, get_peft_model
-
-            lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                              target_modules=cfg.lora_target_modules, fan_in_fan_out=True, task_type="CAUSAL_LM")
-            policy = get_peft_model(policy, lora)
-            ref_policy = None  # the reference is the policy with its adapter disabled
-        else:
-            ref_policy = use_fused_gelu(ref_policy) if ref_policy is not None else copy.deepcopy(policy)
-            ref_policy.eval().requires_grad_(False)
-        if value_model is None:
-            value_model = build_value_model(cfg.value_model_name_or_path or cfg.model_name_or_path)
-        disable_dropout(value_model)
-        use_fused_gelu(value_model)
-        return policy, ref_policy, value_model
-
     # ---- data ------------------------------------------------------------------------------------------
+    def _build_dataset(self):
+        """The training queries of `config.dataset_name` (its train split), tokenized with the policy's tokenizer."""
+        from .data import build_prompt_dataset
+
+        cfg = self.config
+        return build_prompt_dataset(self.tokenizer, cfg.dataset_name, "train", text_column=cfg.text_column,
+                                    seed=cfg.seed, min_review_chars=cfg.min_review_chars,
+                                    min_query_tokens=cfg.min_query_tokens, max_query_tokens=cfg.max_query_tokens)
+
     def _query_batch(self, step: int) -> tuple[list[list[int]], list[str]]:
         """Queries for PPO step `step` on this process: a seeded permutation per pass over the dataset, so a resumed
         run sees exactly the data it would have seen."""
@@ -233,6 +225,10 @@ class PPOTrainer:
         advantages, returns = compute_gae(rewards, values, response_mask.float(), cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:
             advantages = masked_whiten(advantages, response_mask.float())
+        bad = nonfinite(scores=scores, kl=kl, values=values, advantages=advantages, returns=returns)
+        if self.accelerator.gather(torch.tensor([float(len(bad))], device=device)).sum() > 0:  # all processes stop
+            raise self._diverged(f"the {', '.join(bad) or 'rollout of another process'}",
+                                 f"largest absolute score {raw_scores.abs().max().item():.3g}")
         return Rollout(query_ids=query_ids, query_mask=query_mask, responses=responses, response_mask=response_mask,
                        logprobs=logprobs, ref_logprobs=ref_logprobs, values=values, entropy=entropy, scores=scores,
                        raw_scores=raw_scores, kl=kl, rewards=rewards, advantages=advantages, returns=returns,
@@ -280,7 +276,13 @@ class PPOTrainer:
         cfg, pad_id = self.config, self.tokenizer.pad_token_id
         responses_text = self.tokenizer.batch_decode(responses * response_mask + pad_id * (1 - response_mask),
                                                      skip_special_tokens=True)
-        raw = check_scores(self.reward_fn(queries_text, responses_text), len(responses_text), self.reward_fn)
+        scores_out = self.reward_fn(queries_text, responses_text)
+        try:  # the reward function's output is the user's to fix: one line, no traceback
+            raw = check_scores(scores_out, len(responses_text), self.reward_fn)
+        except UserInputError:
+            raise
+        except ValueError as e:
+            raise UserInputError(str(e)) from None
         raw_scores = torch.tensor(raw, dtype=torch.float32, device=responses.device)
         scores = raw_scores.clone()
         if cfg.missing_eos_penalty is not None:
@@ -308,7 +310,10 @@ class PPOTrainer:
                     idx = mb_idx[micro_start : micro_start + self.micro_batch_size].to(rollout.responses.device)
                     loss = self._loss(rollout, idx, stats)
                     self.accelerator.backward(loss / cfg.gradient_accumulation_steps)
-                self.accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                grad_norm = self.accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                if grad_norm is not None and not torch.isfinite(grad_norm):  # never step on NaN / inf gradients
+                    raise self._diverged("the gradient norm", f"value loss {stats['value_loss'][-1].item():.3g}, "
+                                         f"largest absolute return {rollout.returns.abs().max().item():.3g}")
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
         s = {k: self._gmean(torch.stack(v)) for k, v in stats.items() if v}
@@ -350,6 +355,14 @@ class PPOTrainer:
             stats[k].append(v)
         return loss
 
+    def _diverged(self, what: str, detail: str) -> TrainingDivergedError:
+        """The error that stops a degenerate run at the current step, before anything of it is saved."""
+        return TrainingDivergedError(
+            f"PPO step {self.state['step'] + 1}: {what} turned NaN or infinite ({detail}). The run stopped before "
+            f"saving anything of this step, so the checkpoints in "
+            f"{os.path.join(self.config.output_dir, runs.CHECKPOINTS)} are intact. Scale the reward down, or set "
+            "--reward_clip or --normalize_reward, or lower --learning_rate.")
+
     def _rollout_metrics(self, r: Rollout, beta: float, mean_kl: float) -> dict[str, float]:
         """The rollout's TRL-named metrics, averaged over all processes."""
         return {
@@ -376,14 +389,16 @@ class PPOTrainer:
         """
         cfg, main = self.config, self.accelerator.is_main_process
         os.makedirs(cfg.output_dir, exist_ok=True)
-        if cfg.resume_from_checkpoint:
-            self.load_checkpoint(runs.resolve_checkpoint(cfg.output_dir, cfg.resume_from_checkpoint))
+        if self.resume_path:
+            self.load_checkpoint(self.resume_path)
         logger = runs.RunLogger(cfg.output_dir, cfg.report_to, cfg) if main else None
-        if main:
-            save_config(cfg, os.path.join(cfg.output_dir, runs.TRAINING_CONFIG_FILE))
+        if main and not os.path.exists(os.path.join(cfg.output_dir, runs.RUN_INFO_FILE)):  # a finished run's: kept
+            save_config(cfg, os.path.join(cfg.output_dir, runs.TRAINING_CONFIG_FILE))  # until the export replaces it
         bar = tqdm(total=self.num_steps * self.global_batch, initial=self.state["episode"], unit="episode", desc="PPO",
                    disable=not (cfg.progress_bar and main))
-        metrics: dict[str, float] = {}
+        # A resumed run that had already finished logs no step: its final metrics are the last ones logged.
+        logged = runs.read_jsonl(os.path.join(cfg.output_dir, runs.METRICS_FILE)) if self.resume_path else []
+        metrics: dict[str, float] = logged[-1] if logged else {}
         while self.state["step"] < self.num_steps:
             t0 = time.time()
             metrics = self.step()
@@ -414,14 +429,15 @@ class PPOTrainer:
         """Write `output_dir/checkpoints/checkpoint-<step>` atomically and keep the last `save_total_limit`; it holds
         everything `load_checkpoint` needs to continue exactly. Returns its path (on the main process)."""
         acc = self.accelerator
-        state = {**self.state, "kl_coef": self.kl_ctl.value, "reward_stats": vars(self.reward_stats)}
+        state = {**self.state, "kl_coef": self.kl_ctl.value, "reward_stats": vars(self.reward_stats),
+                 "config": runs.resume_config(self.config)}
         return runs.save_checkpoint(self.config.output_dir, self.config.save_total_limit, acc,
                                     acc.unwrap_model(self.policy), acc.unwrap_model(self.value_model), self.tokenizer,
                                     self.optimizer, self.scheduler, state)
 
     def load_checkpoint(self, path: str) -> None:
-        """Restore a checkpoint of `save_checkpoint`, so training continues as if never interrupted (ValueError when it
-        was written by another number of processes)."""
+        """Restore a checkpoint of `save_checkpoint`, so training continues as if never interrupted (UserInputError when
+        it was written by another number of processes)."""
         acc = self.accelerator
         state = runs.load_checkpoint(path, acc, acc.unwrap_model(self.policy), acc.unwrap_model(self.value_model),
                                      self.optimizer, self.scheduler, adapter_only=self.config.use_peft)
@@ -433,7 +449,8 @@ class PPOTrainer:
 
     def save_model(self, output_dir: str, final_metrics: dict | None = None) -> None:
         """Save the aligned policy (merged, if LoRA) loadable with `AutoModelForCausalLM.from_pretrained`, its
-        tokenizer and sampling settings, the value model (`value_model/`) and `run_info.json`."""
+        tokenizer and sampling settings, the value model (`value_model/`), training_config.yaml and `run_info.json`,
+        atomically (`runs.export_model`)."""
         acc, cfg = self.accelerator, self.config
         if not acc.is_main_process:
             return
@@ -447,4 +464,4 @@ class PPOTrainer:
         sampling = {"top_k": cfg.top_k, "top_p": cfg.top_p, "temperature": cfg.temperature,
                     "max_new_tokens": cfg.response_length}
         runs.export_model(output_dir, acc.unwrap_model(self.policy), self.tokenizer, acc.unwrap_model(self.value_model),
-                          sampling, run_info, merge_adapter=cfg.use_peft)
+                          sampling, run_info, merge_adapter=cfg.use_peft, config=cfg)

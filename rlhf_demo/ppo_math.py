@@ -116,6 +116,11 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
+def nonfinite(**tensors: torch.Tensor) -> list[str]:
+    """The names of the given tensors (any shapes) that hold a NaN or an infinity, in the order given."""
+    return [name for name, x in tensors.items() if not bool(torch.isfinite(x).all())]
+
+
 class AdaptiveKLController:
     """beta <- beta * (1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon)  (Ziegler et al. 2019, eq. 2).
 

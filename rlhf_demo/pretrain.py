@@ -19,6 +19,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 from . import runs
 from .config import PretrainConfig
 from .data import clean_review, load_reviews
+from .errors import UserInputError
 from .runs import atomic_save, machine_description, save_half
 
 EOS_TOKEN = "<|endoftext|>"
@@ -155,6 +156,7 @@ def train_steps(cfg: PretrainConfig, model, optimizer, stream: torch.Tensor, ste
 
 def pretrain(cfg: PretrainConfig) -> dict:
     """Train tokenizer + GPT-2 on the train split, report on `eval_reviews` test reviews. Returns the report."""
+    runs.check_output_dir(cfg.output_dir)  # before the minutes of tokenizer training
     torch.manual_seed(cfg.seed)
     os.makedirs(cfg.output_dir, exist_ok=True)
     start = time.time()
@@ -172,6 +174,9 @@ def pretrain(cfg: PretrainConfig) -> dict:
     # One long stream: <eos> review <eos> review ... ; batches are random windows of it.
     ids = tokenizer([EOS_TOKEN + t for t in train_texts], add_special_tokens=False)["input_ids"]
     stream = torch.tensor([i for doc in ids for i in doc], dtype=torch.long)
+    if len(stream) < cfg.block_size + 2:
+        raise UserInputError(f"The train split of {cfg.dataset_name!r} holds {len(stream)} tokens, fewer than one "
+                             f"training window of --block_size {cfg.block_size} + 1; lower --block_size or add text.")
     print(f"train stream: {len(stream):,} tokens from {len(train_texts):,} reviews "
           f"({sum(len(t.encode()) for t in train_texts) / len(stream):.2f} bytes/token)")
 
@@ -187,7 +192,11 @@ def pretrain(cfg: PretrainConfig) -> dict:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
-    atomic_save(lambda tmp: save_half(model, tokenizer, tmp), os.path.join(cfg.output_dir, "final"))
-    runs.write_json(os.path.join(cfg.output_dir, "final", "pretrain_report.json"), report)
+
+    def save_final(tmp):  # the model and its report together, in one rename
+        save_half(model, tokenizer, tmp)
+        runs.write_json(os.path.join(tmp, "pretrain_report.json"), report)
+
+    atomic_save(save_final, os.path.join(cfg.output_dir, "final"))
     print(json.dumps(report, indent=2))
     return report

@@ -5,7 +5,8 @@
       adapter/                     the LoRA adapter (with --use_peft; the top level holds the merged model)
       value_model/                 the PPO value model of the run
       training_config.yaml         the resolved PPOConfig
-      run_info.json                base model, reward functions, episodes, wall time, machine, final metrics
+      run_info.json                base model, reward functions, episodes, wall time, machine, final metrics, and
+                                   the list of exported files; written last, so it marks a complete export
       metrics.jsonl                one line of TRL-named metrics per logged PPO step
       samples.jsonl                a few sampled completions every `sample_steps` steps
       checkpoints/checkpoint-<step>/
@@ -26,27 +27,34 @@ import platform
 import random
 import re
 import shutil
+import sys
+import tempfile
 from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
+
+from .errors import MissingInputError, UserInputError
 
 CHECKPOINTS = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.jsonl"
 RUN_INFO_FILE = "run_info.json"
 TRAINING_CONFIG_FILE = "training_config.yaml"
+EXPORT_TMP = ".tmp-export"
+RESUME_FIELDS = ("model_name_or_path", "value_model_name_or_path", "use_peft", "batch_size", "seed")
 _CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 
 
 # ------------------------------------------------------------------------------------------- atomic writes
 def atomic_save(save_fn: Callable[[str], None], path: str) -> None:
     """Call `save_fn(tmp_dir)` then move the folder to `path` with a rename, so `path` is never half written."""
-    tmp = path + ".tmp"
+    tmp, old = path + ".tmp", path + ".old"
+    if not os.path.exists(path) and os.path.isdir(old):  # a crash between the two renames below: restore it
+        os.replace(old, path)
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     save_fn(tmp)
-    old = path + ".old"
     if os.path.exists(path):
         os.replace(path, old)
     os.replace(tmp, path)
@@ -59,6 +67,25 @@ def write_json(path: str, obj, indent: int = 2) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=indent)
     os.replace(tmp, path)
+
+
+def check_output_dir(path: str, flag: str = "--output_dir") -> None:
+    """Raise UserInputError unless `path` is (or can become) a folder this process can write into: not a file, not
+    under a file, writable. Tried by creating and removing a temporary folder in it (or in its nearest existing
+    parent), so nothing is left behind; called before any work, so a bad folder fails in a second, not at the end."""
+    target = os.path.abspath(os.path.expanduser(path))
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise UserInputError(f"{flag} {path!r} is a file, not a folder; pass a folder path.")
+    parent = target
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UserInputError(f"{flag} {path!r} cannot be created: {parent!r} is a file; pass another folder path.")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-test-", dir=parent))
+    except OSError as e:
+        raise UserInputError(f"{flag} {path!r} is not writable ({e.strerror} in {parent!r}); pass a folder you can "
+                             "write to.") from None
 
 
 def save_half(model, tokenizer, path: str) -> None:
@@ -76,35 +103,50 @@ def save_half(model, tokenizer, path: str) -> None:
 
 # ------------------------------------------------------------------------------------------- JSON lines logs
 def append_jsonl(path: str, rows: Iterable[dict]) -> None:
-    """Append one JSON object per line to `path` (created if missing)."""
+    """Append one JSON object per line to `path` (created if missing); after a last line cut short by a crash, the
+    first row starts on a new line (the torn line stays unreadable instead of spoiling the new row)."""
+    torn = False
+    if os.path.isfile(path) and os.path.getsize(path):
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
     with open(path, "a", encoding="utf-8") as f:
+        if torn:
+            f.write("\n")
         for row in rows:
             f.write(json.dumps(row) + "\n")
 
 
-def read_jsonl(path: str) -> list[dict]:
-    """The objects of a JSON-lines file, in order; blank lines and a line cut short by a crash are skipped.
-    A missing file reads as empty."""
+def read_jsonl(path: str, skipped: list[int] | None = None) -> list[dict]:
+    """The objects of a JSON-lines file, in order; blank lines and a line cut short by a crash are skipped (their
+    1-based numbers appended to `skipped` when given). A missing file reads as empty."""
     rows = []
     if not os.path.isfile(path):
         return rows
     with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
+        for i, line in enumerate(f, 1):
             try:
                 row = json.loads(line)
             except ValueError:
-                continue
+                row = None
             if isinstance(row, dict):
                 rows.append(row)
+            elif line.strip() and skipped is not None:
+                skipped.append(i)
     return rows
 
 
 def truncate_logs(run_dir: str, step: int) -> None:
-    """Drop the metrics and samples rows logged after PPO step `step` (a resumed run logs those steps again)."""
+    """Drop the metrics and samples rows logged after PPO step `step` (a resumed run logs those steps again), and any
+    line that is not whole JSON (a crash cut it short), saying so on stderr with the file named."""
     for name in (METRICS_FILE, SAMPLES_FILE):
         path = os.path.join(run_dir, name)
         if os.path.exists(path):
-            rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+            skipped: list[int] = []
+            rows = [r for r in read_jsonl(path, skipped) if r.get("step", 0) <= step]
+            if skipped:
+                print(f"warning: {path}: dropped line(s) {', '.join(map(str, skipped))}, not whole JSON (cut short by "
+                      "a crash); resuming from the last whole line.", file=sys.stderr)
             tmp = path + ".tmp"
             with open(tmp, "w", encoding="utf-8") as f:
                 f.writelines(json.dumps(r) + "\n" for r in rows)
@@ -172,18 +214,42 @@ def list_checkpoints(run_dir: str) -> list[tuple[int, str]]:
 def resolve_checkpoint(run_dir: str, spec: str) -> str:
     """The checkpoint folder `spec` names: `latest` (the newest under RUN/checkpoints) or a checkpoint-<step> path.
 
-    Raises FileNotFoundError when there is none or `spec` is not a checkpoint folder (no trainer_state.json).
+    Raises MissingInputError when there is none or `spec` is not a checkpoint folder (no trainer_state.json).
     """
     if spec == "latest":
         found = list_checkpoints(run_dir)
         if not found:
-            raise FileNotFoundError(f"No checkpoint under {os.path.join(run_dir, CHECKPOINTS)} to resume from; "
+            raise MissingInputError(f"No checkpoint under {os.path.join(run_dir, CHECKPOINTS)} to resume from; "
                                     "drop --resume_from_checkpoint to start fresh.")
         return found[-1][1]
     if not os.path.isfile(os.path.join(spec, "trainer_state.json")):
-        raise FileNotFoundError(f"{spec!r} is not a checkpoint folder (no trainer_state.json); pass a checkpoint-N "
+        raise MissingInputError(f"{spec!r} is not a checkpoint folder (no trainer_state.json); pass a checkpoint-N "
                                 "folder or `latest`.")
     return spec
+
+
+def resume_config(config) -> dict:
+    """The settings of a PPO config a checkpoint must share with the run resuming it (`RESUME_FIELDS`: batch size,
+    seed, models), model paths made absolute; saved in trainer_state.json under `config`."""
+    from .models import is_local_path
+
+    def norm(v):
+        return os.path.abspath(os.path.expanduser(v)) if isinstance(v, str) and is_local_path(v) else v
+
+    return {name: norm(getattr(config, name)) for name in RESUME_FIELDS}
+
+
+def check_resume_config(path: str, config, allow_changes: bool = False) -> None:
+    """Raise UserInputError when checkpoint `path` was written with other `RESUME_FIELDS` than `config` (naming each
+    field with both values), unless `allow_changes`. A checkpoint that saved no config is not checked."""
+    with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as f:
+        saved = json.load(f).get("config") or {}
+    now = resume_config(config)
+    changed = [name for name in RESUME_FIELDS if name in saved and saved[name] != now[name]]
+    if changed and not allow_changes:
+        diffs = "; ".join(f"{name}: {saved[name]!r} in the checkpoint, {now[name]!r} now" for name in changed)
+        raise UserInputError(f"Checkpoint {path!r} was written with another config ({diffs}); resume with the same "
+                             "values, or pass --resume_with_changed_config true to resume anyway.")
 
 
 def checkpoint_paths(run_dir: str, step: int) -> tuple[str, str]:
@@ -244,15 +310,15 @@ def load_checkpoint(path: str, accelerator, policy, value_model, optimizer, sche
     """Load a checkpoint of `save_checkpoint` into the given (unwrapped) models, optimizer and scheduler, restore this
     process's RNG states, and return trainer_state.json's dict.
 
-    Raises ValueError when the checkpoint was written by another number of processes (its RNG states and data
+    Raises UserInputError when the checkpoint was written by another number of processes (its RNG states and data
     positions would not match)."""
     from safetensors.torch import load_file
 
     with open(os.path.join(path, "trainer_state.json")) as f:
         state = json.load(f)
     if state.get("world_size", 1) != accelerator.num_processes:
-        raise ValueError(f"Checkpoint {path} was written by {state['world_size']} processes; resume with the same "
-                         f"number (now {accelerator.num_processes}).")
+        raise UserInputError(f"Checkpoint {path} was written by {state['world_size']} processes; resume with the "
+                             f"same number (now {accelerator.num_processes}).")
     if adapter_only:
         from peft import set_peft_model_state_dict
 
@@ -271,23 +337,78 @@ def load_checkpoint(path: str, accelerator, policy, value_model, optimizer, sche
 
 # ------------------------------------------------------------------------------------------- final export
 def export_model(run_dir: str, policy, tokenizer, value_model, sampling: dict, run_info: dict,
-                 merge_adapter: bool = False) -> None:
+                 merge_adapter: bool = False, config=None) -> None:
     """Write the run's final model: the policy at the top level (merged into its base when `merge_adapter`, the
     adapter itself in `adapter/`), loadable with `AutoModelForCausalLM.from_pretrained(run_dir)` and sampling as in
     training (`sampling`: top_k, top_p, temperature, max_new_tokens, written to generation_config.json), its
-    tokenizer, `value_model/` and `run_info.json`."""
+    tokenizer, `value_model/`, the run's `config` as training_config.yaml (when given) and `run_info.json`.
+
+    Atomic for a reader that checks run_info.json: everything is written to RUN/.tmp-export first, then
+    `commit_export` moves it into place with run_info.json (listing every exported file under `export_files`)
+    last, so a run folder holding run_info.json holds the whole export, and a kill at any moment leaves either the
+    previous export whole or no run_info.json at all."""
+    tmp = os.path.join(run_dir, EXPORT_TMP)
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
     if merge_adapter:
-        policy.save_pretrained(os.path.join(run_dir, "adapter"))
+        policy.save_pretrained(os.path.join(tmp, "adapter"))
         policy = copy.deepcopy(policy).merge_and_unload()
     gen = policy.generation_config
     gen.do_sample = True
     for k, v in sampling.items():
         setattr(gen, k, v)
     gen.pad_token_id, gen.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
-    policy.save_pretrained(run_dir)
-    tokenizer.save_pretrained(run_dir)
-    value_model.save_pretrained(os.path.join(run_dir, "value_model"))
-    write_json(os.path.join(run_dir, RUN_INFO_FILE), run_info)
+    policy.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    value_model.save_pretrained(os.path.join(tmp, "value_model"))
+    if config is not None:
+        from .config import save_config
+
+        save_config(config, os.path.join(tmp, TRAINING_CONFIG_FILE))
+    files = sorted(os.path.relpath(os.path.join(root, f), tmp).replace(os.sep, "/") for root, _, names in os.walk(tmp)
+                   for f in names)
+    write_json(os.path.join(tmp, RUN_INFO_FILE), {**run_info, "export_files": files + [RUN_INFO_FILE]})
+    commit_export(run_dir)
+
+
+def commit_export(run_dir: str) -> None:
+    """Move the finished export in RUN/.tmp-export into the run folder: first delete run_info.json (from then on the
+    folder reads as incomplete), replace each file and folder with one rename, and move run_info.json in last."""
+    tmp, marker = os.path.join(run_dir, EXPORT_TMP), os.path.join(run_dir, RUN_INFO_FILE)
+    if os.path.isfile(marker):
+        os.remove(marker)
+    for name in sorted(set(os.listdir(tmp)) - {RUN_INFO_FILE}):
+        src, dst = os.path.join(tmp, name), os.path.join(run_dir, name)
+        if os.path.isdir(dst) and not os.path.islink(dst):
+            shutil.rmtree(dst + ".old", ignore_errors=True)
+            os.replace(dst, dst + ".old")
+            os.replace(src, dst)
+            shutil.rmtree(dst + ".old", ignore_errors=True)
+        else:
+            os.replace(src, dst)
+    os.replace(os.path.join(tmp, RUN_INFO_FILE), marker)
+    os.rmdir(tmp)
+
+
+def export_problem(run_dir: str) -> str | None:
+    """What makes the final export of training run `run_dir` incomplete, as one sentence naming the missing part and
+    the fix, or None when run_info.json and every file it lists (`export_files`) exist. A folder without
+    training_config.yaml is not a training run and is not checked."""
+    info_path = os.path.join(run_dir, RUN_INFO_FILE)
+    if not os.path.isfile(os.path.join(run_dir, TRAINING_CONFIG_FILE)):
+        return None
+    finish = "run the same rlhf-demo train command with --resume_from_checkpoint latest to finish the export"
+    if not os.path.isfile(info_path):
+        return f"The run {run_dir!r} has no {RUN_INFO_FILE}: its final export did not finish; {finish}."
+    try:
+        with open(info_path, encoding="utf-8") as f:
+            listed = json.load(f).get("export_files") or []
+    except ValueError:
+        return f"{info_path!r} is not valid JSON; {finish}."
+    missing = [name for name in listed if not os.path.isfile(os.path.join(run_dir, name))]
+    if missing:
+        return f"The run {run_dir!r} lacks {', '.join(missing[:5])} of its final export; {finish}."
+    return None
 
 
 # ------------------------------------------------------------------------------------------- machine facts

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from .errors import UserInputError
 from .models import context_length, pad_left, position_ids_from_mask
 
 
@@ -57,9 +58,9 @@ def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_
     from transformers import TopKLogitsWarper, TopPLogitsWarper
 
     if temperature <= 0:
-        raise ValueError(f"temperature must be positive for sampling, got {temperature}.")
+        raise UserInputError(f"temperature must be positive for sampling, got {temperature}.")
     if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
+        raise UserInputError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
     warpers = [TopKLogitsWarper(top_k)] if top_k and top_k > 0 else []
     warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
     B = query_ids.shape[0]
@@ -124,18 +125,18 @@ def generate(model, tokenizer, prompts: Sequence[str | Sequence[int]], *, max_ne
         desc: show a tqdm progress bar over batches with this label.
 
     Raises:
-        ValueError: a prompt has no tokens, or a prompt plus `max_new_tokens` exceeds the model's context (the message
-            gives both lengths).
+        UserInputError: a prompt has no tokens, or a prompt plus `max_new_tokens` exceeds the model's context (the
+            message gives both lengths).
     """
     queries = [tokenizer(p, add_special_tokens=False)["input_ids"] if isinstance(p, str) else list(p) for p in prompts]
     limit = context_length(model)
     for q in queries:
         if not q:
-            raise ValueError("A prompt is empty (it has no tokens); give some text to continue.")
+            raise UserInputError("A prompt is empty (it has no tokens); give some text to continue.")
         if limit and len(q) + max_new_tokens > limit:
-            raise ValueError(f"A prompt of {len(q)} tokens plus {max_new_tokens} new tokens exceeds the model's "
-                             f"context of {limit} "
-                             "tokens; shorten the prompt or lower the number of new tokens.")
+            raise UserInputError(f"A prompt of {len(q)} tokens plus {max_new_tokens} new tokens exceeds the model's "
+                                 f"context of {limit} tokens; shorten the prompt or lower the number of new tokens "
+                                 "(--max_new_tokens).")
     eos_id = tokenizer.eos_token_id if stop_at_eos else None
     ids: list[list[int]] = []
     starts = range(0, len(queries), batch_size)
