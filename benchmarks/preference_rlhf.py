@@ -23,8 +23,11 @@ import sys
 import time
 
 
-def cli(*args: str) -> float:
-    """Run `rlhf-demo ARGS` (this interpreter), fail loudly, return the wall time in seconds."""
+def cli(*args: str, done: str | None = None) -> float | None:
+    """Run `rlhf-demo ARGS` (this interpreter), fail loudly, return the wall time in seconds; skipped (None) when the
+    file `done` exists, so an interrupted benchmark resumes at its first unfinished step."""
+    if done is not None and os.path.exists(done):
+        return None
     t0 = time.time()
     subprocess.run([sys.executable, "-m", "rlhf_demo.cli", *args], check=True)
     return time.time() - t0
@@ -49,11 +52,13 @@ def main(argv=None) -> None:
     w = args.work_dir
     prefs, rm, ppo = os.path.join(w, "preferences"), os.path.join(w, "reward_model"), os.path.join(w, "ppo")
     times = {"preferences_s": cli("preferences", "--preset", "tiny", "--output", prefs, "--num_pairs", str(args.pairs),
-                                  "--annotator_temperature", str(args.annotator_temperature))}
+                                  "--annotator_temperature", str(args.annotator_temperature),
+                                  done=os.path.join(prefs, "preferences.jsonl"))}
     times["reward_model_s"] = cli("reward-model", "--preferences", os.path.join(prefs, "preferences.jsonl"),
                                   "--model_name_or_path", os.path.join(tiny, "policy"), "--output_dir", rm,
                                   "--num_train_epochs", str(args.rm_epochs), "--batch_size", "32", "--max_length", "64",
-                                  "--learning_rate", str(args.rm_learning_rate))
+                                  "--learning_rate", str(args.rm_learning_rate),
+                                  done=os.path.join(rm, "reward_model_report.json"))
     gold = build_reward([f"sentiment={os.path.join(tiny, 'reward_model')}@POSITIVE"])
     cfg = LoopConfig(model_name_or_path=os.path.join(tiny, "policy"), fresh_pairs=args.fresh_pairs)
     t0 = time.time()
@@ -61,8 +66,9 @@ def main(argv=None) -> None:
                                     {"dataset_name": os.path.join(tiny, "prompts"), "min_review_chars": 0}, seed=123)
     times["agreement_s"] = time.time() - t0
     times["ppo_s"] = cli("train", "--preset", "tiny", "--reward", f"preference={rm}", "--value_model_name_or_path", rm,
-                         "--output_dir", ppo)
-    times["eval_s"] = cli("eval", "--preset", "tiny", "--model", ppo, "--output_dir", os.path.join(ppo, "eval"))
+                         "--output_dir", ppo, "--eval_num_prompts", "0", done=os.path.join(ppo, "model.safetensors"))
+    times["eval_s"] = cli("eval", "--preset", "tiny", "--model", ppo, "--output_dir", os.path.join(ppo, "eval"),
+                          "--frontier", "false")
     ev = json.load(open(os.path.join(ppo, "eval", "eval_results.json")))
     rm_report = json.load(open(os.path.join(rm, "reward_model_report.json")))
     results = {

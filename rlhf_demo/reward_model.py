@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .config import RewardModelConfig
+from .errors import UserInputError
 from .data import clean_review, load_reviews
 
 ID2LABEL = {0: "NEGATIVE", 1: "POSITIVE"}
@@ -25,8 +26,9 @@ ID2LABEL = {0: "NEGATIVE", 1: "POSITIVE"}
 def _tokenized(tokenizer, dataset_name: str, split: str, max_length: int, limit: int | None, seed: int):
     ds = load_reviews(dataset_name, split)
     if "label" not in ds.column_names:
-        raise ValueError(f"Dataset {dataset_name!r} split {split!r} has no 'label' column (0=negative, 1=positive); "
-                         f"columns: {ds.column_names}.")
+        raise UserInputError(f"Dataset {dataset_name!r} split {split!r} has no 'label' column "
+                             "(0=negative, 1=positive); "
+                             f"columns: {ds.column_names}.")
     ds = ds.shuffle(seed=seed)
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
@@ -34,29 +36,36 @@ def _tokenized(tokenizer, dataset_name: str, split: str, max_length: int, limit:
                   batched=True, remove_columns=["text"])
 
 
+def load_start(model_name_or_path: str, **kwargs):
+    """(tokenizer, sequence classifier) to start a reward model from: a causal LM's folder (its LM head dropped, a
+    fresh head added) or an earlier reward model; the tokenizer pads on the right (with EOS when it has no pad token).
+    `kwargs` go to `AutoModelForSequenceClassification.from_pretrained`. Raises MissingInputError / UserInputError
+    for a missing or unreadable model (one line naming --model_name_or_path)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .models import check_model_path, ensure_pad_token, loading_errors
+
+    role = "starting model (--model_name_or_path)"
+    path = check_model_path(model_name_or_path, role)
+    with loading_errors(path, role):
+        tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(path))
+        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32, **kwargs)
+    tokenizer.padding_side = "right"
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model
+
+
 def train_reward_model(cfg: RewardModelConfig) -> dict:
     """Fine-tune the classifier, save it to `cfg.output_dir` (fp16 weights, fp32 on load) and return the report
-    (test accuracy, examples, wall time). Raises ValueError for a dataset without labels."""
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-    )
+    (test accuracy, examples, wall time). Raises UserInputError for a dataset without labels."""
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from .models import ensure_pad_token
     from .runs import machine_description, save_half
 
     start = time.time()
-    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(cfg.model_name_or_path))
+    tokenizer, model = load_start(cfg.model_name_or_path, num_labels=2, id2label=ID2LABEL,
+                                  label2id={v: k for k, v in ID2LABEL.items()})
     tokenizer.truncation_side = "left"  # keep the end of a review: that is where the verdict usually is
-    tokenizer.padding_side = "right"
-    model = AutoModelForSequenceClassification.from_pretrained(
-        cfg.model_name_or_path, num_labels=2, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()},
-        dtype=torch.float32,
-    )
-    model.config.pad_token_id = tokenizer.pad_token_id
     train = _tokenized(tokenizer, cfg.dataset_name, "train", cfg.max_length, cfg.max_train_examples, cfg.seed)
     test = _tokenized(tokenizer, cfg.dataset_name, "test", cfg.max_length, cfg.eval_examples, cfg.seed)
 
@@ -107,11 +116,9 @@ def train_preference_reward_model(cfg: RewardModelConfig) -> dict:
         UserInputError / MissingInputError: a bad or missing preference file (see feedback.load_preference_pairs).
     """
     import datasets
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
     from .feedback import load_preference_pairs, model_name
-    from .models import ensure_pad_token
     from .rewards import PreferenceReward
     from .runs import machine_description, save_half, write_json
 
@@ -123,11 +130,7 @@ def train_preference_reward_model(cfg: RewardModelConfig) -> dict:
     n_eval = int(round(cfg.eval_fraction * len(pairs))) if len(pairs) > 1 else 0
     split = pairs.train_test_split(test_size=n_eval, seed=cfg.seed) if n_eval else {"train": pairs, "test": None}
 
-    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(cfg.model_name_or_path))
-    tokenizer.padding_side = "right"
-    model = AutoModelForSequenceClassification.from_pretrained(cfg.model_name_or_path, num_labels=1,
-                                                               dtype=torch.float32, ignore_mismatched_sizes=True)
-    model.config.pad_token_id = tokenizer.pad_token_id
+    tokenizer, model = load_start(cfg.model_name_or_path, num_labels=1, ignore_mismatched_sizes=True)
     args = RewardConfig(
         output_dir=os.path.join(cfg.output_dir, "trainer"), per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.num_train_epochs, warmup_steps=cfg.warmup_ratio,

@@ -52,13 +52,15 @@ class SentimentReward:
                  device: str | torch.device = "cpu"):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from .models import ensure_pad_token, use_fused_gelu
+        from .models import PRESET_REWARD_MODELS, check_model_path, ensure_pad_token, loading_errors, use_fused_gelu
 
         if kind not in ("logit", "probability"):
-            raise ValueError(f"kind must be 'logit' or 'probability', got {kind!r}.")
+            raise UserInputError(f"kind must be 'logit' or 'probability', got {kind!r}.")
         self.name = model_name_or_path
-        self.tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(model_name_or_path))
-        model = AutoModelForSequenceClassification.from_pretrained(model_name_or_path, dtype=torch.float32)
+        path = check_model_path(model_name_or_path, "reward model (--reward)", PRESET_REWARD_MODELS)
+        with loading_errors(path, "reward model (--reward)"):
+            self.tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(path))
+            model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
         self.model = use_fused_gelu(model).to(device).eval()
         if getattr(self.model.config, "pad_token_id", None) is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
@@ -197,11 +199,11 @@ class WeightedSum:
 
     def __init__(self, reward_fns: Sequence[RewardFn], weights: Sequence[float] | None = None):
         if not reward_fns:
-            raise ValueError("WeightedSum needs at least one reward function.")
+            raise UserInputError("WeightedSum needs at least one reward function.")
         self.reward_fns = list(reward_fns)
         self.weights = list(weights) if weights is not None else [1.0] * len(self.reward_fns)
         if len(self.weights) != len(self.reward_fns):
-            raise ValueError(f"Got {len(self.reward_fns)} reward functions but {len(self.weights)} weights.")
+            raise UserInputError(f"Got {len(self.reward_fns)} reward functions but {len(self.weights)} weights.")
 
     def __call__(self, queries: list[str], responses: list[str]) -> list[float]:
         total = [0.0] * len(responses)
@@ -220,15 +222,15 @@ def check_scores(scores, n: int, fn=None) -> list[float]:
     try:
         scores = [float(s) for s in scores]
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must return a list of numbers, one per response; got {type(scores).__name__} "
-                         f"({e}).") from e
+        raise UserInputError(f"{name} must return a list of numbers, one per response; got {type(scores).__name__} "
+                             f"({e}).") from e
     if len(scores) != n:
-        raise ValueError(f"{name} returned {len(scores)} scores for {n} responses; it must return exactly one score "
-                         "per response.")
+        raise UserInputError(f"{name} returned {len(scores)} scores for {n} responses; it must return exactly one "
+                             "score per response.")
     bad = [i for i, s in enumerate(scores) if not math.isfinite(s)]
     if bad:
-        raise ValueError(f"{name} returned non-finite scores (NaN or inf) at positions {bad[:10]}; fix the reward "
-                         "function.")
+        raise UserInputError(f"{name} returned non-finite scores (NaN or inf) at positions {bad[:10]}; fix the reward "
+                             "function.")
     return scores
 
 
@@ -295,8 +297,8 @@ def parse_reward_spec(spec: str) -> tuple[RewardFn, float]:
 def build_reward(specs: Sequence[str]) -> RewardFn:
     """One reward function from CLI specs: the function itself for one unweighted spec, else a WeightedSum."""
     if not specs:
-        raise ValueError("No reward function given: pass --reward KIND=PATH_OR_ID (e.g. "
-                         "sentiment=lvwerra/distilbert-imdb).")
+        raise UserInputError("No reward function given: pass --reward KIND=PATH_OR_ID (e.g. "
+                             "sentiment=lvwerra/distilbert-imdb).")
     parsed = [parse_reward_spec(s) for s in specs]
     if len(parsed) == 1 and parsed[0][1] == 1.0:
         return parsed[0][0]

@@ -53,7 +53,7 @@ def test_shipped_preset_generates_offline():
 def test_train_eval_push_on_the_tiny_preset(tmp_path):
     run = tmp_path / "run"
     out = run_cli("train", "--preset", "tiny", "--output_dir", str(run), "--total_episodes", "64", "--batch_size", "32",
-                  "--save_steps", "1", "--sample_steps", "1")
+                  "--save_steps", "1", "--sample_steps", "1", "--eval_num_prompts", "16")
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = [json.loads(line) for line in open(run / "metrics.jsonl")]
     assert [m["episode"] for m in metrics] == [32, 64]
