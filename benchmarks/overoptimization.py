@@ -19,8 +19,10 @@ import subprocess
 import sys
 
 
-def cli(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "rlhf_demo.cli", *args], check=True)
+def cli(*args: str, done: str | None = None) -> None:
+    """Run `rlhf-demo ARGS`, failing loudly; skipped when the file `done` exists (an interrupted run resumes)."""
+    if done is None or not os.path.exists(done):
+        subprocess.run([sys.executable, "-m", "rlhf_demo.cli", *args], check=True)
 
 
 def frontier(eval_dir: str) -> list[dict]:
@@ -36,14 +38,16 @@ def main(argv=None) -> None:
     p.add_argument("--total_episodes", type=int, default=5760)
     p.add_argument("--save_steps", type=int, default=10)
     p.add_argument("--frontier_num_prompts", type=int, default=128)
+    p.add_argument("--preferences", default=None, help="An existing gold-labelled preference file to take the first N "
+                                                        "pairs from (default: sample max(--sizes) pairs first).")
     args = p.parse_args(argv)
     from rlhf_demo.config import PRESETS_DIR
 
     tiny, w = os.path.join(PRESETS_DIR, "tiny"), args.work_dir
-    prefs = os.path.join(w, "preferences")
-    if not os.path.isfile(os.path.join(prefs, "preferences.jsonl")):
-        cli("preferences", "--preset", "tiny", "--output", prefs, "--num_pairs", str(max(args.sizes)))
-    rows = open(os.path.join(prefs, "preferences.jsonl"), encoding="utf-8").read().split("\n")
+    prefs = args.preferences or os.path.join(w, "preferences", "preferences.jsonl")
+    cli("preferences", "--preset", "tiny", "--output", os.path.dirname(prefs), "--num_pairs", str(max(args.sizes)),
+        done=prefs)
+    rows = open(prefs, encoding="utf-8").read().split("\n")
     results = {"settings": vars(args), "runs": {}}
     for n in args.sizes:
         run = os.path.join(w, f"n{n}")
@@ -54,10 +58,10 @@ def main(argv=None) -> None:
         rm, ppo = os.path.join(run, "reward_model"), os.path.join(run, "ppo")
         cli("reward-model", "--preferences", subset, "--model_name_or_path", os.path.join(tiny, "policy"),
             "--output_dir", rm, "--num_train_epochs", "2", "--learning_rate", "2e-4", "--batch_size", "32",
-            "--max_length", "64")
+            "--max_length", "64", done=os.path.join(rm, "reward_model_report.json"))
         cli("train", "--preset", "tiny", "--reward", f"preference={rm}", "--value_model_name_or_path", rm,
             "--output_dir", ppo, "--total_episodes", str(args.total_episodes), "--save_steps", str(args.save_steps),
-            "--save_total_limit", "1000")
+            "--save_total_limit", "1000", "--eval_num_prompts", "0", done=os.path.join(ppo, "model.safetensors"))
         common = ["--model", ppo, "--num_prompts", str(args.frontier_num_prompts), "--frontier_num_prompts", "0"]
         cli("eval", "--preset", "tiny", *common, "--output_dir", os.path.join(run, "eval_gold"))
         cli("eval", "--preset", "tiny", *common, "--reward_model", rm, "--output_dir", os.path.join(run, "eval_proxy"))

@@ -65,17 +65,8 @@ from rlhf_demo.config import EvalConfig
 from rlhf_demo.data import build_prompt_dataset
 from rlhf_demo.eval.stats import MEAN_METRICS, METRICS, compute_differences, per_prompt, win_rate
 from rlhf_demo.errors import UserInputError
-from rlhf_demo.models import (
-    PRESET_REWARD_MODELS,
-    check_model_path,
-    context_length,
-    is_causal_lm_config,
-    load_causal_lm,
-    loading_errors,
-    pad_left,
-    resolve_model_path,
-    response_logprobs,
-)
+from rlhf_demo.models import (PRESET_REWARD_MODELS, check_model_path, context_length, is_causal_lm_config,
+                              load_causal_lm, loading_errors, pad_left, resolve_model_path, response_logprobs)
 from rlhf_demo.rewards import SentimentReward
 from rlhf_demo.runs import check_output_dir, export_problem, list_checkpoints
 from rlhf_demo.sampling import generate

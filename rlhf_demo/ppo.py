@@ -30,30 +30,10 @@ from tqdm.auto import tqdm
 from . import __version__, runs
 from .config import PPOConfig, save_config
 from .errors import TrainingDivergedError, UserInputError
-from .models import (
-    build_ppo_models,
-    check_context_length,
-    ensure_pad_token,
-    forward_response,
-    load_tokenizer,
-    loading_errors,
-    logprobs_from_logits,
-    pad_left,
-    value_forward,
-)
-from .ppo_math import (
-    AdaptiveKLController,
-    FixedKLController,
-    RunningMoments,
-    compute_gae,
-    entropy_from_logits,
-    kl_per_token,
-    masked_mean,
-    masked_whiten,
-    nonfinite,
-    policy_loss,
-    value_loss,
-)
+from .models import (build_ppo_models, check_context_length, ensure_pad_token, forward_response, load_tokenizer,
+                     loading_errors, logprobs_from_logits, pad_left, value_forward)
+from .ppo_math import (AdaptiveKLController, FixedKLController, RunningMoments, compute_gae, entropy_from_logits,
+                       kl_per_token, masked_mean, masked_whiten, nonfinite, policy_loss, value_loss)
 from .rewards import build_reward, check_scores
 from .sampling import sample
 

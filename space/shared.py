@@ -15,14 +15,8 @@ import gradio as gr
 
 from rlhf_demo import sampling
 from rlhf_demo.config import PRESETS_DIR
-from rlhf_demo.models import (
-    PRESET_POLICIES,
-    PRESET_REWARD_MODELS,
-    check_model_path,
-    is_local_path,
-    load_causal_lm,
-    resolve_model_path,
-)
+from rlhf_demo.models import (PRESET_POLICIES, PRESET_REWARD_MODELS, check_model_path, is_local_path, load_causal_lm,
+                              resolve_model_path)
 from rlhf_demo.rewards import SentimentReward
 
 DEFAULT_REFERENCE = "tiny"

@@ -113,7 +113,7 @@ def cases(w):
         ("missing model", ["generate", "--model", f"{r}/missing"], [f"{r}/missing", "does not exist"]),
         ("missing policy", train_args(w, new, "--model_name_or_path", f"{r}/missing"), [f"{r}/missing"]),
         ("missing reward model", train_args(w, new, "--reward", f"sentiment={r}/missing@POSITIVE"),
-         [f"sentiment={r}/missing@POSITIVE", "--reward"]),
+         [f"{r}/missing", "--reward", "does not exist"]),
         ("no tokenizer files", ["generate", "--model", f"{r}/no_tokenizer"], ["no_tokenizer", "no tokenizer files"]),
         ("truncated weights", ["generate", "--model", f"{r}/truncated"],
          [f"{r}/truncated/model.safetensors", "truncated or corrupt"]),

@@ -6,18 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from rlhf_demo.ppo_math import (
-    AdaptiveKLController,
-    RunningMoments,
-    compute_gae,
-    entropy_from_logits,
-    kl_per_token,
-    masked_mean,
-    masked_var,
-    masked_whiten,
-    policy_loss,
-    value_loss,
-)
+from rlhf_demo.ppo_math import (AdaptiveKLController, RunningMoments, compute_gae, entropy_from_logits, kl_per_token,
+                                masked_mean, masked_var, masked_whiten, policy_loss, value_loss)
 
 
 def random_batch(B=5, T=7, seed=0):
