@@ -273,7 +273,7 @@ def collect_preferences(cfg, annotator_fn=None) -> dict:
         UserInputError / MissingInputError: a model, dataset or annotator spec that cannot be used.
     """
     from .data import build_prompt_dataset
-    from .models import load_causal_lm
+    from .models import display_name, load_causal_lm
     from .rewards import build_reward
 
     model, tokenizer = load_causal_lm(cfg.model, "model (--model)")
@@ -286,7 +286,7 @@ def collect_preferences(cfg, annotator_fn=None) -> dict:
     annotator = SimulatedAnnotator(annotator_fn or build_reward([cfg.annotator]), cfg.annotator_temperature,
                                    cfg.tie_margin, seed=cfg.seed, name=spec_name(cfg.annotator))
     rows = annotator.label(prompts, a, b)
-    models = {"model_a": model_name(cfg.model), "model_b": model_name(cfg.other_model or cfg.model)}
+    models = {"model_a": display_name(cfg.model), "model_b": display_name(cfg.other_model or cfg.model)}
     rows = [{**row, **models, "round": cfg.round, "seed": cfg.seed} for row in rows]
     stored = append_preferences(cfg.output, rows)
     summary = {"pairs": len(rows), "ties": sum(r["tie"] for r in rows), "stored": stored, "file": cfg.output}
@@ -296,22 +296,14 @@ def collect_preferences(cfg, annotator_fn=None) -> dict:
 
 
 def spec_name(spec: str) -> str:
-    """A reward spec as recorded in a row: its model named as `model_name` does (no machine path)."""
+    """A reward spec as recorded in a row: its model named as `models.display_name` does (no machine path)."""
+    from .models import display_name
     from .rewards import split_reward_spec
 
     s = split_reward_spec(spec)
     if s.kind in ("keyword", "python", "vader"):
         return spec
-    return f"{s.kind}={model_name(s.target)}" + (f"@{s.label}" if s.label else "")
-
-
-def model_name(name: str) -> str:
-    """A model as recorded (in rows, results): a Hub id or preset as is, a local folder by its last two components."""
-    from .models import is_local_path
-
-    if not is_local_path(name):
-        return name
-    return "/".join(os.path.normpath(os.path.abspath(os.path.expanduser(name))).split(os.sep)[-2:])
+    return f"{s.kind}={display_name(s.target)}" + (f"@{s.label}" if s.label else "")
 
 
 def summarize_preferences(rows: list[dict]) -> str:

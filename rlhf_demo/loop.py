@@ -21,8 +21,8 @@ import os
 import numpy as np
 
 from .config import EvalConfig, LoopConfig, PPOConfig, PreferencesConfig, RewardModelConfig, load_yaml_config
-from .feedback import SimulatedAnnotator, collect_preferences, model_name, sample_pairs, spec_name
-from .models import load_causal_lm
+from .feedback import SimulatedAnnotator, collect_preferences, sample_pairs, spec_name
+from .models import display_name, load_causal_lm
 from .rewards import PreferenceReward, build_reward
 from .runs import write_json
 
@@ -125,7 +125,7 @@ def write_results(output_dir: str, rows: list[dict], cfg: LoopConfig) -> None:
     accuracy by round)."""
     settings = {k: getattr(cfg, k) for k in ("annotator_temperature", "rounds", "pairs_per_round", "ppo_episodes",
                                              "fresh_pairs", "eval_num_prompts", "seed")}
-    settings.update(annotator=spec_name(cfg.annotator), model=model_name(cfg.model_name_or_path))
+    settings.update(annotator=spec_name(cfg.annotator), model=display_name(cfg.model_name_or_path))
     write_json(os.path.join(output_dir, "loop_results.json"), {"settings": settings, "rounds": rows})
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(label for _, label in COLUMNS) + " |", "|" + "---:|" * len(COLUMNS)]

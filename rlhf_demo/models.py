@@ -47,6 +47,14 @@ def is_local_path(name: str) -> bool:
     return False
 
 
+def display_name(name: str) -> str:
+    """A model as shown or recorded (pages, preference rows, results): a preset name or Hub id as is, a local path by
+    its last two components, so no machine path is shown."""
+    if not is_local_path(name):
+        return name
+    return "/".join(os.path.normpath(os.path.abspath(os.path.expanduser(name))).split(os.sep)[-2:])
+
+
 def resolve_model_path(name_or_path: str, presets: dict[str, str] = PRESET_POLICIES) -> str:
     """A preset name (`tiny`, `gpt2`) -> its model (folder or Hub id); a path with `~` expanded; a Hub id unchanged."""
     return presets.get(name_or_path, os.path.expanduser(name_or_path))

@@ -118,7 +118,8 @@ def train_preference_reward_model(cfg: RewardModelConfig) -> dict:
     import datasets
     from trl import RewardConfig, RewardTrainer
 
-    from .feedback import load_preference_pairs, model_name
+    from .feedback import load_preference_pairs
+    from .models import display_name
     from .rewards import PreferenceReward
     from .runs import machine_description, save_half, write_json
 
@@ -155,7 +156,7 @@ def train_preference_reward_model(cfg: RewardModelConfig) -> dict:
         rejected = reward(held_out["prompt"], held_out["rejected"])
         accuracy = float(np.mean(np.asarray(chosen) > np.asarray(rejected)))
     report = {"kind": "bradley-terry", "pairs": counts, "train_pairs": len(split["train"]), "eval_pairs": n_eval,
-              "eval_accuracy": accuracy, "initialised_from": model_name(cfg.model_name_or_path),
+              "eval_accuracy": accuracy, "initialised_from": display_name(cfg.model_name_or_path),
               "epochs": cfg.num_train_epochs,
               "max_length": cfg.max_length, "train_s": train_s, "total_s": time.time() - start,
               "machine": machine_description(), "preference_files": [os.path.basename(p) for p in cfg.preferences]}

@@ -74,8 +74,8 @@ from rlhf_demo.space.shared import (  # noqa: E402
     TempFolders,
     check_number,
     check_text,
-    display_name,
 )
+from rlhf_demo.models import display_name  # noqa: E402
 
 __all__ = ["EXAMPLE_PROMPTS", "GenerationTimeout", "SpaceModels", "build_demo", "main", "parse_args"]
 

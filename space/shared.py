@@ -15,8 +15,7 @@ import gradio as gr
 
 from rlhf_demo import sampling
 from rlhf_demo.config import PRESETS_DIR
-from rlhf_demo.models import (PRESET_POLICIES, PRESET_REWARD_MODELS, check_model_path, is_local_path, load_causal_lm,
-                              resolve_model_path)
+from rlhf_demo.models import PRESET_POLICIES, PRESET_REWARD_MODELS, check_model_path, load_causal_lm, resolve_model_path
 from rlhf_demo.rewards import SentimentReward
 
 DEFAULT_REFERENCE = "tiny"
@@ -94,14 +93,6 @@ def check_model_dir(name: str, role: str, flag: str, env: str, presets: dict[str
                 "`rlhf-demo train --preset tiny`; build them first or point the Space at other models.")
     raise FileNotFoundError(f"The {role} model folder {path!r} does not exist. Pass {flag} (or set the environment "
                             f"variable {env}) with a folder written by save_pretrained or a Hub id.{hint}")
-
-
-def display_name(name: str) -> str:
-    """A preset name or Hub id as is; a local path by its last two components (no machine paths in the page)."""
-    if not is_local_path(name):
-        return name
-    parts = os.path.normpath(os.path.abspath(os.path.expanduser(name))).split(os.sep)
-    return "/".join(parts[-2:])
 
 
 # ------------------------------------------------------------------------------------------------ models
