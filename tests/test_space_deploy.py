@@ -6,6 +6,7 @@ reward models by Hub id, and two generations compared in Chromium.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -52,6 +53,8 @@ def build_models(root):
     with open(os.path.join(paths["aligned"], "training_config.yaml"), "w") as f:  # the aligned model is a run
         yaml.safe_dump({"model_name_or_path": paths["reference"], "reward": [f"sentiment={paths['reward']}@POSITIVE"],
                         "dataset_name": os.path.join(root, "prompts"), "response_length": 8}, f)
+    with open(os.path.join(paths["aligned"], "run_info.json"), "w") as f:  # a finished export names its files
+        json.dump({"base_model": paths["reference"], "export_files": ["model.safetensors", "config.json"]}, f)
     return paths
 
 
