@@ -160,7 +160,8 @@ class HeldOutEval:
 
     @torch.no_grad()
     def __call__(self, policy, batch: int = 64) -> dict[str, float]:
-        from rlhf_demo.models import response_logprobs, sample
+        from rlhf_demo.models import response_logprobs
+        from rlhf_demo.sampling import sample
 
         was_training = policy.training
         policy.eval()
