@@ -661,7 +661,7 @@ class LoopConfig:
                                 "round (distribution shift).")
     ppo_episodes: int = arg(2560, "PPO episodes per round.")
     rm_epochs: float = arg(1.0, "Reward-model epochs per round over all pairs so far.")
-    rm_learning_rate: float = arg(5e-5, "Reward-model learning rate.")
+    rm_learning_rate: float = arg(2e-4, "Reward-model learning rate (2e-4: the setting measured on the tiny preset).")
     eval_num_prompts: int = arg(256, "Held-out prompts of each round's evaluation.")
     seed: int = arg(0, "Random seed (each round adds its number).")
 
