@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny models built in code, the real GPT-2 tokenizer and IMDB from ../shared/data."""
+"""Shared fixtures: tiny models built in code, the real GPT-2 tokenizer and IMDB from the data folder
+(`rlhf_demo.config.data_dir()`: RLHF_DEMO_DATA, default ../shared/data)."""
 
 import os
 
@@ -8,8 +9,10 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from rlhf_demo.config import data_dir  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_DATA = os.environ.get("RLHF_DEMO_SHARED_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
+SHARED_DATA = data_dir()
 IMDB = os.path.join(SHARED_DATA, "imdb")
 GPT2_TOKENIZER = os.path.join(SHARED_DATA, "gpt2-tokenizer")
 
