@@ -108,10 +108,10 @@ def fresh_pair_accuracy(policy: str, reward_model: str, gold, cfg: LoopConfig, p
     decided = [row for row in labels if row["chosen_score"] != row["rejected_score"]]
     if not decided:
         return float("nan")
-    rm = PreferenceReward(reward_model)
-    chosen = rm([row["prompt"] for row in decided], [row["chosen"] for row in decided])
-    rejected = rm([row["prompt"] for row in decided], [row["rejected"] for row in decided])
-    return float(np.mean(np.asarray(chosen) > np.asarray(rejected)))
+    from .reward_model import pairwise_accuracy
+
+    return pairwise_accuracy(PreferenceReward(reward_model), [row["prompt"] for row in decided],
+                             [row["chosen"] for row in decided], [row["rejected"] for row in decided])
 
 
 COLUMNS = (("round", "round"), ("pairs_so_far", "pairs so far"), ("rm_heldout_accuracy", "RM acc. (held out)"),

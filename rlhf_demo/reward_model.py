@@ -152,9 +152,7 @@ def train_preference_reward_model(cfg: RewardModelConfig) -> dict:
     if split["test"] is not None:
         held_out = split["test"]
         reward = PreferenceReward(cfg.output_dir, batch_size=2 * cfg.batch_size)
-        chosen = reward(held_out["prompt"], held_out["chosen"])
-        rejected = reward(held_out["prompt"], held_out["rejected"])
-        accuracy = float(np.mean(np.asarray(chosen) > np.asarray(rejected)))
+        accuracy = pairwise_accuracy(reward, held_out["prompt"], held_out["chosen"], held_out["rejected"])
     report = {"kind": "bradley-terry", "pairs": counts, "train_pairs": len(split["train"]), "eval_pairs": n_eval,
               "eval_accuracy": accuracy, "initialised_from": display_name(cfg.model_name_or_path),
               "epochs": cfg.num_train_epochs,
@@ -165,6 +163,12 @@ def train_preference_reward_model(cfg: RewardModelConfig) -> dict:
         f.write(_preference_card(report))
     print(json.dumps(report, indent=2))
     return report
+
+
+def pairwise_accuracy(reward_fn, prompts: list[str], chosen: list[str], rejected: list[str]) -> float:
+    """Share of pairs on which `reward_fn` (e.g. a `PreferenceReward`) scores the chosen continuation strictly higher
+    than the rejected one: the Bradley-Terry model's agreement with the labels, in [0, 1]."""
+    return float(np.mean(np.asarray(reward_fn(prompts, chosen)) > np.asarray(reward_fn(prompts, rejected))))
 
 
 def _preference_card(report: dict) -> str:
