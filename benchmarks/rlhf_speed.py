@@ -81,6 +81,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=1.0, help="Sampling temperature, training and evaluation.")
     p.add_argument("--kl_coef", type=float, default=0.05, help="KL coefficient beta, every trainer.")
     p.add_argument("--learning_rate", type=float, default=1e-5, help="Constant learning rate, every trainer.")
+    p.add_argument("--value_head_init", choices=("auto", "zero", "reward_model"), default="auto",
+                   help="rlhf_demo_ppo: start of its value head (PPOConfig.value_head_init; auto: the reward model's "
+                        "margin W_pos - W_neg, as TRL 1.12's PPO gets here).")
     p.add_argument("--eval_every_s", type=float, default=60.0,
                    help="Evaluate every this many seconds of training time.")
     p.add_argument("--eval_prompts", type=int, default=256, help="Held-out test prompts for the evaluation.")
@@ -130,7 +133,8 @@ def config_subset(config, keys) -> dict:
 ALGO_KEYS = ("batch_size", "per_device_train_batch_size", "num_generations", "num_iterations", "num_ppo_epochs",
              "num_mini_batches",
              "learning_rate", "kl_coef", "beta", "kl_estimator", "cliprange", "epsilon", "cliprange_value", "vf_coef",
-             "gamma", "lam", "loss_type", "scale_rewards", "normalize_advantages", "whiten_rewards", "temperature",
+             "value_head_init", "gamma", "lam", "loss_type", "scale_rewards", "normalize_advantages", "whiten_rewards",
+             "temperature",
              "response_length", "max_completion_length", "gradient_checkpointing", "bf16")
 
 
@@ -275,7 +279,8 @@ def build_rlhf_demo_ppo(args):
         value_model_name_or_path=args.reward_model,  # Ziegler et al.: the value model starts from the reward model
         dataset_name=args.dataset, response_length=args.response_length, temperature=args.temperature,
         kl_coef=args.kl_coef, batch_size=args.batch_size, num_mini_batches=1, num_ppo_epochs=args.num_ppo_epochs,
-        learning_rate=args.learning_rate, total_episodes=10**9,  # lr decays over total_episodes: ~constant here
+        value_head_init=args.value_head_init, learning_rate=args.learning_rate,
+        total_episodes=10**9,  # lr decays over total_episodes: ~constant here
         save_steps=0, sample_steps=0, progress_bar=False, seed=args.seed, num_threads=args.threads,
     )
     return PPOTrainer(cfg, tokenizer=tokenizer, reward_fn=reward_fn, train_dataset=train_prompts(args, tokenizer))

@@ -287,6 +287,10 @@ class PPOConfig:
             "KIND=PATH_OR_ID[@LABEL][:WEIGHT], KIND in sentiment, toxicity, keyword; repeat the flag to sum several.")
     value_model_name_or_path: str | None = arg(None, "Backbone for the value model (needs the policy's tokenizer); "
                                                      "None: the policy. Ziegler et al. start it from the reward model.")
+    value_head_init: str = arg("auto", "Start of the value head: reward_model (the reward model's score direction: "
+                                       "W_pos - W_neg of a two-label classifier, the head of a one-logit one; needs "
+                                       "the value model to be a --reward model), zero, or auto (reward_model where "
+                                       "it applies, else zero).")
     dataset_name: str = arg("stanfordnlp/imdb", "Prompt dataset: Hub id or local folder with a train split and a "
                                                 "`text` column.")
     text_column: str = arg("text", "Column holding the review text.")
@@ -366,6 +370,8 @@ class PPOConfig:
     def __post_init__(self):
         self._check_sizes()
         self._check_sampling()
+        if self.value_head_init not in ("auto", "zero", "reward_model"):
+            raise UserInputError(f"value_head_init must be auto, zero or reward_model, got {self.value_head_init!r}.")
         if self.kl_estimator not in ("k1", "k3"):
             raise UserInputError(f"kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}.")
         if self.missing_eos_penalty is not None and not self.stop_at_eos:

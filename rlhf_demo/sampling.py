@@ -69,9 +69,9 @@ def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_
     input_ids, past = query_ids, None
     tokens, step_logits, finished = [], [], torch.zeros(B, dtype=torch.bool, device=query_ids.device)
     for _ in range(max_new_tokens):
-        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=past,
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=past,
                     use_cache=True, logits_to_keep=1)
-        past = out.past_key_values
+        past = out.cache
         logits = out.logits[:, -1].float()  # (B, V)
         if temperature != 1.0:
             logits = logits / temperature
