@@ -448,7 +448,7 @@ def worker_command(name: str, args, out_path: str) -> list[str] | str:
     for key in ("budget_s", "max_kl", "policy", "reward_model", "dataset", "batch_size", "num_ppo_epochs",
                 "num_generations",
                 "response_length", "temperature", "kl_coef", "learning_rate", "eval_every_s", "eval_prompts", "threads",
-                "work_dir", "seed", "trl112_reward_head"):
+                "work_dir", "seed", "trl112_reward_head", "value_head_init"):
         forwarded += [f"--{key}", str(getattr(args, key))]
     if name == "trl_ppo_1_12":
         if not os.path.exists(args.trl112_python):

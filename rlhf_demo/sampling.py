@@ -10,10 +10,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import transformers
+from packaging.version import Version
 from tqdm.auto import tqdm
 
 from .errors import UserInputError
 from .models import context_length, pad_left, position_ids_from_mask
+
+# transformers 5.24 renamed the forward's `past_key_values` (and the output's) to `cache`; both are supported.
+CACHE_ARG = "cache" if Version(transformers.__version__) >= Version("5.24.0.dev0") else "past_key_values"
 
 
 def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
@@ -69,9 +74,9 @@ def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_
     input_ids, past = query_ids, None
     tokens, step_logits, finished = [], [], torch.zeros(B, dtype=torch.bool, device=query_ids.device)
     for _ in range(max_new_tokens):
-        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=past,
-                    use_cache=True, logits_to_keep=1)
-        past = out.cache
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                    use_cache=True, logits_to_keep=1, **{CACHE_ARG: past})
+        past = out.cache if CACHE_ARG == "cache" else out.past_key_values
         logits = out.logits[:, -1].float()  # (B, V)
         if temperature != 1.0:
             logits = logits / temperature

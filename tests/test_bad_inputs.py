@@ -139,6 +139,8 @@ def cases(w):
         *[(f"{flag} 0", train_args(w, run, f"--{flag}", "0"), [flag]) for flag in
           ("num_mini_batches", "gradient_accumulation_steps", "num_threads", "logging_steps", "kl_horizon",
            "max_grad_norm")],
+        ("value head without a reward head", train_args(w, new, "--value_head_init", "reward_model"),
+         ["value_head_init reward_model", "zero or auto"]),
         ("reward-model epochs 0", ["reward-model", "--num_train_epochs", "0"], ["num_train_epochs"]),
         ("greedy top_k", train_args(w, run, "--top_k", "1"), ["top_k", "greedy"]),
         ("greedy top_p", train_args(w, run, "--top_p", "0"), ["top_p", "greedy"]),
