@@ -36,6 +36,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--record", default=None, help="Append this measurement (with --label and the git commit) to a JSON "
                                                   "list file.")
+    p.add_argument("--compile", action="store_true", help="Wrap the policy's and the value model's forward in "
+                                                          "torch.compile (inductor, dynamic shapes) before timing.")
     p.add_argument("--label", default="", help="What this measurement is of (the change), for --record.")
     args = p.parse_args(argv)
 
@@ -45,8 +47,15 @@ def main(argv=None):
     bench.work_dir = tempfile.mkdtemp()
     torch.set_num_threads(bench.threads)
     trainer = rlhf_speed.build_rlhf_demo_ppo(bench)
+    if args.compile:  # an experiment: the trainer itself never compiles
+        for model in (trainer.accelerator.unwrap_model(trainer.policy), trainer.ref_policy,
+                      trainer.accelerator.unwrap_model(trainer.value_model)):
+            if model is not None:
+                model.forward = torch.compile(model.forward, dynamic=True)
+    t_warm = time.perf_counter()
     for _ in range(2):
         trainer.step()
+    print(f"2 warm-up steps: {time.perf_counter() - t_warm:.1f} s")
     times, rollout, update = [], [], []
     for _ in range(args.steps):
         t0 = time.perf_counter()
