@@ -2,7 +2,8 @@
 
     RUN/
       config.json, model.safetensors, generation_config.json, tokenizer files   the aligned policy
-      adapter/                     the LoRA adapter (with --use_peft; the top level holds the merged model)
+      adapter/                     the LoRA adapter and tokenizer (with --use_peft; the top level holds the merged
+                                   model, so every reader of a run folder, peft or not, loads a whole model)
       value_model/                 the PPO value model of the run
       training_config.yaml         the resolved PPOConfig
       run_info.json                base model, reward functions, episodes, wall time, machine, final metrics, and
@@ -42,7 +43,8 @@ SAMPLES_FILE = "samples.jsonl"
 RUN_INFO_FILE = "run_info.json"
 TRAINING_CONFIG_FILE = "training_config.yaml"
 EXPORT_TMP = ".tmp-export"
-RESUME_FIELDS = ("model_name_or_path", "value_model_name_or_path", "use_peft", "batch_size", "seed")
+RESUME_FIELDS = ("model_name_or_path", "value_model_name_or_path", "value_model_num_layers", "use_peft", "batch_size",
+                 "seed")
 _CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 
 
@@ -350,8 +352,9 @@ def export_model(run_dir: str, policy, tokenizer, value_model, sampling: dict, r
     tmp = os.path.join(run_dir, EXPORT_TMP)
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    if merge_adapter:
+    if merge_adapter:  # adapter_config.json names the base by its Hub id where there is one (models.apply_lora)
         policy.save_pretrained(os.path.join(tmp, "adapter"))
+        tokenizer.save_pretrained(os.path.join(tmp, "adapter"))
         policy = copy.deepcopy(policy).merge_and_unload()
     gen = policy.generation_config
     gen.do_sample = True
