@@ -79,21 +79,20 @@ def hub_id_for(name_or_path: str) -> str | None:
 def gguf_for_hub_id(hub_id: str) -> str | None:
     """`gguf:DISTRIBUTION` of an installed distribution holding a quantization of the Hub model `hub_id`, else None:
     how an adapter whose `base_model_name_or_path` is a Hub id finds its base offline."""
-    from importlib import metadata
-
     for dist, model in GGUF_MODELS.items():
         if model.hub_id == hub_id:
             try:
-                metadata.distribution(dist)
-            except metadata.PackageNotFoundError:
+                find_gguf_file(model)
+            except MissingInputError:
                 return None
             return GGUF_PREFIX + dist
     return None
 
 
-def find_gguf_file(model: GGUFModel) -> str:
-    """Path of `model`'s GGUF file in its installed distribution (found through the wheel's RECORD, not by importing
-    it). Raises MissingInputError, with the install command, when the distribution or the file is missing."""
+def find_gguf_file(model: GGUFModel) -> tuple[str, str]:
+    """(path, installed version) of `model`'s GGUF file in its installed distribution, found through the wheel's
+    RECORD, not by importing it. Raises MissingInputError, with the install command, when the distribution or the
+    file is missing."""
     from importlib import metadata
 
     try:
@@ -105,7 +104,7 @@ def find_gguf_file(model: GGUFModel) -> str:
         if os.path.basename(str(f)) == model.filename:
             path = str(dist.locate_file(f))
             if os.path.isfile(path):
-                return path
+                return path, dist.version
     raise MissingInputError(f"{model.distribution} {dist.version} holds no {model.filename}; reinstall it: "
                             f"{model.install_command} --force-reinstall")
 
@@ -169,11 +168,8 @@ def resolve_gguf(name: str) -> str:
     """The transformers folder of `gguf:DISTRIBUTION`: converted on first use into
     `cache_dir()/gguf/DISTRIBUTION-VERSION/` and reused afterwards. Raises MissingInputError (with the install
     command) when the distribution is not installed, UserInputError for an unknown name."""
-    from importlib import metadata
-
     model = gguf_model(name)
-    path = find_gguf_file(model)
-    version = metadata.version(model.distribution)
+    path, version = find_gguf_file(model)
     out = os.path.join(cache_dir(), "gguf", f"{model.distribution}-{version}")
     if not os.path.isfile(os.path.join(out, SOURCE_FILE)):
         print(f"Converting {model.filename} to a transformers folder in {out} (once)...", flush=True)
