@@ -155,6 +155,20 @@ def test_exported_adapter_loads_as_the_aligned_model(llama_dir, tmp_path, capsys
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("[") and "the movie" in line for line in lines)
 
+    # The shipped copy (make_smollm2_aligned): the adapter, no tokenizer, the run's files and card; loads as the run.
+    import shutil
+
+    from rlhf_demo.presets.make_smollm2_aligned import build
+
+    shutil.copytree(os.path.join(PRESETS_DIR, "tiny", "aligned", "eval"), out / "eval")  # stands in for the eval
+    build(str(out), str(tmp_path / "shipped"))
+    shipped = tmp_path / "shipped"
+    assert {"adapter_model.safetensors", "README.md", "run_info.json"} <= set(os.listdir(shipped))
+    assert not os.path.exists(shipped / "tokenizer.json")
+    with torch.no_grad():
+        assert torch.allclose(load_policy(str(shipped))(ids).logits, merged(ids).logits, atol=1e-5)
+    assert load_tokenizer(str(shipped)).get_vocab() == load_tokenizer(llama_dir).get_vocab()
+
 
 def test_adapter_without_tokenizer_uses_its_base(llama_dir, tmp_path):
     from peft import LoraConfig, get_peft_model
