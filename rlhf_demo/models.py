@@ -277,7 +277,7 @@ def apply_lora(model, cfg):
                       target_modules=cfg.lora_target_modules, task_type="SEQ_2_SEQ_LM" if seq2seq else "CAUSAL_LM",
                       fan_in_fan_out=any(isinstance(m, Conv1D) for m in model.modules()))
     model = get_peft_model(model, lora)
-    hub_id = hub_id_for(cfg.model_name_or_path)
+    hub_id = hub_id_for(resolve_model_path(cfg.model_name_or_path))  # a preset name (tiny) is no Hub id
     if hub_id:
         model.peft_config["default"].base_model_name_or_path = hub_id
     return model

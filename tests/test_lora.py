@@ -187,6 +187,8 @@ def test_lora_on_gpt2_conv1d(tmp_path):
     conf = model.peft_config["default"]
     assert conf.fan_in_fan_out and set(conf.target_modules) == {"c_attn"}
     assert conf.base_model_name_or_path == "openai-community/gpt2"  # a Hub id names the base as is
+    tiny = apply_lora(make_tiny_gpt2(len(tok)), PPOConfig(use_peft=True, model_name_or_path="tiny"))
+    assert tiny.peft_config["default"].base_model_name_or_path != "tiny"  # a preset name is not a Hub id
     ids = torch.tensor([[2, 3, 4]])
     with torch.no_grad():
         out = model(ids).logits
