@@ -65,8 +65,9 @@ from rlhf_demo.config import EvalConfig
 from rlhf_demo.data import build_prompt_dataset
 from rlhf_demo.eval.stats import MEAN_METRICS, METRICS, compute_differences, per_prompt, win_rate
 from rlhf_demo.errors import UserInputError
-from rlhf_demo.models import (PRESET_REWARD_MODELS, check_model_path, context_length, is_causal_lm_config,
-                              load_causal_lm, loading_errors, pad_left, resolve_model_path, response_logprobs)
+from rlhf_demo.models import (PRESET_REWARD_MODELS, check_model_path, context_length, is_adapter_folder,
+                              is_causal_lm_config, load_causal_lm, loading_errors, pad_left, resolve_model_path,
+                              response_logprobs)
 from rlhf_demo.rewards import SentimentReward
 from rlhf_demo.runs import check_output_dir, export_problem, list_checkpoints
 from rlhf_demo.sampling import generate
@@ -88,11 +89,14 @@ def same_tokenizer(a, b) -> bool:
 
 def find_checkpoints(model_dir: str) -> list[tuple[int, str]]:
     """(step, path) of every checkpoint of a training run whose `policy/` (or the folder itself) holds a causal LM
-    with its weights (a LoRA checkpoint holds only an adapter and is skipped), by step."""
+    with its weights, or a LoRA adapter (loaded onto its base by `load_causal_lm`), by step."""
     from transformers import AutoConfig
 
     found = []
     for step, path in list_checkpoints(model_dir):
+        if is_adapter_folder(os.path.join(path, "policy")):
+            found.append((step, os.path.join(path, "policy")))
+            continue
         if os.path.isfile(os.path.join(path, "policy", "config.json")):
             path = os.path.join(path, "policy")
         if os.path.isfile(os.path.join(path, "config.json")) and is_causal_lm_config(AutoConfig.from_pretrained(path)):

