@@ -26,6 +26,7 @@ from .errors import MissingInputError, UserInputError, one_line
 from .models import is_local_path
 
 DEFAULT_DATASET = "stanfordnlp/imdb"
+ROW_COLUMN = "__row__"  # a prompt's row in its split, for error messages
 DATA_FILE_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
                       ".txt": "text"}
 
@@ -297,7 +298,7 @@ def build_prompt_only_dataset(
         flag = "--prompt_template names" if prompt_template is not None else "--prompt_column is"
         raise UserInputError(f"Dataset {name!r} split {split!r} has no column {', '.join(map(repr, missing))} "
                              f"({flag} it); columns found: {ds.column_names}. Pass the column holding the prompts.")
-    ds = ds.select_columns(columns).shuffle(seed=seed)
+    ds = ds.select_columns(columns).add_column(ROW_COLUMN, range(len(ds))).shuffle(seed=seed)
     if num_prompts is not None:
         if num_prompts < 1:
             raise UserInputError(f"num_prompts must be at least 1, got {num_prompts}.")
@@ -309,17 +310,17 @@ def build_prompt_only_dataset(
                 what = "missing" if row[c] is None else f"a {type(row[c]).__name__}, not text"
                 hint = (" (conversational prompts, lists of messages, are not supported: give the text)"
                         if isinstance(row[c], list) else "")
-                raise UserInputError(f"Dataset {name!r} split {split!r}: column {c!r} of row {index} (after the "
-                                     f"seeded shuffle) is {what}{hint}; fix or drop that row.")
+                raise UserInputError(f"Dataset {name!r} split {split!r}: column {c!r} of row {index} (from 0) is "
+                                     f"{what}{hint}; fix or drop that row.")
         text = prompt_template.format(**row) if prompt_template is not None else row[prompt_column]
         if not text.strip():
-            raise UserInputError(f"Dataset {name!r} split {split!r}: the prompt of row {index} (after the seeded "
-                                 "shuffle) is empty; fill it or drop that row.")
+            raise UserInputError(f"Dataset {name!r} split {split!r}: the prompt of row {index} (from 0) is empty; fill "
+                                 "it or drop that row.")
         return text
 
-    def tokenize(batch, indices):
-        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
-        texts = [prompt_of(row, i) for row, i in zip(rows, indices)]
+    def tokenize(batch):
+        rows = [{c: batch[c][i] for c in columns} for i in range(len(batch[ROW_COLUMN]))]
+        texts = [prompt_of(row, i) for row, i in zip(rows, batch[ROW_COLUMN])]
         kwargs = {"truncation": True, "max_length": max_prompt_length} if max_prompt_length else {}
         side, tokenizer.truncation_side = tokenizer.truncation_side, truncation_side
         try:
@@ -331,4 +332,4 @@ def build_prompt_only_dataset(
                    for t, x, n in zip(texts, ids, full)]
         return {"input_ids": ids, "query": queries}
 
-    return ds.map(tokenize, batched=True, with_indices=True, remove_columns=columns)
+    return ds.map(tokenize, batched=True, remove_columns=[*columns, ROW_COLUMN])

@@ -126,7 +126,7 @@ class Seq2SeqValueModel(torch.nn.Module):
 
         model = cls(AutoModel.from_config(AutoConfig.from_pretrained(folder)))
         load_model(model, os.path.join(folder, "model.safetensors"))
-        return model
+        return model.eval()
 
     def save_pretrained(self, folder: str, **_) -> None:
         """Write config.json and model.safetensors (all weights; tied embeddings stored once)."""
