@@ -61,12 +61,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from rlhf_demo.config import EvalConfig
+from rlhf_demo.config import EvalConfig, prompt_options
 from rlhf_demo.data import build_prompt_dataset
 from rlhf_demo.eval.stats import MEAN_METRICS, METRICS, compute_differences, per_prompt, win_rate
 from rlhf_demo.errors import UserInputError
-from rlhf_demo.models import (PRESET_REWARD_MODELS, check_model_path, context_length, is_adapter_folder,
-                              is_causal_lm_config, load_causal_lm, loading_errors, pad_left, resolve_model_path,
+from rlhf_demo.models import (PRESET_REWARD_MODELS, check_model_path, context_exceeded, is_adapter_folder,
+                              is_policy_config, load_causal_lm, loading_errors, pad_left, resolve_model_path,
                               response_logprobs)
 from rlhf_demo.rewards import SentimentReward
 from rlhf_demo.runs import check_output_dir, export_problem, list_checkpoints
@@ -88,8 +88,8 @@ def same_tokenizer(a, b) -> bool:
 
 
 def find_checkpoints(model_dir: str) -> list[tuple[int, str]]:
-    """(step, path) of every checkpoint of a training run whose `policy/` (or the folder itself) holds a causal LM
-    with its weights, or a LoRA adapter (loaded onto its base by `load_causal_lm`), by step."""
+    """(step, path) of every checkpoint of a training run whose `policy/` (or the folder itself) holds a causal or
+    encoder-decoder LM with its weights, or a LoRA adapter (loaded onto its base by `load_causal_lm`), by step."""
     from transformers import AutoConfig
 
     found = []
@@ -99,7 +99,7 @@ def find_checkpoints(model_dir: str) -> list[tuple[int, str]]:
             continue
         if os.path.isfile(os.path.join(path, "policy", "config.json")):
             path = os.path.join(path, "policy")
-        if os.path.isfile(os.path.join(path, "config.json")) and is_causal_lm_config(AutoConfig.from_pretrained(path)):
+        if os.path.isfile(os.path.join(path, "config.json")) and is_policy_config(AutoConfig.from_pretrained(path)):
             found.append((step, path))
     return found
 
@@ -110,7 +110,8 @@ def sequence_logprobs(model, queries: list[list[int]], responses: list[list[int]
     """sum_t log pi(y_t | x, y_<t) per episode, in nats: (N,) for N (query, response) token-id lists.
 
     Logits are divided by `temperature` (the distribution that was sampled). Responses are right-padded
-    with a response mask, queries left-padded (models.py conventions).
+    with a response mask, queries left-padded (models.py conventions). For an encoder-decoder model the sum runs over
+    the decoder's tokens (the response) given the encoded query.
     """
     totals = []
     for start in range(0, len(queries), batch_size):
@@ -122,8 +123,8 @@ def sequence_logprobs(model, queries: list[list[int]], responses: list[list[int]
         for j, r in enumerate(resp):
             r_ids[j, : len(r)] = torch.tensor(r, dtype=torch.long)
             r_mask[j, : len(r)] = 1
-        limit = context_length(model)
-        if limit and q_ids.shape[1] + width > limit:
+        limit = context_exceeded(model, q_ids.shape[1], width)
+        if limit:
             raise UserInputError(f"A query + response of {q_ids.shape[1] + width} tokens exceeds the model's context "
                                  f"of {limit} tokens (a retokenized response can be longer than the sampled one); "
                                  "lower --max_new_tokens.")
@@ -279,7 +280,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     reference, ref_tok = load_causal_lm(cfg.reference, "reference (--reference)")
     same_tok = same_tokenizer(policy_tok, ref_tok)
     prompts = build_prompt_dataset(policy_tok, cfg.dataset_name, split=cfg.split, num_prompts=cfg.num_prompts,
-                                   seed=cfg.seed, min_review_chars=cfg.min_review_chars)
+                                   seed=cfg.seed, min_review_chars=cfg.min_review_chars, **prompt_options(cfg))
     if len(prompts) == 0:
         raise UserInputError(f"No prompts: {cfg.dataset_name!r} split {cfg.split!r} gave 0 queries. Use a dataset "
                              "with reviews in that split.")

@@ -308,6 +308,7 @@ def card_facts(run_dir: str, repo_id: str, license: str = "mit") -> dict:
     return {
         "name": repo_id.split("/")[-1], "repo_id": repo_id, "license": license, "tags": tags,
         "model_type": model_type, "version": info.get("rlhf_demo_version") or "",
+        "encoder_decoder": bool(model_cfg.get("is_encoder_decoder")),
         "base_model": _short(base_model) if base_model else None, "base_model_id": _hub_id(base_model),
         "base_model_md": _model_md(base_model) if base_model else "an unknown model",
         "dataset_id": prompts["hub_dataset"], "prompts": prompts, "language": "en",

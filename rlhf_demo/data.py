@@ -1,8 +1,15 @@
-"""Prompt datasets: IMDB reviews cut to short queries, as in Ziegler et al. (2019) and TRL's gpt2-sentiment example.
+"""Prompt datasets, one builder for `train`, `eval` and the Space (`build_prompt_dataset`), of two kinds:
 
-Every review is cleaned (`<br />` tags become spaces), reviews of at most `min_review_chars` characters are
-dropped, and each remaining review becomes one query: its first L tokens, with L drawn uniformly from
-[min_query_tokens, max_query_tokens] by a seeded generator, so the same seed always gives the same queries.
+- review heads (the default): IMDB reviews cut to short queries, as in Ziegler et al. (2019) and TRL's gpt2-sentiment
+  example. Every review is cleaned (`<br />` tags become spaces), reviews of at most `min_review_chars` characters are
+  dropped, and each remaining review becomes one query: its first L tokens, with L drawn uniformly from
+  [min_query_tokens, max_query_tokens] by a seeded generator, so the same seed always gives the same queries.
+- prompt-only datasets (TRL's format: a `prompt` column; `--prompt_column`, or `--prompt_template` with `{column}`
+  fields filled from each row): each row's prompt is used as is, tokenized with the tokenizer's special tokens (as
+  TRL's trainers do; T5 appends `</s>`), and cut to `max_prompt_length` tokens from the left by default (the end of
+  a prompt, where a template puts its instruction such as "Summary:", is kept; `truncation_side` right keeps the
+  start).
+
 The train split feeds PPO; the test split feeds evaluation, so evaluation prompts are never training prompts.
 """
 
@@ -11,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import string
 
 import datasets
 
@@ -18,6 +26,7 @@ from .errors import MissingInputError, UserInputError, one_line
 from .models import is_local_path
 
 DEFAULT_DATASET = "stanfordnlp/imdb"
+ROW_COLUMN = "__row__"  # a prompt's row in its split, for error messages
 DATA_FILE_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
                       ".txt": "text"}
 
@@ -44,6 +53,17 @@ def load_reviews(dataset_name_or_path: str = DEFAULT_DATASET, split: str = "trai
             file is named), the split is missing, the text column is missing (the message lists the columns found),
             or the split is empty.
     """
+    ds = load_split(dataset_name_or_path, split)
+    if text_column not in ds.column_names:
+        raise UserInputError(
+            f"Dataset {dataset_name_or_path!r} split {split!r} has no {text_column!r} column; columns found: "
+            f"{ds.column_names}. Pass --text_column with the name of the column holding the text.")
+    return ds
+
+
+def load_split(dataset_name_or_path: str, split: str) -> datasets.Dataset:
+    """One split of a dataset (Hub id, local folder or local file, as `load_reviews`), checked to exist and to hold
+    rows. Raises MissingInputError / UserInputError as `load_reviews` (all but the column check)."""
     name, path = dataset_name_or_path, os.path.expanduser(dataset_name_or_path)
     if is_local_path(name) and not os.path.exists(path):
         raise MissingInputError(
@@ -53,10 +73,6 @@ def load_reviews(dataset_name_or_path: str = DEFAULT_DATASET, split: str = "trai
     if split not in dsd:
         raise UserInputError(f"Dataset {name!r} has no split {split!r}; splits found: {sorted(dsd)}.")
     ds = dsd[split]
-    if text_column not in ds.column_names:
-        raise UserInputError(
-            f"Dataset {name!r} split {split!r} has no {text_column!r} column; columns found: "
-            f"{ds.column_names}. Pass --text_column with the name of the column holding the text.")
     if len(ds) == 0:
         problem = diagnose_data_files(path) if os.path.exists(path) else None
         raise UserInputError(f"Dataset {name!r} split {split!r} is empty: " + (problem or "it holds no reviews."))
@@ -163,8 +179,14 @@ def build_prompt_dataset(
     max_query_tokens: int = 8,
     num_prompts: int | None = None,
     seed: int = 0,
+    prompt_column: str | None = None,
+    prompt_template: str | None = None,
+    max_prompt_length: int | None = None,
+    truncation_side: str = "left",
 ) -> datasets.Dataset:
-    """Build the query dataset: the first L tokens of each long-enough review, L ~ U[min, max].
+    """Build the query dataset: the first L tokens of each long-enough review, L ~ U[min, max]; or, when
+    `prompt_column` or `prompt_template` is given, the prompts of a prompt-only dataset (`build_prompt_only_dataset`,
+    which takes the last four arguments).
 
     Args:
         tokenizer: the policy's tokenizer (any `PreTrainedTokenizerBase`; a pad token is not needed).
@@ -179,6 +201,10 @@ def build_prompt_dataset(
         UserInputError: bad lengths, or no review is longer than `min_review_chars` (plus the errors of
             `load_reviews`).
     """
+    if prompt_column is not None or prompt_template is not None:
+        return build_prompt_only_dataset(tokenizer, dataset_name_or_path, split, prompt_column=prompt_column,
+                                         prompt_template=prompt_template, max_prompt_length=max_prompt_length,
+                                         truncation_side=truncation_side, num_prompts=num_prompts, seed=seed)
     if not 1 <= min_query_tokens <= max_query_tokens:
         raise UserInputError(
             f"Query lengths must satisfy 1 <= min_query_tokens <= max_query_tokens; got {min_query_tokens} and "
@@ -209,3 +235,101 @@ def build_prompt_dataset(
         return {"input_ids": ids, "query": tokenizer.batch_decode(ids)}
 
     return ds.map(tokenize, batched=True, with_indices=True, remove_columns=["text"])
+
+
+def template_fields(template: str) -> list[str]:
+    """The `{column}` fields of a prompt template, in order. Raises UserInputError for a template `str.format` cannot
+    fill from columns (unbalanced braces, positional `{}` or `{0}` fields)."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as e:
+        raise UserInputError(f"--prompt_template {template!r} is not a valid template ({e}); write fields as "
+                             "{column} and literal braces as {{ and }}.") from None
+    if not fields or any(not f or f.isdigit() for f in fields):
+        raise UserInputError(f"--prompt_template {template!r} must name the dataset's columns as {{column}} fields, "
+                             "e.g. 'Summarize:\n\n{dialogue}\n\nSummary:'.")
+    return list(dict.fromkeys(f.split(".")[0].split("[")[0] for f in fields))
+
+
+def build_prompt_only_dataset(
+    tokenizer,
+    dataset_name_or_path: str,
+    split: str = "train",
+    *,
+    prompt_column: str | None = "prompt",
+    prompt_template: str | None = None,
+    max_prompt_length: int | None = None,
+    truncation_side: str = "left",
+    num_prompts: int | None = None,
+    seed: int = 0,
+) -> datasets.Dataset:
+    """The queries of a prompt-only dataset (TRL's format): each row's prompt, used as is.
+
+    Args:
+        tokenizer: the policy's tokenizer. Prompts are tokenized with its special tokens (as TRL's trainers do: T5
+            appends `</s>` to its encoder input, GPT-2 adds nothing).
+        prompt_column: the column holding the prompt text (TRL: `prompt`); ignored when `prompt_template` is given.
+        prompt_template: builds each prompt with `str.format` from the row's columns, e.g.
+            "Summarize the following conversation.\n\n{dialogue}\n\nSummary:".
+        max_prompt_length: cut longer prompts to this many tokens (special tokens included); None keeps them whole.
+        truncation_side: `left` drops a long prompt's first tokens (keeps its end, where templates put the
+            instruction), `right` its last tokens.
+        num_prompts: keep only the first `num_prompts` prompts after a shuffle seeded by `seed` (None: all).
+
+    Returns:
+        A `datasets.Dataset` with columns `input_ids` (list[int]) and `query` (the prompt text; for a truncated
+        prompt, the decoded kept tokens).
+
+    Raises:
+        UserInputError: the prompt column, or a column the template names, is missing (the columns found are listed);
+            a prompt is empty or not text (the row is named); a bad template, max_prompt_length or truncation_side;
+            plus the errors of `load_split` (missing path, unreadable data, missing split, empty split).
+    """
+    if max_prompt_length is not None and max_prompt_length < 1:
+        raise UserInputError(f"max_prompt_length must be at least 1 (or unset to keep prompts whole), got "
+                             f"{max_prompt_length}.")
+    if truncation_side not in ("left", "right"):
+        raise UserInputError(f"truncation_side must be 'left' or 'right', got {truncation_side!r}.")
+    name = dataset_name_or_path
+    columns = template_fields(prompt_template) if prompt_template is not None else [prompt_column]
+    ds = load_split(name, split)
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        flag = "--prompt_template names" if prompt_template is not None else "--prompt_column is"
+        raise UserInputError(f"Dataset {name!r} split {split!r} has no column {', '.join(map(repr, missing))} "
+                             f"({flag} it); columns found: {ds.column_names}. Pass the column holding the prompts.")
+    ds = ds.select_columns(columns).add_column(ROW_COLUMN, range(len(ds))).shuffle(seed=seed)
+    if num_prompts is not None:
+        if num_prompts < 1:
+            raise UserInputError(f"num_prompts must be at least 1, got {num_prompts}.")
+        ds = ds.select(range(min(num_prompts, len(ds))))
+
+    def prompt_of(row: dict, index: int) -> str:
+        for c in columns:
+            if not isinstance(row[c], str):
+                what = "missing" if row[c] is None else f"a {type(row[c]).__name__}, not text"
+                hint = (" (conversational prompts, lists of messages, are not supported: give the text)"
+                        if isinstance(row[c], list) else "")
+                raise UserInputError(f"Dataset {name!r} split {split!r}: column {c!r} of row {index} (from 0) is "
+                                     f"{what}{hint}; fix or drop that row.")
+        text = prompt_template.format(**row) if prompt_template is not None else row[prompt_column]
+        if not text.strip():
+            raise UserInputError(f"Dataset {name!r} split {split!r}: the prompt of row {index} (from 0) is empty; fill "
+                                 "it or drop that row.")
+        return text
+
+    def tokenize(batch):
+        rows = [{c: batch[c][i] for c in columns} for i in range(len(batch[ROW_COLUMN]))]
+        texts = [prompt_of(row, i) for row, i in zip(rows, batch[ROW_COLUMN])]
+        kwargs = {"truncation": True, "max_length": max_prompt_length} if max_prompt_length else {}
+        side, tokenizer.truncation_side = tokenizer.truncation_side, truncation_side
+        try:
+            ids = tokenizer(texts, **kwargs)["input_ids"]
+            full = [len(x) for x in tokenizer(texts)["input_ids"]] if max_prompt_length else [len(x) for x in ids]
+        finally:
+            tokenizer.truncation_side = side
+        queries = [t if len(x) == n else tokenizer.decode(x, skip_special_tokens=True)
+                   for t, x, n in zip(texts, ids, full)]
+        return {"input_ids": ids, "query": queries}
+
+    return ds.map(tokenize, batched=True, remove_columns=[*columns, ROW_COLUMN])

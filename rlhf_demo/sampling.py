@@ -15,7 +15,8 @@ from packaging.version import Version
 from tqdm.auto import tqdm
 
 from .errors import UserInputError
-from .models import context_length, pad_left, position_ids_from_mask
+from .models import context_exceeded, pad_left, position_ids_from_mask
+from .seq2seq import decoder_step_fn, is_encoder_decoder
 
 # transformers 5.24 renamed the forward's `past_key_values` (and the output's) to `cache`; both are supported.
 CACHE_ARG = "cache" if Version(transformers.__version__) >= Version("5.24.0.dev0") else "past_key_values"
@@ -33,6 +34,28 @@ def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=probs.shape[1] - 1)
 
 
+def causal_step_fn(model, query_ids: torch.Tensor, query_mask: torch.Tensor):
+    """The sampler's step for a causal LM: returns `step(last_tokens)`, which feeds the left-padded queries (B, L) at
+    the first call (`last_tokens` None), then the previous sampled tokens (B,), through the model with its KV cache
+    and position ids from the mask, and returns the next-token logits (B, V)."""
+    state = {"attention_mask": query_mask, "position_ids": position_ids_from_mask(query_mask), "past": None}
+
+    def step(last_tokens: torch.Tensor | None) -> torch.Tensor:
+        if last_tokens is None:
+            input_ids = query_ids
+        else:
+            input_ids = last_tokens[:, None]
+            mask = state["attention_mask"]
+            state["attention_mask"] = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+            state["position_ids"] = state["position_ids"][:, -1:] + 1
+        out = model(input_ids=input_ids, attention_mask=state["attention_mask"], position_ids=state["position_ids"],
+                    use_cache=True, logits_to_keep=1, **{CACHE_ARG: state["past"]})
+        state["past"] = out.cache if CACHE_ARG == "cache" else out.past_key_values
+        return out.logits[:, -1]
+
+    return step
+
+
 @torch.no_grad()  # PPO wraps it in inference_mode and copies the results out for its autograd graph
 def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_tokens: int, temperature: float = 1.0,
            top_k: int = 0, top_p: float = 1.0, eos_token_id: int | None = None, pad_token_id: int = 0,
@@ -45,6 +68,8 @@ def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_
     tokens of the tiny policy): the recomputed log-probs of the pads were near -inf, per-batch KL went negative,
     and the mean NLL of the samples exceeded the entropy of the same logits by 0.2 nats/token. This loop uses only
     the arguments given (tested in tests/test_sampling.py). Top-k / top-p use transformers' logits warpers.
+    An encoder-decoder model (FLAN-T5) encodes the queries once and samples with its decoder
+    (`seq2seq.decoder_step_fn`).
 
     Args:
         query_ids, query_mask: (B, L) left-padded queries and their mask (1 = real token).
@@ -69,15 +94,11 @@ def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_
     warpers = [TopKLogitsWarper(top_k)] if top_k and top_k > 0 else []
     warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
     B = query_ids.shape[0]
-    attention_mask = query_mask
-    position_ids = position_ids_from_mask(query_mask)
-    input_ids, past = query_ids, None
-    tokens, step_logits, finished = [], [], torch.zeros(B, dtype=torch.bool, device=query_ids.device)
+    step = (decoder_step_fn if is_encoder_decoder(model) else causal_step_fn)(model, query_ids, query_mask)
+    next_token, tokens, step_logits = None, [], []
+    finished = torch.zeros(B, dtype=torch.bool, device=query_ids.device)
     for _ in range(max_new_tokens):
-        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                    use_cache=True, logits_to_keep=1, **{CACHE_ARG: past})
-        past = out.cache if CACHE_ARG == "cache" else out.past_key_values
-        logits = out.logits[:, -1].float()  # (B, V)
+        logits = step(next_token).float()  # (B, V)
         if temperature != 1.0:
             logits = logits / temperature
         if return_logits:
@@ -90,9 +111,6 @@ def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_
             finished |= next_token == eos_token_id
             if finished.all():
                 break
-        input_ids = next_token[:, None]
-        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], 1)
-        position_ids = position_ids[:, -1:] + 1
     responses = torch.stack(tokens, 1)
     response_mask = torch.ones_like(responses)
     if eos_token_id is not None:
@@ -122,8 +140,9 @@ def generate(model, tokenizer, prompts: Sequence[str | Sequence[int]], *, max_ne
     """One sampled response per prompt, in batches of `batch_size`, decoded with `tokenizer`.
 
     Args:
-        prompts: texts (tokenized without special tokens) or token-id lists, one response each; repeat a prompt for
-            several samples.
+        prompts: texts or token-id lists, one response each; repeat a prompt for several samples. Texts are tokenized
+            without special tokens for a causal LM (a continuation), with them for an encoder-decoder model (its
+            encoder's input is a whole text, e.g. T5's ends with `</s>`).
         stop_at_eos: stop a response at the tokenizer's EOS (kept, then masked); False samples exactly `max_new_tokens`.
         seed: batch i starts from torch seed `seed + i`, so two models given the same prompts and seed draw from the
             same random stream (paired samples) and any batch is reproducible alone; None leaves the RNG as it is.
@@ -131,14 +150,16 @@ def generate(model, tokenizer, prompts: Sequence[str | Sequence[int]], *, max_ne
 
     Raises:
         UserInputError: a prompt has no tokens, or a prompt plus `max_new_tokens` exceeds the model's context (the
-            message gives both lengths).
+            message gives both lengths; for an encoder-decoder model, the prompt or `max_new_tokens` alone).
     """
-    queries = [tokenizer(p, add_special_tokens=False)["input_ids"] if isinstance(p, str) else list(p) for p in prompts]
-    limit = context_length(model)
+    special = is_encoder_decoder(model)
+    queries = [tokenizer(p, add_special_tokens=special)["input_ids"] if isinstance(p, str) else list(p)
+               for p in prompts]
     for q in queries:
         if not q:
             raise UserInputError("A prompt is empty (it has no tokens); give some text to continue.")
-        if limit and len(q) + max_new_tokens > limit:
+        limit = context_exceeded(model, len(q), max_new_tokens)
+        if limit:
             raise UserInputError(f"A prompt of {len(q)} tokens plus {max_new_tokens} new tokens exceeds the model's "
                                  f"context of {limit} tokens; shorten the prompt or lower the number of new tokens "
                                  "(--max_new_tokens).")

@@ -161,9 +161,12 @@ def build_compare_tab(models: SpaceModels) -> None:
 
 
 def evaluate(models: SpaceModels, eval_dataset: str, max_eval_prompts: int, temp: TempFolders, num_prompts,
-             max_new_tokens, seed, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (gradio's progress bar)
+             max_new_tokens, seed, progress=gr.Progress(track_tqdm=True),  # noqa: B008 (gradio's progress bar)
+             prompt_options: dict | None = None):
     """Evaluate tab: `run_eval` on `num_prompts` held-out prompts (table, report, plot, eval_results.json), in a
-    folder of `temp` (deleted later); the report and results name models without the server's paths."""
+    folder of `temp` (deleted later); the report and results name models without the server's paths.
+    `prompt_options`: a prompt-only eval dataset's prompt_column / prompt_template / max_prompt_length, as in
+    `rlhf-demo eval`."""
     from rlhf_demo.eval.report import ROWS
     from rlhf_demo.eval.suite import run_eval
 
@@ -173,6 +176,7 @@ def evaluate(models: SpaceModels, eval_dataset: str, max_eval_prompts: int, temp
     out_dir = temp.new("eval-")
     # The shipped prompts are 100-character review heads: keep them all.
     extra = {"min_review_chars": 0} if os.path.abspath(eval_dataset) == TINY_PROMPTS else {}
+    extra.update({k: v for k, v in (prompt_options or {}).items() if v is not None})
     progress(0, desc="loading models and prompts")
     try:
         cfg = EvalConfig(model=models.aligned_path, reference=models.reference_path, output_dir=out_dir,
@@ -197,8 +201,10 @@ def evaluate(models: SpaceModels, eval_dataset: str, max_eval_prompts: int, temp
     return table, report, plot if os.path.isfile(plot) else None, os.path.join(out_dir, "eval_results.json")
 
 
-def build_evaluate_tab(models: SpaceModels, eval_dataset: str, max_eval_prompts: int, temp: TempFolders) -> None:
-    """The Evaluate tab: the evaluation suite on at most `max_eval_prompts` prompts of `eval_dataset`."""
+def build_evaluate_tab(models: SpaceModels, eval_dataset: str, max_eval_prompts: int, temp: TempFolders,
+                       prompt_options: dict | None = None) -> None:
+    """The Evaluate tab: the evaluation suite on at most `max_eval_prompts` prompts of `eval_dataset` (a prompt-only
+    dataset with `prompt_options`)."""
     with gr.Tab("Evaluate", id="evaluate"):
         gr.Markdown("Runs the evaluation suite (`rlhf-demo eval`) on held-out prompts of "
                     f"`{display_name(eval_dataset)}` (test split): both models sample with the same seeds, then "
@@ -217,7 +223,8 @@ def build_evaluate_tab(models: SpaceModels, eval_dataset: str, max_eval_prompts:
         with gr.Accordion("Full report", open=False):
             report = gr.Markdown()
         # One model-bound request at a time, all tabs together (concurrency_id "models"), in the queue's order.
-        button.click(functools.partial(evaluate, models, eval_dataset, max_eval_prompts, temp), [n, tokens, seed],
+        button.click(functools.partial(evaluate, models, eval_dataset, max_eval_prompts, temp,
+                                       prompt_options=prompt_options), [n, tokens, seed],
                      [table, report, plot, results], api_name="evaluate", concurrency_id="models", concurrency_limit=1)
 
 
@@ -333,7 +340,7 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
                generation_timeout: float = 60.0, concurrency_limit: int = 2, max_eval_prompts: int = MAX_EVAL_PROMPTS,
                hub_endpoint: str | None = None, runs_dir: str | None = DEFAULT_RUNS_DIR,
                preferences_dataset: str | None = None, login: bool | None = None, max_queue: int = 64,
-               temp_max_age: float = 600.0) -> gr.Blocks:
+               temp_max_age: float = 600.0, eval_prompt_options: dict | None = None) -> gr.Blocks:
     """The Space as a `gr.Blocks` with its queue configured; launch it with `demo.launch()`.
 
     Args:
@@ -342,6 +349,8 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
         reward_model: the sequence classifier PPO optimised (preset name, folder or Hub id); `reward_label` its label.
         preferences_path: the JSONL file the Feedback tab appends to (created on the first choice).
         eval_dataset: prompts of the Evaluate tab (Hub id or local folder with a `test` split).
+        eval_prompt_options: for a prompt-only `eval_dataset`, its `prompt_column`, `prompt_template` and
+            `max_prompt_length` (the options of `rlhf-demo eval`); None: IMDB-style review heads.
         generation_timeout: seconds after which one generation request is stopped with an error.
         concurrency_limit: events of each kind that run at once (the queue's default concurrency limit); the events
             that run a model run one at a time, all tabs together, in the queue's order.
@@ -381,7 +390,7 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
         )
         with gr.Tabs():
             build_compare_tab(models)
-            build_evaluate_tab(models, eval_dataset, max_eval_prompts, temp)
+            build_evaluate_tab(models, eval_dataset, max_eval_prompts, temp, eval_prompt_options)
             build_feedback_tab(models, store, temp)
             build_publish_tab(runs, hub_endpoint, temp, login)
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=max_queue)
@@ -452,6 +461,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval_dataset", default=default("EVAL_DATASET", "eval_dataset", DEFAULT_EVAL_DATASET),
                    help="Prompts of the Evaluate tab: Hub id or local folder with a test split (env EVAL_DATASET; "
                    "default the tiny preset's shipped IMDB review heads when present, else stanfordnlp/imdb).")
+    p.add_argument("--eval_prompt_column", default=default("EVAL_PROMPT_COLUMN", "eval_prompt_column", None),
+                   help="A prompt-only --eval_dataset: the column whose text is each prompt (env EVAL_PROMPT_COLUMN).")
+    p.add_argument("--eval_prompt_template", default=default("EVAL_PROMPT_TEMPLATE", "eval_prompt_template", None),
+                   help="A prompt-only --eval_dataset: template with {column} fields that builds each prompt (env "
+                   "EVAL_PROMPT_TEMPLATE).")
+    p.add_argument("--eval_max_prompt_length", type=int,
+                   default=default("EVAL_MAX_PROMPT_LENGTH", "eval_max_prompt_length", None),
+                   help="A prompt-only --eval_dataset: cut longer prompts to this many tokens, from the left (env "
+                   "EVAL_MAX_PROMPT_LENGTH).")
     p.add_argument("--runs_dir", default=default("RUNS_DIR", "runs_dir", DEFAULT_RUNS_DIR),
                    help="Folder of training runs the Publish tab offers (env RUNS_DIR; default ./runs).")
     p.add_argument("--generation_timeout", type=float, default=float(default("GENERATION_TIMEOUT",
@@ -476,7 +494,10 @@ def main(argv: list[str] | None = None) -> None:
         demo = build_demo(args.reference, args.aligned, args.reward_model, args.preferences, args.eval_dataset,
                           reward_label=args.reward_label, generation_timeout=args.generation_timeout,
                           concurrency_limit=args.concurrency_limit, runs_dir=args.runs_dir,
-                          preferences_dataset=args.preferences_dataset)
+                          preferences_dataset=args.preferences_dataset,
+                          eval_prompt_options={"prompt_column": args.eval_prompt_column,
+                                               "prompt_template": args.eval_prompt_template,
+                                               "max_prompt_length": args.eval_max_prompt_length})
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, run_history=False)

@@ -71,6 +71,7 @@ def world(tmp_path_factory):
                                     ("torn_jsonl", "train.jsonl", b'{"text": "good movie"}\n{"text": "bad mov')):
         os.makedirs(root / name)
         (root / name / filename).write_bytes(content)
+    (root / "empty_prompt.jsonl").write_text('{"prompt": "a good film"}\n{"prompt": ""}\n')
     (root / "a_file").write_text("not a folder")
     (root / "syntax.yaml").write_text("kl_coef: [0.1\nbatch_size: 8\n")
     (root / "types.yaml").write_text("batch_size: [8, 16]\n")
@@ -129,6 +130,12 @@ def cases(w):
         ("torn jsonl", train_args(w, new, "--dataset_name", f"{r}/torn_jsonl"), ["line 2", "torn_jsonl/train.jsonl"]),
         ("dataset offline", train_args(w, new, "--dataset_name", "no-such-user/no-such-data"),
          ["no-such-user/no-such-data", "--dataset_name"]),
+        ("prompt column missing", train_args(w, new, "--prompt_column", "prompt"),
+         ["no column 'prompt'", "--prompt_column", "['text']"]),
+        ("empty prompt", train_args(w, new, "--dataset_name", f"{r}/empty_prompt.jsonl", "--prompt_column", "prompt"),
+         ["row 1", "empty"]),
+        ("prompt dataset beyond context", train_args(w, new, "--prompt_column", "text", "--response_length", "60"),
+         ["--max_prompt_length", "context of 64 tokens"]),
         ("output is a file", train_args(w, f"{r}/a_file"), ["--output_dir", "a_file", "is a file"]),
         ("output under a file", train_args(w, f"{r}/a_file/run"), ["--output_dir", "a_file", "is a file"]),
         ("eval output is a file", ["eval", "--model", w["policy"], "--reference", w["policy"], "--output_dir",
