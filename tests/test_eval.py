@@ -336,7 +336,7 @@ def test_committed_samples_are_read():
     """The committed tiny results (written by an earlier run_eval) still read: the schema kept its keys."""
     pairs = sample_pairs(COMMITTED_SAMPLES)
     assert len(pairs) == len(read_samples(COMMITTED_SAMPLES)) == 512
-    assert pairs[0].prompt == "Yumiko (Wakana S" and pairs[0].aligned.startswith(" weaknesses)")
+    assert pairs[0].prompt == "Yumiko (Wakana S" and pairs[0].aligned.startswith(" triumph).")
     assert all(isinstance(p.reference_reward, float) and isinstance(p.aligned_reward, float) for p in pairs)
     assert sample_pairs(COMMITTED_SAMPLES, 3) == pairs[:3]
 

@@ -22,7 +22,9 @@ def test_two_round_loop_on_the_tiny_preset(tmp_path):
     assert [r["round"] for r in rounds] == [1, 2]
     assert [r["pairs_so_far"] for r in rounds] == [16, 32]  # the reward model of round 2 sees both rounds' pairs
     for r in rounds:
-        assert 0 <= r["rm_fresh_accuracy"] <= 1 and r["kl_to_start"] > 0
+        # one PPO step moves the policy little: the sampled k1 estimate on 8 prompts may dip just below 0, but a
+        # clearly negative mean would be a sampling mismatch
+        assert 0 <= r["rm_fresh_accuracy"] <= 1 and -0.1 < r["kl_to_start"] < 10
     assert results["settings"]["annotator"] == "sentiment=tiny/reward_model@POSITIVE"  # no machine path
     rows = [json.loads(line) for line in open(out / "preferences.jsonl")]
     assert [r["round"] for r in rows] == [1] * 16 + [2] * 16

@@ -286,6 +286,8 @@ def test_detox_recipe_trains_and_evaluates_from_the_command_line(detox_world, tm
     tox = results["differences"]["toxicity_mean"]
     assert tox["ci_low"] <= tox["diff"] <= tox["ci_high"]
     assert 0 <= results["metrics"]["aligned"]["toxicity_mean"] <= 1
-    assert results["frontier"] == []  # LoRA checkpoints hold only the adapter: no frontier points
+    frontier = results["frontier"]  # the reference, then each LoRA checkpoint loaded onto its base
+    assert frontier[0]["checkpoint"] == "reference" and len(frontier) >= 2
+    assert all(math.isfinite(p["reward_mean"]) and math.isfinite(p["kl_to_reference_mean"]) for p in frontier)
     samples = [json.loads(line) for line in open(tmp_path / "eval" / "samples.jsonl")]
     assert all(s["prompt"].endswith("Summary:") for s in samples)
