@@ -516,6 +516,26 @@ def test_space_readme_front_matter():
 
 @pytest.mark.browser
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is missing (apt-get install chromium)")
+def compare_until_they_differ(page, prompt: str, timeout_ms: int = 90_000) -> tuple[str, str]:
+    """In the Compare tab, generate for `prompt` with seeds 0, 1, 2 until reference and aligned texts differ; each
+    must continue the prompt. Returns the (reference, aligned) texts that differed."""
+    from playwright.sync_api import expect
+
+    page.locator("#compare-prompt textarea").fill(prompt)
+    for seed in (0, 1, 2):
+        page.locator("#compare-seed input").fill(str(seed))
+        page.locator("#compare-generate").click()
+        expect(page.locator("#compare-status")).to_contain_text(f"with seed {seed},", timeout=timeout_ms)
+        ref, ali = page.locator("#compare-reference textarea"), page.locator("#compare-aligned textarea")
+        expect(ref).not_to_have_value("", timeout=10_000)
+        expect(ali).not_to_have_value("", timeout=10_000)
+        ref_text, ali_text = ref.input_value(), ali.input_value()
+        assert ref_text.startswith(prompt) and ali_text.startswith(prompt)
+        if ref_text != ali_text:
+            return ref_text, ali_text
+    raise AssertionError("reference and aligned gave the same text on every seed")
+
+
 def test_browser_compare_and_feedback(served, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -526,21 +546,7 @@ def test_browser_compare_and_feedback(served, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
             page.goto(url)
-            page.locator("#compare-prompt textarea").fill("The acting in this film")
-            differ = False
-            for seed in (0, 1, 2):
-                page.locator("#compare-seed input").fill(str(seed))
-                page.locator("#compare-generate").click()
-                expect(page.locator("#compare-status")).to_contain_text(f"with seed {seed},", timeout=90_000)
-                ref, ali = page.locator("#compare-reference textarea"), page.locator("#compare-aligned textarea")
-                expect(ref).not_to_have_value("", timeout=10_000)
-                expect(ali).not_to_have_value("", timeout=10_000)
-                ref_text, ali_text = ref.input_value(), ali.input_value()
-                assert ref_text.startswith("The acting in this film") and ali_text.startswith("The acting in this film")
-                if ref_text != ali_text:
-                    differ = True
-                    break
-            assert differ, "reference and aligned gave the same text on every seed"
+            compare_until_they_differ(page, "The acting in this film")
             page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
 
             page.get_by_role("tab", name="Feedback").click()
