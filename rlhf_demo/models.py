@@ -440,7 +440,8 @@ def build_value_model(name_or_path: str, head_init: str = "zero", reward_label: 
         depth = {"num_hidden_layers": num_layers} if num_layers else {}  # blocks past it are not loaded
         model = AutoModelForTokenClassification.from_pretrained(path, num_labels=1, dtype=torch.float32,
                                                                 ignore_mismatched_sizes=True, **depth)
-        direction = reward_head_direction(path, reward_label) if head_init != "zero" and not num_layers else None
+        applies = head_init != "zero" and reward_label is not None and not num_layers  # a whole reward model
+        direction = reward_head_direction(path, reward_label) if applies else None
     if head_init == "reward_model" and direction is None:
         raise UserInputError(
             f"value_head_init reward_model needs the value model backbone {name_or_path!r} to be the reward model of "
