@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .errors import UserInputError
 from .models import context_exceeded, pad_left, position_ids_from_mask
-from .seq2seq import decoder_step_fn, is_encoder_decoder
+from .seq2seq import decoder_start_token_id, is_encoder_decoder, right_align
 
 # transformers 5.24 renamed the forward's `past_key_values` (and the output's) to `cache`; both are supported.
 CACHE_ARG = "cache" if Version(transformers.__version__) >= Version("5.24.0.dev0") else "past_key_values"
@@ -34,6 +34,12 @@ def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=probs.shape[1] - 1)
 
 
+def forward_with_cache(model, cache, **inputs):
+    """`model(**inputs)` continuing the KV cache `cache` (None at the first call): (logits, the updated cache)."""
+    out = model(use_cache=True, **inputs, **{CACHE_ARG: cache})
+    return out.logits, (out.cache if CACHE_ARG == "cache" else out.past_key_values)
+
+
 def causal_step_fn(model, query_ids: torch.Tensor, query_mask: torch.Tensor):
     """The sampler's step for a causal LM: returns `step(last_tokens)`, which feeds the left-padded queries (B, L) at
     the first call (`last_tokens` None), then the previous sampled tokens (B,), through the model with its KV cache
@@ -48,10 +54,30 @@ def causal_step_fn(model, query_ids: torch.Tensor, query_mask: torch.Tensor):
             mask = state["attention_mask"]
             state["attention_mask"] = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
             state["position_ids"] = state["position_ids"][:, -1:] + 1
-        out = model(input_ids=input_ids, attention_mask=state["attention_mask"], position_ids=state["position_ids"],
-                    use_cache=True, logits_to_keep=1, **{CACHE_ARG: state["past"]})
-        state["past"] = out.cache if CACHE_ARG == "cache" else out.past_key_values
-        return out.logits[:, -1]
+        logits, state["past"] = forward_with_cache(model, state["past"], input_ids=input_ids,
+                                                   attention_mask=state["attention_mask"],
+                                                   position_ids=state["position_ids"], logits_to_keep=1)
+        return logits[:, -1]
+
+    return step
+
+
+def decoder_step_fn(model, query_ids: torch.Tensor, query_mask: torch.Tensor):
+    """The sampler's step for an encoder-decoder model (seq2seq.py): runs the encoder once over the queries (B, L),
+    their real tokens moved to the front, and returns `step(last_tokens)`, which feeds the previous sampled tokens (B,)
+    (None at the first step: the decoder start token) through the decoder with its KV cache and returns the
+    next-token logits (B, V)."""
+    enc_ids, enc_mask = right_align(query_ids, query_mask)
+    encoder_outputs = model.get_encoder()(input_ids=enc_ids, attention_mask=enc_mask)
+    start = torch.full((query_ids.shape[0], 1), decoder_start_token_id(model), dtype=torch.long,
+                       device=query_ids.device)
+    state = {"cache": None}
+
+    def step(last_tokens: torch.Tensor | None) -> torch.Tensor:
+        dec_ids = start if last_tokens is None else last_tokens[:, None]
+        logits, state["cache"] = forward_with_cache(model, state["cache"], encoder_outputs=encoder_outputs,
+                                                    attention_mask=enc_mask, decoder_input_ids=dec_ids)
+        return logits[:, -1]
 
     return step
 
@@ -69,7 +95,7 @@ def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_
     and the mean NLL of the samples exceeded the entropy of the same logits by 0.2 nats/token. This loop uses only
     the arguments given (tested in tests/test_sampling.py). Top-k / top-p use transformers' logits warpers.
     An encoder-decoder model (FLAN-T5) encodes the queries once and samples with its decoder
-    (`seq2seq.decoder_step_fn`).
+    (`decoder_step_fn`).
 
     Args:
         query_ids, query_mask: (B, L) left-padded queries and their mask (1 = real token).

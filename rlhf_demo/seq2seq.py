@@ -73,27 +73,6 @@ def forward_response(model, query_ids, query_mask, responses, response_mask, tem
     return out.logits / temperature if temperature != 1.0 else out.logits
 
 
-def decoder_step_fn(model, query_ids: torch.Tensor, query_mask: torch.Tensor):
-    """The sampler's step for an encoder-decoder model: runs the encoder once over the queries (B, L), and returns
-    `step(last_tokens)`, which feeds the previous sampled tokens (B,) (None at the first step: the decoder start token)
-    through the decoder with its KV cache and returns the next-token logits (B, V)."""
-    enc_ids, enc_mask = right_align(query_ids, query_mask)
-    encoder_outputs = model.get_encoder()(input_ids=enc_ids, attention_mask=enc_mask)
-    start = torch.full((query_ids.shape[0], 1), decoder_start_token_id(model), dtype=torch.long,
-                       device=query_ids.device)
-    state = {"cache": None}
-    from .sampling import CACHE_ARG  # here, not at the top: sampling imports models, which imports this module
-
-    def step(last_tokens: torch.Tensor | None) -> torch.Tensor:
-        dec_ids = start if last_tokens is None else last_tokens[:, None]
-        out = model(encoder_outputs=encoder_outputs, attention_mask=enc_mask, decoder_input_ids=dec_ids,
-                    use_cache=True, **{CACHE_ARG: state["cache"]})
-        state["cache"] = out.cache if CACHE_ARG == "cache" else out.past_key_values
-        return out.logits[:, -1]
-
-    return step
-
-
 class Seq2SeqValueModel(torch.nn.Module):
     """A value model for encoder-decoder policies: an encoder-decoder backbone (`AutoModel`, no LM head) and a scalar
     head on the decoder's last hidden states, zero-initialised (as `models.build_value_model` does for causal LMs).

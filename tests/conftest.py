@@ -54,16 +54,20 @@ def make_tiny_gpt2(vocab_size, seed=0, n_positions=64):
                                       n_head=2)).eval()
 
 
-@pytest.fixture
-def word_policy_dir(tmp_path):
-    """A saved 1-layer GPT-2 on the word-level tokenizer."""
+def save_with_word_tokenizer(model, path) -> str:
+    """Save `model` (a causal LM over the word-level vocabulary, its pad and EOS ids set to the tokenizer's) and the
+    word-level tokenizer into `path`; returns the path."""
     tok = make_word_tokenizer()
-    model = make_tiny_gpt2(len(tok))
     model.config.pad_token_id, model.config.eos_token_id = tok.pad_token_id, tok.eos_token_id
-    path = tmp_path / "word_policy"
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture
+def word_policy_dir(tmp_path):
+    """A saved 1-layer GPT-2 on the word-level tokenizer."""
+    return save_with_word_tokenizer(make_tiny_gpt2(len(make_word_tokenizer())), tmp_path / "word_policy")
 
 
 def word_prompts(tok, n=64, seed=0):

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from conftest import make_tiny_gpt2, make_word_tokenizer, word_prompts
+from conftest import make_tiny_gpt2, make_word_tokenizer, save_with_word_tokenizer, word_prompts
 
 from rlhf_demo.config import PPOConfig, PRESETS_DIR, load_yaml_config, preset_path
 from rlhf_demo.models import load_policy, load_tokenizer, response_logprobs
@@ -30,13 +30,7 @@ def make_tiny_llama(vocab_size, seed=0, layers=2):
 @pytest.fixture
 def llama_dir(tmp_path):
     """A saved 2-block Llama on the word-level tokenizer (18 tokens)."""
-    tok = make_word_tokenizer()
-    model = make_tiny_llama(len(tok))
-    model.config.pad_token_id, model.config.eos_token_id = tok.pad_token_id, tok.eos_token_id
-    path = tmp_path / "llama"
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
+    return save_with_word_tokenizer(make_tiny_llama(len(make_word_tokenizer())), tmp_path / "llama")
 
 
 def smollm2_like_config(policy_dir, out, **overrides):
