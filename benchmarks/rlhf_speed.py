@@ -276,6 +276,8 @@ def build_rlhf_demo_ppo(args):
     tokenizer = load_tokenizer(args.policy)
     cfg = PPOConfig(
         output_dir=os.path.join(args.work_dir, "rlhf_demo_ppo"), model_name_or_path=args.policy,
+        # The spec of reward_fn: value_head_init auto finds the reward model's label in it (reward_fn scores).
+        reward=[f"sentiment={args.reward_model}@POSITIVE"],
         value_model_name_or_path=args.reward_model,  # Ziegler et al.: the value model starts from the reward model
         dataset_name=args.dataset, response_length=args.response_length, temperature=args.temperature,
         kl_coef=args.kl_coef, batch_size=args.batch_size, num_mini_batches=1, num_ppo_epochs=args.num_ppo_epochs,

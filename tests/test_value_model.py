@@ -66,3 +66,23 @@ def test_reward_label_of_matches_the_value_backbone():
     assert reward_label_of("tiny", ["sentiment=tiny@NEGATIVE"]) == "NEGATIVE"  # preset names resolve
     assert reward_label_of(TINY_RM, ["preference=" + TINY_RM]) == ""
     assert reward_label_of("other/model", specs) is None
+
+
+def test_speed_benchmark_ppo_starts_at_the_reward_models_margin(tmp_path, imdb_path):
+    # The benchmark hands PPOTrainer a reward function object; its config must still name that reward model, or
+    # value_head_init auto silently falls back to a zero head and the benchmark measures the wrong start.
+    import importlib.util
+    import os
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("rlhf_speed", os.path.join(REPO, "benchmarks", "rlhf_speed.py"))
+    rlhf_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rlhf_speed)
+    args = rlhf_speed.parse_args(["--dataset", imdb_path, "--work_dir", str(tmp_path)])
+    trainer = rlhf_speed.build_rlhf_demo_ppo(args)
+    head = trainer.accelerator.unwrap_model(trainer.value_model).classifier.weight[0]
+    rm = AutoModelForSequenceClassification.from_pretrained(TINY_RM)
+    labels = {v.upper(): int(k) for k, v in rm.config.id2label.items()}
+    margin = rm.score.weight[labels["POSITIVE"]] - rm.score.weight[labels["NEGATIVE"]]
+    assert torch.allclose(head, margin)
