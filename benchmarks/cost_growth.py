@@ -2,6 +2,7 @@
 
     python benchmarks/cost_growth.py --output benchmarks/results           # all rows (about 20 min on 2 cores)
     python benchmarks/cost_growth.py --sizes tiny --lengths 24 --budget_s 20  # one row, a quick look
+    python benchmarks/cost_growth.py --trainers trl_ppo_1_12 --budget_s 20    # one trainer: fills its rows in
 
 For each model size (`tiny`: the tiny preset's policy and reward model; `gpt2-124m`: a randomly initialised
 GPT-2-124M configuration with GPT-2's real tokenizer, policy and reward model alike, throughput only) and each
@@ -30,7 +31,8 @@ TRAINERS = ("rlhf_demo_ppo", "trl_ppo_1_12")
 
 def build_gpt2_124m(folder: str, tokenizer_dir: str) -> tuple[str, str]:
     """A randomly initialised GPT-2-124M policy and a two-label (NEGATIVE, POSITIVE) GPT-2-124M sequence classifier
-    as the reward model, both with GPT-2's tokenizer from `tokenizer_dir`; (policy folder, reward model folder)."""
+    as the reward model, both with GPT-2's tokenizer from `tokenizer_dir` plus a pad token; (policy folder, reward
+    model folder)."""
     import torch
     from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
@@ -38,7 +40,9 @@ def build_gpt2_124m(folder: str, tokenizer_dir: str) -> tuple[str, str]:
     if os.path.exists(os.path.join(rm_dir, "config.json")):
         return policy_dir, rm_dir
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = GPT2Config(vocab_size=len(tok), pad_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+    # A pad token of its own (TRL 1.12's PPO finds padding by token id, so it cannot share EOS's): one more row.
+    tok.add_special_tokens({"pad_token": "<|pad|>"})
+    config = GPT2Config(vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                         bos_token_id=tok.bos_token_id)  # GPT-2-124M: 12 layers, 768 hidden, 1024 positions
     torch.manual_seed(0)
     GPT2LMHeadModel(config).save_pretrained(policy_dir)
@@ -100,6 +104,7 @@ def main(argv=None) -> None:
     date = datetime.date.today().isoformat()
     os.makedirs(args.output, exist_ok=True)
     stem = os.path.join(args.output, f"{date}-cost-growth")
+    rows = merge_rows(stem + ".json", rows, args.sizes.split(","))
     with open(stem + ".json", "w") as f:
         json.dump({"machine": machine, "budget_s": args.budget_s, "rows": rows}, f, indent=1)
     lines = [f"# Cost growth, {date}", "",
@@ -115,6 +120,19 @@ def main(argv=None) -> None:
     with open(stem + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def merge_rows(path: str, rows: list[dict], sizes: list[str]) -> list[dict]:
+    """`rows` plus the rows of an earlier run of the same day (`path`) that this run did not measure (another
+    trainer, length or size), ordered by size, response length, then trainer: a rerun of one trainer completes the
+    table instead of replacing it."""
+    key = lambda r: (r["size"], r["response_length"], r["trainer"])  # noqa: E731
+    if os.path.exists(path):
+        with open(path) as f:
+            new = {key(r) for r in rows}
+            rows = rows + [r for r in json.load(f)["rows"] if key(r) not in new]
+    order = {size: i for i, size in enumerate(dict.fromkeys(["tiny", "gpt2-124m", *sizes]))}
+    return sorted(rows, key=lambda r: (order.get(r["size"], 99), r["response_length"], TRAINERS.index(r["trainer"])))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """RLHF from simulated human feedback on the tiny preset, measured against the gold annotator.
 
     python benchmarks/preference_rlhf.py --work_dir runs/preference_rlhf [--pairs 2000] [--fresh_pairs 1000]
+    python benchmarks/preference_rlhf.py --work_dir runs/rm-3ep --preferences FILE --rm_epochs 3 --no_ppo
 
 Steps (each the package's own command or function, so the numbers are what a user gets):
 1. `rlhf-demo preferences --preset tiny`: the tiny policy writes two continuations of each of `--pairs` IMDB
@@ -41,6 +42,9 @@ def main(argv=None) -> None:
     p.add_argument("--annotator_temperature", type=float, default=1.0)
     p.add_argument("--rm_epochs", type=float, default=2.0)
     p.add_argument("--rm_learning_rate", type=float, default=2e-4)
+    p.add_argument("--preferences", default=None, help="Reuse this gold-labelled preference file (default: sample "
+                                                       "--pairs new ones into WORK_DIR/preferences).")
+    p.add_argument("--no_ppo", action="store_true", help="Stop after the reward model's agreement (step 3).")
     args = p.parse_args(argv)
 
     from rlhf_demo.config import PRESETS_DIR, LoopConfig
@@ -50,11 +54,12 @@ def main(argv=None) -> None:
 
     tiny = os.path.join(PRESETS_DIR, "tiny")
     w = args.work_dir
-    prefs, rm, ppo = os.path.join(w, "preferences"), os.path.join(w, "reward_model"), os.path.join(w, "ppo")
-    times = {"preferences_s": cli("preferences", "--preset", "tiny", "--output", prefs, "--num_pairs", str(args.pairs),
-                                  "--annotator_temperature", str(args.annotator_temperature),
-                                  done=os.path.join(prefs, "preferences.jsonl"))}
-    times["reward_model_s"] = cli("reward-model", "--preferences", os.path.join(prefs, "preferences.jsonl"),
+    rm, ppo = os.path.join(w, "reward_model"), os.path.join(w, "ppo")
+    prefs = args.preferences or os.path.join(w, "preferences", "preferences.jsonl")
+    times = {"preferences_s": cli("preferences", "--preset", "tiny", "--output", os.path.dirname(prefs),
+                                  "--num_pairs", str(args.pairs), "--annotator_temperature",
+                                  str(args.annotator_temperature), done=prefs)}
+    times["reward_model_s"] = cli("reward-model", "--preferences", prefs,
                                   "--model_name_or_path", os.path.join(tiny, "policy"), "--output_dir", rm,
                                   "--num_train_epochs", str(args.rm_epochs), "--batch_size", "32", "--max_length", "64",
                                   "--learning_rate", str(args.rm_learning_rate),
@@ -65,20 +70,25 @@ def main(argv=None) -> None:
     agreement = fresh_pair_accuracy(os.path.join(tiny, "policy"), rm, gold, cfg,
                                     {"dataset_name": os.path.join(tiny, "prompts"), "min_review_chars": 0}, seed=123)
     times["agreement_s"] = time.time() - t0
+    rm_report = json.load(open(os.path.join(rm, "reward_model_report.json")))
+    results = {"settings": vars(args), "machine": machine_description(), "times": times,
+               "reward_model": {"pairs": rm_report["pairs"], "heldout_accuracy": rm_report["eval_accuracy"],
+                                "fresh_pair_agreement_with_gold": agreement}}
+    if args.no_ppo:
+        write(results, w)
+        return
     times["ppo_s"] = cli("train", "--preset", "tiny", "--reward", f"preference={rm}", "--value_model_name_or_path", rm,
                          "--output_dir", ppo, "--eval_num_prompts", "0", done=os.path.join(ppo, "model.safetensors"))
     times["eval_s"] = cli("eval", "--preset", "tiny", "--model", ppo, "--output_dir", os.path.join(ppo, "eval"),
                           "--frontier", "false")
     ev = json.load(open(os.path.join(ppo, "eval", "eval_results.json")))
-    rm_report = json.load(open(os.path.join(rm, "reward_model_report.json")))
-    results = {
-        "settings": vars(args), "machine": machine_description(), "times": times,
-        "reward_model": {"pairs": rm_report["pairs"], "heldout_accuracy": rm_report["eval_accuracy"],
-                         "fresh_pair_agreement_with_gold": agreement},
-        "ppo_on_learned_reward": {k: ev["differences"][k] for k in
-                                  ("reward_mean", "judge_positive_rate", "kl_to_reference_mean", "perplexity")},
-    }
-    with open(os.path.join(w, "results.json"), "w") as f:
+    results["ppo_on_learned_reward"] = {k: ev["differences"][k] for k in
+                                        ("reward_mean", "judge_positive_rate", "kl_to_reference_mean", "perplexity")}
+    write(results, w)
+
+
+def write(results: dict, work_dir: str) -> None:
+    with open(os.path.join(work_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps(results, indent=2))
 

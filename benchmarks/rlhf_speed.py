@@ -571,7 +571,8 @@ def markdown_table(report: dict) -> str:
     lines += [f"| {goal} | {'-' if v is None else format(v, '.3g')} |" for goal, v in report["goals"].items()]
     if report.get("speed_changes"):
         base = report["speed_changes"][0]["episodes_per_s"]
-        lines += ["", "## Our PPO step, change by change (`profile_ppo_step.py`, same machine, CPU otherwise idle)", "",
+        lines += ["", "## Our PPO step, change by change (`profile_ppo_step.py --record`, each row on an otherwise "
+                      "idle CPU when it was recorded; not necessarily this run's machine)", "",
                   "| change | commit | episodes/s | x first row | step (s) | rollout (s) | update (s) |",
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {c['label']} | {c['commit']} | {c['episodes_per_s']:.2f} | {c['episodes_per_s'] / base:.2f} | "

@@ -1,6 +1,6 @@
 """The rlhf-demo Space: what RLHF changed, side by side, and the human feedback that closes the loop.
 
-Four tabs (Gradio Blocks), one builder function each, called from `build_demo`:
+Five tabs (Gradio Blocks), one builder function each, called from `build_demo`:
 
 - Compare (`build_compare_tab`): the reference (the policy before PPO) and the aligned policy continue the same
   prompt with the same seed and sampling settings; each continuation is scored by the reward model, an independent
@@ -14,6 +14,8 @@ Four tabs (Gradio Blocks), one builder function each, called from `build_demo`:
   is also kept in a Hub dataset (`rlhf_demo.feedback.HubPreferenceStore`), so it survives restarts.
 - Publish (`space/publish.py`): the model card of `rlhf-demo push` for one of the Space's own runs, and its push
   with the visitor's own Hugging Face login (never the Space's token); dry run by default.
+- Methods (`space/methods.py`): PPO, DPO, RLOO, GRPO and best-of-n on the same feedback, the reward-KL frontier of
+  `benchmarks/frontier.py` and each method's responses to a held-out prompt (static: no model runs).
 
 Safe to leave public: text inputs, tokens, samples and evaluation prompts are capped; the events that run a model
 share one concurrency slot (`concurrency_id="models"`), so simultaneous visitors wait in the queue (64 at most) in
@@ -54,6 +56,7 @@ from rlhf_demo.feedback import HubPreferenceStore, PreferenceStore, summarize_pr
 from rlhf_demo.hub import configure_timeouts  # noqa: E402
 from rlhf_demo.portable import portable_text  # noqa: E402
 
+from rlhf_demo.space.methods import build_methods_tab  # noqa: E402
 from rlhf_demo.space.publish import build_publish_tab, find_runs  # noqa: E402
 from rlhf_demo.space.shared import (  # noqa: E402
     DEFAULT_ALIGNED,
@@ -393,6 +396,7 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
             build_evaluate_tab(models, eval_dataset, max_eval_prompts, temp, eval_prompt_options)
             build_feedback_tab(models, store, temp)
             build_publish_tab(runs, hub_endpoint, temp, login)
+            build_methods_tab()
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=max_queue)
     demo.space_models, demo.preference_store, demo.temp_folders, demo.runs = models, store, temp, runs  # for tests
     return demo

@@ -1,0 +1,65 @@
+"""The Space's Methods tab: PPO, DPO, RLOO, GRPO and best-of-n on the same feedback, one reward-KL frontier.
+
+Shows what `benchmarks/frontier.py` wrote for the tiny preset (committed under `eval/results/frontier`, installed as
+`rlhf_demo/eval/results/frontier`):
+the plot of gold score against KL to the reference, the table of every point, and, for a prompt the visitor picks,
+the response of each method's best point at KL <= 6 nats to that held-out prompt. Nothing runs a model here (the
+models of each method would exceed the tiny preset's size budget), so the tab is static and cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import gradio as gr
+
+FRONTIER_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "eval", "results",
+                            "frontier")
+SHOWN_PROMPTS = 64
+
+
+def load_frontier(folder: str = FRONTIER_DIR) -> dict | None:
+    """The plot path, the table (Markdown) and the samples ({"prompts": [str], "methods": {label: {"setting",
+    "gold", "kl", "responses": [str]}}}) written by `frontier.py --space_dir`; None when the folder lacks them."""
+    paths = {name: os.path.join(folder, name) for name in ("frontier.png", "frontier.md", "samples.json")}
+    if not all(os.path.isfile(p) for p in paths.values()):
+        return None
+    with open(paths["frontier.md"], encoding="utf-8") as f:
+        table = f.read()
+    with open(paths["samples.json"], encoding="utf-8") as f:
+        samples = json.load(f)
+    return {"plot": paths["frontier.png"], "table": table, "samples": samples}
+
+
+def method_responses(samples: dict, prompt_index: int) -> list[list]:
+    """Rows [method, setting, gold score, KL (nats), response] of each method's best point for prompt
+    `prompt_index` (an index into samples["prompts"])."""
+    return [[label, m["setting"], round(m["gold"], 3), round(m["kl"], 2), m["responses"][prompt_index]]
+            for label, m in samples["methods"].items()]
+
+
+def build_methods_tab(folder: str = FRONTIER_DIR) -> None:
+    """The Methods tab (see the module docstring); says how to produce the comparison when none is shipped."""
+    frontier = load_frontier(folder)
+    with gr.Tab("Methods", id="methods"):
+        if frontier is None:
+            gr.Markdown("No method comparison is shipped with this install. Produce one with "
+                        "`python benchmarks/frontier.py --space_dir eval/results/frontier` in a checkout.")
+            return
+        gr.Markdown("Which alignment method? PPO, DPO, RLOO, GRPO and best-of-n, each trained from the tiny policy on "
+                    "the same simulated feedback (a Bradley-Terry reward model or, for DPO, the comparisons), scored "
+                    "by the annotator's own score (gold) on the same held-out prompts, against KL to the reference "
+                    "(Rafailov et al. 2023, Figure 2).")
+        gr.Image(frontier["plot"], label="Gold score against KL to the reference", type="filepath",
+                 interactive=False)
+        prompts = frontier["samples"]["prompts"][:SHOWN_PROMPTS]
+        choice = gr.Dropdown(choices=[(p, i) for i, p in enumerate(prompts)], value=0, label="Held-out prompt")
+        responses = gr.Dataframe(value=method_responses(frontier["samples"], 0),
+                                 headers=["method", "setting", "gold score", "KL (nats)", "response"],
+                                 label="Each method's best point at KL <= 6 nats on this prompt", interactive=False,
+                                 wrap=True)
+        choice.change(lambda i: method_responses(frontier["samples"], int(i)), choice, responses,
+                      api_name="method_responses")
+        with gr.Accordion("Every point", open=False):
+            gr.Markdown(frontier["table"])
