@@ -263,7 +263,22 @@ def evaluate(s: Setup, model: str) -> dict:
 
 def best_of_n_points(s: Setup, ns: list[int], proxy) -> list[dict]:
     """Best-of-n for each n: max(ns) reference samples per evaluation prompt (the eval suite's prompts, seed and
-    sampling), the proxy's favourite among the first n kept, scored by the gold and the judge."""
+    sampling), the proxy's favourite among the first n kept, scored by the gold and the judge. Kept in
+    WORK_DIR/best_of_n.json: a resumed invocation with the same n reads it back."""
+    cache = os.path.join(s.args.work_dir, "best_of_n.json")
+    if os.path.exists(cache):
+        with open(cache) as f:
+            points = json.load(f)
+        if [p["samples_per_prompt"] for p in points] == sorted(ns):
+            return points
+    points = sample_best_of_n(s, ns, proxy)
+    with open(cache, "w") as f:
+        json.dump(points, f)
+    return points
+
+
+def sample_best_of_n(s: Setup, ns: list[int], proxy) -> list[dict]:
+    """The points of `best_of_n_points`, computed."""
     from rlhf_demo.data import build_prompt_dataset
     from rlhf_demo.eval.suite import load_measurement
     from rlhf_demo.models import load_causal_lm
@@ -360,9 +375,15 @@ def main(argv=None) -> dict:
                                  reward_fn=proxy if reward != "gold" else gold)
                 name = "kl_coef" if method == "ppo" else "beta"
                 points.append(run_point(s, method, f"{name}={beta:g}", reward, episodes, fn))
+    ledger = os.path.join(args.work_dir, "wall_time.json")  # seconds of every invocation, resumed ones too
+    invocations = json.load(open(ledger)) if os.path.exists(ledger) else []
+    invocations.append(round(time.time() - started, 1))
+    with open(ledger, "w") as f:
+        json.dump(invocations, f)
     results = {
         "date": datetime.date.today().isoformat(), "machine": machine_description(), "command": " ".join(sys.argv),
-        "settings": {k: v for k, v in vars(args).items()}, "total_wall_s": round(time.time() - started, 1),
+        "settings": {k: v for k, v in vars(args).items()}, "total_wall_s": round(sum(invocations), 1),
+        "invocations_wall_s": invocations,
         "reward_model": {"pairs": rm_report["pairs"], "heldout_accuracy": rm_report["eval_accuracy"]},
         "points": points,
     }
@@ -370,14 +391,50 @@ def main(argv=None) -> dict:
     return results
 
 
-def best_points(points: list[dict], max_kl: float = 6.0) -> dict[str, dict]:
-    """Per method, its point with the highest gold score at KL <= max_kl among those trained on the learned
-    feedback (the reward model or, for DPO, the comparisons): the frontier's reading."""
-    best = {}
+def invocation_note(seconds: list[float]) -> str:
+    """How the wall time splits over invocations: `one invocation`, or the first and the resumed ones."""
+    if len(seconds) == 1:
+        return "one invocation"
+    return (f"the first invocation {seconds[0] / 60:.1f} min, then {len(seconds) - 1} resumed one(s) of "
+            f"{sum(seconds[1:]) / 60:.1f} min that skipped the points already done")
+
+
+def candidates(points: list[dict]) -> list[dict]:
+    """Every point trained on the learned feedback (the reward model or, for DPO, the comparisons), with the
+    half-way checkpoints of each run as points of their own (their wall time: half the run's)."""
+    out = []
     for p in points:
-        if p["reward"] != "gold" and p["kl"] <= max_kl and p["gold"] > best.get(p["method"], {"gold": -1e9})["gold"]:
+        if p["reward"] == "gold":
+            continue
+        out.append(p)
+        for c in p.get("checkpoints", []):
+            out.append({"method": p["method"], "setting": f"{p['setting']}, half-way", "gold": c["gold"],
+                        "kl": c["kl"], "wall_s": p["wall_s"] / 2})
+    return out
+
+
+def best_points(points: list[dict], max_kl: float = 6.0) -> dict[str, dict]:
+    """Per method, its point (a half-way checkpoint included) with the highest gold score at KL <= max_kl among
+    those trained on the learned feedback: the frontier's reading."""
+    best = {}
+    for p in candidates(points):
+        if p["kl"] <= max_kl and p["gold"] > best.get(p["method"], {"gold": -1e9})["gold"]:
             best[p["method"]] = p
     return best
+
+
+def shown_points(points: list[dict], max_kl: float = 6.0) -> dict[str, dict]:
+    """Per method, the final model whose responses the Space shows: the highest gold at KL <= max_kl, else the
+    lowest KL (final models only: the evaluation keeps no samples of checkpoints)."""
+    shown = {}
+    for p in points:
+        if p["reward"] == "gold":
+            continue
+        q = shown.get(p["method"])
+        key = (lambda x: (x["kl"] <= max_kl, x["gold"] if x["kl"] <= max_kl else -x["kl"]))  # noqa: E731
+        if q is None or key(p) > key(q):
+            shown[p["method"]] = p
+    return shown
 
 
 def write_results(results: dict, output: str, space_dir: str | None) -> None:
@@ -400,7 +457,7 @@ def write_results(results: dict, output: str, space_dir: str | None) -> None:
             f.write(table)
         prompts = next((p["prompts"] for p in results["points"] if "prompts" in p), None)
         samples = {"prompts": prompts, "methods": {}}
-        for method, p in best_points(results["points"]).items():
+        for method, p in shown_points(results["points"]).items():
             responses = p.get("responses") or samples_of(p["run"])
             samples["prompts"] = samples["prompts"] or samples_of(p["run"], "prompt")
             samples["methods"][LABELS[method]] = {"setting": p["setting"], "gold": p["gold"], "kl": p["kl"],
@@ -421,8 +478,8 @@ def markdown_table(results: dict) -> str:
     pts = results["points"]
     ref = next((p for p in pts if "reference_gold" in p), None)
     lines = [f"# Reward-KL frontier of five alignment methods ({results['date']})", "",
-             f"Machine: {results['machine']}. Wall time of this invocation: {results['total_wall_s'] / 60:.1f} min "
-             "(a resumed invocation skips the points already done).", "", f"Command: `{results['command']}`", "",
+             f"Machine: {results['machine']}. Wall time: {results['total_wall_s'] / 60:.1f} min in all "
+             f"({invocation_note(results['invocations_wall_s'])}).", "", f"Command: `{results['command']}`", "",
              f"Feedback: {results['reward_model']['pairs']['kept']} comparisons; reward model held-out accuracy "
              f"{results['reward_model']['heldout_accuracy']:.3f} (noisy labels).", ""]
     if ref:
@@ -438,8 +495,14 @@ def markdown_table(results: dict) -> str:
     best = best_points(pts)
     if best:
         top = max(best.values(), key=lambda p: p["gold"])
-        lines += ["", f"Highest gold score at KL <= 6 nats on the learned feedback: {LABELS[top['method']]} "
-                      f"({top['setting']}, {top['gold']:.3f} at {top['kl']:.2f} nats)."]
+        lines += ["", "Each method's best point at KL <= 6 nats on the learned feedback (half-way checkpoints count; "
+                      "their wall time is half the run's):", ""]
+        lines += [f"- {LABELS[m]}: {p['setting']}, gold {p['gold']:.3f} at {p['kl']:.2f} nats, {p['wall_s']:.0f} s"
+                  for m, p in sorted(best.items(), key=lambda kv: -kv[1]["gold"])]
+        missing = [LABELS[m] for m in dict.fromkeys(p["method"] for p in pts) if m not in best]
+        lines += [f"- no point at KL <= 6: {', '.join(missing)}"] if missing else []
+        lines += ["", f"Highest gold score at KL <= 6 nats: {LABELS[top['method']]} ({top['setting']}, "
+                      f"{top['gold']:.3f} at {top['kl']:.2f} nats)."]
         trained = [p for p in best.values() if p["method"] != "best_of_n"]
         if trained:
             fast = min(trained, key=lambda p: p["wall_s"])

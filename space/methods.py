@@ -52,13 +52,14 @@ def build_methods_tab(folder: str = FRONTIER_DIR) -> None:
                     "by the annotator's own score (gold) on the same held-out prompts, against KL to the reference "
                     "(Rafailov et al. 2023, Figure 2).")
         gr.Image(frontier["plot"], label="Gold score against KL to the reference", type="filepath",
-                 interactive=False)
+                 interactive=False, elem_id="methods-plot")
         prompts = frontier["samples"]["prompts"][:SHOWN_PROMPTS]
-        choice = gr.Dropdown(choices=[(p, i) for i, p in enumerate(prompts)], value=0, label="Held-out prompt")
+        choice = gr.Dropdown(choices=[(p, i) for i, p in enumerate(prompts)], value=0, label="Held-out prompt",
+                             elem_id="methods-prompt")
         responses = gr.Dataframe(value=method_responses(frontier["samples"], 0),
                                  headers=["method", "setting", "gold score", "KL (nats)", "response"],
                                  label="Each method's best point at KL <= 6 nats on this prompt", interactive=False,
-                                 wrap=True)
+                                 wrap=True, elem_id="methods-responses")
         choice.change(lambda i: method_responses(frontier["samples"], int(i)), choice, responses,
                       api_name="method_responses")
         with gr.Accordion("Every point", open=False):

@@ -35,6 +35,25 @@ def test_best_of_n_kl_matches_the_exact_kl_of_a_fine_categorical(n):
     assert load_frontier_module().best_of_n_kl(1) == 0.0
 
 
+def test_reading_counts_half_way_checkpoints_and_the_space_falls_back_to_the_lowest_kl():
+    f = load_frontier_module()
+    points = [
+        {"method": "rloo", "setting": "beta=0.1", "reward": "reward model", "gold": 2.0, "kl": 15.0, "wall_s": 100,
+         "checkpoints": [{"step": 8, "gold": 1.2, "kl": 5.0}]},
+        {"method": "rloo", "setting": "beta=0.2", "reward": "reward model", "gold": 1.4, "kl": 8.0, "wall_s": 90,
+         "checkpoints": [{"step": 8, "gold": 1.1, "kl": 4.0}]},
+        {"method": "rloo", "setting": "beta=0.1", "reward": "gold", "gold": 1.9, "kl": 5.0, "wall_s": 100,
+         "checkpoints": []},  # the ceiling: never part of the reading
+        {"method": "dpo", "setting": "beta=0.1", "reward": "comparisons", "gold": 1.5, "kl": 5.7, "wall_s": 110,
+         "checkpoints": [{"step": 60, "gold": 1.3, "kl": 3.0}]},
+    ]
+    best = f.best_points(points)
+    assert best["rloo"]["setting"] == "beta=0.1, half-way" and best["rloo"]["wall_s"] == 50
+    assert best["dpo"]["setting"] == "beta=0.1" and best["dpo"]["gold"] == 1.5
+    shown = f.shown_points(points)
+    assert shown["rloo"]["setting"] == "beta=0.2" and shown["dpo"]["gold"] == 1.5  # no final RLOO model at KL <= 6
+
+
 @pytest.mark.slow
 def test_five_methods_in_one_ci_sized_invocation(tmp_path):
     work, out, space = tmp_path / "work", tmp_path / "results", tmp_path / "space"
@@ -61,12 +80,15 @@ def test_five_methods_in_one_ci_sized_invocation(tmp_path):
     for label in ("PPO (rlhf-demo)", "DPO (TRL)", "RLOO (TRL)", "GRPO (TRL)", "best-of-n"):
         assert label in table
 
-    # A second invocation resumes: nothing is trained again, the same points come back.
+    # A second invocation resumes: nothing is trained or sampled again, the same points come back, and the wall
+    # time counts both invocations.
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    rerun = json.loads(results_file.read_text())["points"]
-    assert [(p["method"], p["wall_s"], p["gold"]) for p in rerun if p["method"] != "best_of_n"] == \
-           [(p["method"], p["wall_s"], p["gold"]) for p in points if p["method"] != "best_of_n"]
+    rerun = json.loads(results_file.read_text())
+    assert [(p["method"], p["wall_s"], p["gold"]) for p in rerun["points"]] == \
+           [(p["method"], p["wall_s"], p["gold"]) for p in points]
+    assert len(rerun["invocations_wall_s"]) == 2
+    assert rerun["total_wall_s"] == pytest.approx(sum(rerun["invocations_wall_s"]), abs=0.2)
 
     # The Space's Methods tab reads the files frontier.py wrote for it.
     from rlhf_demo.space.methods import build_methods_tab, load_frontier, method_responses

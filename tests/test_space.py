@@ -489,9 +489,22 @@ def test_space_is_installed_with_the_package_and_run_by_the_cli(capsys):
     assert out.startswith("usage: rlhf-demo space") and "--reward_model" in out and "PREFERENCES_FILE" in out
 
 
+def test_methods_tab_serves_each_methods_response_to_a_chosen_prompt(served):
+    from rlhf_demo.space.methods import load_frontier, method_responses
+
+    _, client, _, _ = served
+    shipped = load_frontier()  # committed by `benchmarks/frontier.py --space_dir eval/results/frontier`
+    assert shipped is not None and len(shipped["samples"]["methods"]) >= 4
+    rows = client.predict(5, api_name="/method_responses")["data"]
+    expected = method_responses(shipped["samples"], 5)
+    assert [r[0] for r in rows] == [r[0] for r in expected] and [r[4] for r in rows] == [r[4] for r in expected]
+    assert len({r[4] for r in rows}) > 1  # different methods, different responses to the same prompt
+
+
 def test_space_texts_name_no_machine_path_and_say_how_to_load_the_preferences():
     texts = {}
-    for name in ("app.py", "shared.py", "publish.py", "README.md", "screenshot.py", "__init__.py", "requirements.txt"):
+    for name in ("app.py", "shared.py", "publish.py", "methods.py", "README.md", "screenshot.py", "__init__.py",
+                 "requirements.txt"):
         with open(os.path.join(ROOT, "space", name), encoding="utf-8") as f:
             texts[name] = f.read()
     for name, text in texts.items():
@@ -514,8 +527,6 @@ def test_space_readme_front_matter():
 # ------------------------------------------------------------------------------------------------ browser
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is missing (apt-get install chromium)")
 def compare_until_they_differ(page, prompt: str, timeout_ms: int = 90_000) -> tuple[str, str]:
     """In the Compare tab, generate for `prompt` with seeds 0, 1, 2 until reference and aligned texts differ; each
     must continue the prompt. Returns the (reference, aligned) texts that differed."""
@@ -536,6 +547,8 @@ def compare_until_they_differ(page, prompt: str, timeout_ms: int = 90_000) -> tu
     raise AssertionError("reference and aligned gave the same text on every seed")
 
 
+@pytest.mark.browser
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is missing (apt-get install chromium)")
 def test_browser_compare_and_feedback(served, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -558,6 +571,11 @@ def test_browser_compare_and_feedback(served, tmp_path):
             page.locator("#feedback-pick-a").click()
             expect(page.locator("#feedback-status")).to_contain_text("choice(s)", timeout=30_000)
             page.screenshot(path=str(tmp_path / "feedback.png"), full_page=True)
+
+            page.get_by_role("tab", name="Methods").click()  # the shipped comparison: plot and each method's response
+            expect(page.locator("#methods-plot img")).to_be_visible(timeout=30_000)
+            for label in ("PPO (rlhf-demo)", "DPO (TRL)", "best-of-n"):
+                expect(page.locator("#methods-responses")).to_contain_text(label, timeout=10_000)
         finally:
             browser.close()
     rows = read_preferences(prefs)
