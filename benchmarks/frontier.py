@@ -58,8 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                      "(the Space's Methods tab reads eval/results/frontier, installed "
                                                      "as rlhf_demo/eval/results/frontier).")
     p.add_argument("--methods", default=",".join(METHODS), help=f"Comma-separated subset of {', '.join(METHODS)}.")
-    p.add_argument("--preset", default="tiny", help="Preset giving the policy, the gold (its reward), the prompts and "
-                                                    "PPO's settings.")
+    p.add_argument("--preset", default="tiny", choices=("tiny", "gpt2"), help="Preset giving the policy, the gold "
+                   "(its reward classifier), the prompts and PPO's settings (both train every weight, as TRL's "
+                   "trainers do here).")
     p.add_argument("--pairs", type=int, default=2000, help="Simulated comparisons (one prompt each).")
     p.add_argument("--annotator_temperature", type=float, default=1.0, help="tau of the Bradley-Terry annotator.")
     p.add_argument("--rm_epochs", type=float, default=2.0, help="Reward model: passes over the comparisons.")
@@ -128,10 +129,14 @@ def feedback_and_reward_model(s: Setup) -> dict:
     from rlhf_demo.reward_model import train_preference_reward_model
 
     a = s.args
-    if not os.path.exists(s.preferences):
-        collect_preferences(PreferencesConfig(output=s.preferences, model=s.policy, annotator=s.gold_spec,
+    if not os.path.exists(s.preferences):  # written under another name first: an interrupted file is not kept
+        partial = s.preferences.replace(".jsonl", ".partial.jsonl")  # a .jsonl name: a file, not a folder
+        if os.path.exists(partial):
+            os.remove(partial)
+        collect_preferences(PreferencesConfig(output=partial, model=s.policy, annotator=s.gold_spec,
                                               annotator_temperature=a.annotator_temperature, num_pairs=a.pairs,
                                               seed=a.seed, **s.prompts))
+        os.replace(partial, s.preferences)
     report = os.path.join(s.reward_model, "reward_model_report.json")
     if not os.path.exists(report):
         train_preference_reward_model(RewardModelConfig(
