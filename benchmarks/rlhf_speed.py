@@ -437,6 +437,12 @@ def machine_facts(threads: int) -> dict:
             "trl": trl_version, "load_avg_at_start": list(os.getloadavg())}
 
 
+def repo_relative(value):
+    """A local path as it reads from the repository root (`rlhf_demo/presets/tiny/policy`, `../shared/data/imdb`);
+    anything else unchanged."""
+    return os.path.relpath(value, REPO) if isinstance(value, str) and os.path.exists(value) else value
+
+
 def machine_slug(machine: dict) -> str:
     """`Intel(R) Xeon(R) Platinum 8488C` with 2 cores -> `intel-xeon-platinum-8488c-2c` (the results file name)."""
     cpu = re.sub(r"\((R|TM)\)|\bCPU\b|@.*$|\bprocessor\b", " ", machine["cpu"], flags=re.IGNORECASE)
@@ -635,6 +641,7 @@ def main(argv=None) -> None:
                                               "kl_coef",
                                               "learning_rate", "eval_every_s", "eval_prompts", "threads", "seed",
                                               "trainers")}
+    settings = {k: repo_relative(v) for k, v in settings.items()}  # no path of this machine in the results
     report = {"date": date, "machine": machine, "matmul": matmul, "settings": settings}
     report.update(summarise(results, args, matmul))
     report["trainers"] = results
