@@ -100,6 +100,7 @@ class Setup:
 
     def __init__(self, args):
         from rlhf_demo.config import load_yaml_config, preset_path
+        from rlhf_demo.loop import PROMPT_KEYS
         from rlhf_demo.rewards import split_reward_spec
 
         self.args = args
@@ -108,8 +109,7 @@ class Setup:
         self.gold_spec = self.train["reward"][0]
         gold = split_reward_spec(self.gold_spec)
         self.gold_model, self.gold_label = gold.target, gold.label or "POSITIVE"
-        self.prompts = {k: self.train[k] for k in ("dataset_name", "min_review_chars", "min_query_tokens",
-                                                   "max_query_tokens") if k in self.train}
+        self.prompts = {k: self.train[k] for k in PROMPT_KEYS if k in self.train}  # as `rlhf-demo loop` reads them
         self.lr = args.learning_rate or self.train["learning_rate"]
         self.batch_size, self.num_mini_batches = self.train["batch_size"], self.train["num_mini_batches"]
         self.num_ppo_epochs, self.response_length = self.train["num_ppo_epochs"], self.train["response_length"]
@@ -431,13 +431,12 @@ def best_points(points: list[dict], max_kl: float = 6.0) -> dict[str, dict]:
 def shown_points(points: list[dict], max_kl: float = 6.0) -> dict[str, dict]:
     """Per method, the final model whose responses the Space shows: the highest gold at KL <= max_kl, else the
     lowest KL (final models only: the evaluation keeps no samples of checkpoints)."""
+    def rank(p: dict) -> tuple[bool, float]:
+        return (p["kl"] <= max_kl, p["gold"] if p["kl"] <= max_kl else -p["kl"])
+
     shown = {}
     for p in points:
-        if p["reward"] == "gold":
-            continue
-        q = shown.get(p["method"])
-        key = (lambda x: (x["kl"] <= max_kl, x["gold"] if x["kl"] <= max_kl else -x["kl"]))  # noqa: E731
-        if q is None or key(p) > key(q):
+        if p["reward"] != "gold" and (p["method"] not in shown or rank(p) > rank(shown[p["method"]])):
             shown[p["method"]] = p
     return shown
 
