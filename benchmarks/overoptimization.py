@@ -38,6 +38,9 @@ def main(argv=None) -> None:
     p.add_argument("--total_episodes", type=int, default=5760)
     p.add_argument("--save_steps", type=int, default=10)
     p.add_argument("--frontier_num_prompts", type=int, default=128)
+    p.add_argument("--kl_coef", type=float, default=None, help="A fixed KL coefficient for PPO (default: the tiny "
+                                                                "preset's adaptive one, target 4 nats); a small one "
+                                                                "lets PPO reach the KL where the gold turns down.")
     p.add_argument("--preferences", default=None, help="An existing gold-labelled preference file to take the first N "
                                                         "pairs from (default: sample max(--sizes) pairs first).")
     args = p.parse_args(argv)
@@ -61,7 +64,9 @@ def main(argv=None) -> None:
             "--max_length", "64", done=os.path.join(rm, "reward_model_report.json"))
         cli("train", "--preset", "tiny", "--reward", f"preference={rm}", "--value_model_name_or_path", rm,
             "--output_dir", ppo, "--total_episodes", str(args.total_episodes), "--save_steps", str(args.save_steps),
-            "--save_total_limit", "1000", "--eval_num_prompts", "0", done=os.path.join(ppo, "model.safetensors"))
+            "--save_total_limit", "1000", "--eval_num_prompts", "0",
+            *(["--kl_coef", str(args.kl_coef), "--adaptive_kl", "false"] if args.kl_coef is not None else []),
+            done=os.path.join(ppo, "model.safetensors"))
         common = ["--model", ppo, "--num_prompts", str(args.frontier_num_prompts), "--frontier_num_prompts", "0"]
         cli("eval", "--preset", "tiny", *common, "--output_dir", os.path.join(run, "eval_gold"))
         cli("eval", "--preset", "tiny", *common, "--reward_model", rm, "--output_dir", os.path.join(run, "eval_proxy"))

@@ -38,12 +38,15 @@ def main(argv=None):
                                                   "list file.")
     p.add_argument("--compile", action="store_true", help="Wrap the policy's and the value model's forward in "
                                                           "torch.compile (inductor, dynamic shapes) before timing.")
+    p.add_argument("--value_head_on_policy", action="store_true", help="The value head on the policy's trunk "
+                                                                        "(PPOConfig.value_head_on_policy).")
     p.add_argument("--label", default="", help="What this measurement is of (the change), for --record.")
     args = p.parse_args(argv)
 
     bench = rlhf_speed.parse_args(["--batch_size", str(args.batch_size), "--num_ppo_epochs", str(args.num_ppo_epochs),
                                    "--response_length", str(args.response_length)]
-                                  + (["--threads", str(args.threads)] if args.threads else []))
+                                  + (["--threads", str(args.threads)] if args.threads else [])
+                                  + ["--value_head_on_policy", str(args.value_head_on_policy)])
     bench.work_dir = tempfile.mkdtemp()
     torch.set_num_threads(bench.threads)
     trainer = rlhf_speed.build_rlhf_demo_ppo(bench)

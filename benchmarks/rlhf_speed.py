@@ -84,6 +84,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--value_head_init", choices=("auto", "zero", "reward_model"), default="auto",
                    help="rlhf_demo_ppo: start of its value head (PPOConfig.value_head_init; auto: the reward model's "
                         "margin W_pos - W_neg, as TRL 1.12's PPO gets here).")
+    p.add_argument("--value_head_on_policy", type=lambda v: v.lower() in ("1", "true", "yes"), default=False,
+                   help="rlhf_demo_ppo: the value head on the policy's trunk instead of a separate value model "
+                        "(PPOConfig.value_head_on_policy; true/false).")
     p.add_argument("--eval_every_s", type=float, default=60.0,
                    help="Evaluate every this many seconds of training time.")
     p.add_argument("--eval_prompts", type=int, default=256, help="Held-out test prompts for the evaluation.")
@@ -133,7 +136,8 @@ def config_subset(config, keys) -> dict:
 ALGO_KEYS = ("batch_size", "per_device_train_batch_size", "num_generations", "num_iterations", "num_ppo_epochs",
              "num_mini_batches",
              "learning_rate", "kl_coef", "beta", "kl_estimator", "cliprange", "epsilon", "cliprange_value", "vf_coef",
-             "value_head_init", "gamma", "lam", "loss_type", "scale_rewards", "normalize_advantages", "whiten_rewards",
+             "value_head_init", "value_head_on_policy", "gamma", "lam", "loss_type", "scale_rewards",
+             "normalize_advantages", "whiten_rewards",
              "temperature",
              "response_length", "max_completion_length", "gradient_checkpointing", "bf16")
 
@@ -281,7 +285,8 @@ def build_rlhf_demo_ppo(args):
         value_model_name_or_path=args.reward_model,  # Ziegler et al.: the value model starts from the reward model
         dataset_name=args.dataset, response_length=args.response_length, temperature=args.temperature,
         kl_coef=args.kl_coef, batch_size=args.batch_size, num_mini_batches=1, num_ppo_epochs=args.num_ppo_epochs,
-        value_head_init=args.value_head_init, learning_rate=args.learning_rate,
+        value_head_init=args.value_head_init, value_head_on_policy=args.value_head_on_policy,
+        learning_rate=args.learning_rate,
         total_episodes=10**9,  # lr decays over total_episodes: ~constant here
         save_steps=0, sample_steps=0, progress_bar=False, seed=args.seed, num_threads=args.threads,
     )
@@ -456,7 +461,7 @@ def worker_command(name: str, args, out_path: str) -> list[str] | str:
     for key in ("budget_s", "max_kl", "policy", "reward_model", "dataset", "batch_size", "num_ppo_epochs",
                 "num_generations",
                 "response_length", "temperature", "kl_coef", "learning_rate", "eval_every_s", "eval_prompts", "threads",
-                "work_dir", "seed", "trl112_reward_head", "value_head_init"):
+                "work_dir", "seed", "trl112_reward_head", "value_head_init", "value_head_on_policy"):
         forwarded += [f"--{key}", str(getattr(args, key))]
     if name == "trl_ppo_1_12":
         if not os.path.exists(args.trl112_python):

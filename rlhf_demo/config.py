@@ -328,6 +328,11 @@ class PPOConfig:
                                        "it applies, else zero).")
     value_model_num_layers: int | None = arg(None, "Keep only the first N transformer blocks of the value model's "
                                                    "backbone (None: all): a small value model for a large policy.")
+    value_head_on_policy: bool = arg(False, "Put the value head on the policy's trunk instead of a separate value "
+                                            "model (TRL's former AutoModelForCausalLMWithValueHead): one trunk pass "
+                                            "per update instead of two; the value loss then also trains the trunk and "
+                                            "the head starts at 0. Causal LMs trained in full, one process; the other "
+                                            "value_* options are then unused.")
     dataset_name: str = arg("stanfordnlp/imdb", "Prompt dataset: Hub id, local folder or data file with a train split: "
                                                 "reviews in a `text` column (cut to their first tokens), or a "
                                                 "prompt-only dataset (--prompt_column or --prompt_template).")
@@ -418,6 +423,9 @@ class PPOConfig:
         check_prompt_options(self)
         if self.value_head_init not in ("auto", "zero", "reward_model"):
             raise UserInputError(f"value_head_init must be auto, zero or reward_model, got {self.value_head_init!r}.")
+        if self.value_head_on_policy and (self.use_peft or self.value_head_init == "reward_model"):
+            raise UserInputError("value_head_on_policy needs full fine-tuning (no --use_peft) and a head that starts "
+                                 "at 0 (value_head_init auto or zero); drop one of the options.")
         if self.kl_estimator not in ("k1", "k3"):
             raise UserInputError(f"kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}.")
         if self.missing_eos_penalty is not None and not self.stop_at_eos:

@@ -341,7 +341,8 @@ def check_context_length(model, query_tokens: int, response_tokens: int, flag: s
 def build_ppo_models(cfg, policy=None, ref_policy=None, value_model=None):
     """(policy, reference, value model) for PPO with `cfg` (a PPOConfig), each loaded from the config where not given:
     dropout off and fused GELU everywhere; with `cfg.use_peft` the policy gets LoRA adapters and the reference is None
-    (the policy with its adapter disabled), else the reference is a frozen copy of the policy."""
+    (the policy with its adapter disabled), else the reference is a frozen copy of the policy. With
+    `cfg.value_head_on_policy` the value model is a `value_head.PolicyValueHead` on the policy's trunk."""
     policy = policy if policy is not None else load_policy(cfg.model_name_or_path, role="policy (--model_name_or_path)")
     disable_dropout(policy)
     use_fused_gelu(policy)
@@ -351,6 +352,10 @@ def build_ppo_models(cfg, policy=None, ref_policy=None, value_model=None):
     else:
         ref_policy = use_fused_gelu(ref_policy) if ref_policy is not None else copy.deepcopy(policy)
         ref_policy.eval().requires_grad_(False)
+    if value_model is None and cfg.value_head_on_policy:
+        from .value_head import build_policy_value_head
+
+        return policy, ref_policy, build_policy_value_head(policy)
     if value_model is None:
         backbone = cfg.value_model_name_or_path or cfg.model_name_or_path
         value_model = build_value_model(backbone, cfg.value_head_init, reward_label_of(backbone, cfg.reward),

@@ -36,6 +36,7 @@ from .ppo_math import (AdaptiveKLController, FixedKLController, RunningMoments, 
                        kl_per_token, masked_mean, masked_whiten, nonfinite, policy_loss, value_loss)
 from .rewards import build_reward, check_scores
 from .sampling import sample
+from .value_head import PolicyValueHead, policy_value_forward
 
 
 @dataclass
@@ -109,11 +110,16 @@ class PPOTrainer:
         if len(self.train_dataset) == 0:
             raise UserInputError("The training dataset holds no queries; pass another --dataset_name.")
         query_tokens, query_flag = self._longest_query()
+        self.value_on_policy = isinstance(value_model, PolicyValueHead)  # one network: value_head.py
         for model, flag in ((policy, "--model_name_or_path"), (value_model, "--value_model_name_or_path")):
-            check_context_length(model, query_tokens, cfg.response_length, flag, query_flag)
+            if not (self.value_on_policy and model is value_model):
+                check_context_length(model, query_tokens, cfg.response_length, flag, query_flag)
 
         # Derived sizes, computed once (as in CleanRL).
         self.world_size = self.accelerator.num_processes
+        if self.value_on_policy and self.world_size > 1:  # its trunk pass bypasses DDP's gradient averaging
+            raise UserInputError("value_head_on_policy runs on one process; launch without accelerate's processes or "
+                                 "drop --value_head_on_policy.")
         self.global_batch = cfg.batch_size * self.world_size
         self.num_steps = max(1, cfg.total_episodes // self.global_batch)
         self.mini_batch_size = cfg.batch_size // cfg.num_mini_batches
@@ -257,7 +263,12 @@ class PPOTrainer:
                                               cfg.temperature)
             ref_logprobs = logprobs_from_logits(ref_logits, responses) * response_mask
             del ref_logits
-            values = value_forward(value_model, query_ids, query_mask, responses, response_mask) * response_mask
+            if self.value_on_policy:
+                values = policy_value_forward(policy, value_model, query_ids, query_mask, responses, response_mask,
+                                              with_logits=False)[1]
+            else:
+                values = value_forward(value_model, query_ids, query_mask, responses, response_mask)
+            values = values * response_mask
         # Ordinary copies for the update: its autograd graph may not save inference tensors.
         return tuple(t.clone() for t in (responses, response_mask, logprobs, ref_logprobs, values, entropy))
 
@@ -328,11 +339,15 @@ class PPOTrainer:
         q_ids, q_mask, resp, resp_mask = (rollout.query_ids[idx], rollout.query_mask[idx], rollout.responses[idx],
                                           rollout.response_mask[idx])
         mask = resp_mask.float()
-        new_logits = forward_response(self.policy, q_ids, q_mask, resp, resp_mask, cfg.temperature)
+        if self.value_on_policy:  # logits and values from one pass of the policy's trunk
+            new_logits, new_values = policy_value_forward(self.policy, self.value_model, q_ids, q_mask, resp,
+                                                          resp_mask, cfg.temperature)
+        else:
+            new_logits = forward_response(self.policy, q_ids, q_mask, resp, resp_mask, cfg.temperature)
+            new_values = value_forward(self.value_model, q_ids, q_mask, resp, resp_mask)
         new_logprobs = logprobs_from_logits(new_logits, resp)
         pg_loss, pg_stats = policy_loss(new_logprobs, rollout.logprobs[idx], rollout.advantages[idx], mask,
                                         cfg.cliprange)
-        new_values = value_forward(self.value_model, q_ids, q_mask, resp, resp_mask)
         vf_loss, vf_clipfrac = value_loss(new_values, rollout.values[idx], rollout.returns[idx], mask,
                                           cfg.cliprange_value)
         loss = pg_loss + cfg.vf_coef * vf_loss

@@ -43,8 +43,8 @@ SAMPLES_FILE = "samples.jsonl"
 RUN_INFO_FILE = "run_info.json"
 TRAINING_CONFIG_FILE = "training_config.yaml"
 EXPORT_TMP = ".tmp-export"
-RESUME_FIELDS = ("model_name_or_path", "value_model_name_or_path", "value_model_num_layers", "use_peft", "batch_size",
-                 "seed")
+RESUME_FIELDS = ("model_name_or_path", "value_model_name_or_path", "value_model_num_layers", "value_head_on_policy",
+                 "use_peft", "batch_size", "seed")
 _CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 
 
