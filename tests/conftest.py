@@ -90,6 +90,19 @@ def count_word(word):
     return reward
 
 
+def crashing_on_call(n, reward_fn):
+    """`reward_fn`, except that its n-th call raises RuntimeError("reward server went away"): a crash mid-run."""
+    calls = {"n": 0}
+
+    def reward(queries, responses):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise RuntimeError("reward server went away")
+        return reward_fn(queries, responses)
+
+    return reward
+
+
 def count_word_good(queries, responses):
     """A reward named as `python=conftest:count_word_good` in tests: the number of "good" in each response."""
     return [float(r.split().count("good")) for r in responses]

@@ -5,7 +5,7 @@ import os
 
 import pytest
 import torch
-from conftest import count_word, make_tiny_gpt2, make_word_tokenizer, word_prompts
+from conftest import count_word, crashing_on_call, make_tiny_gpt2, make_word_tokenizer, word_prompts
 
 from rlhf_demo.config import PPOConfig
 from rlhf_demo.models import load_policy, pad_left, response_logprobs
@@ -75,17 +75,9 @@ def test_resume_matches_uninterrupted_run(word_policy_dir, tmp_path):
     full = tmp_path / "full"
     make_trainer(word_policy_dir, full, count_word("good"), **common).train()
 
-    calls = {"n": 0}
-
-    def crashing_reward(queries, responses):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise RuntimeError("reward server went away")
-        return count_word("good")(queries, responses)
-
     part = tmp_path / "part"
     with pytest.raises(RuntimeError, match="went away"):
-        make_trainer(word_policy_dir, part, crashing_reward, **common).train()
+        make_trainer(word_policy_dir, part, crashing_on_call(5, count_word("good")), **common).train()
     assert os.path.isdir(part / "checkpoints" / "checkpoint-3")  # the crash left the last checkpoint intact
     assert not any(p.startswith(".tmp") for p in os.listdir(part / "checkpoints"))
     make_trainer(word_policy_dir, part, count_word("good"), resume_from_checkpoint="latest", **common).train()

@@ -3,7 +3,7 @@ of each prefix only, and a PPO run that learns, checkpoints and resumes with it.
 
 import pytest
 import torch
-from conftest import count_word, make_word_tokenizer
+from conftest import count_word, crashing_on_call, make_word_tokenizer
 from test_ppo_trainer import make_trainer, read_metrics
 
 from rlhf_demo.config import PPOConfig
@@ -54,17 +54,9 @@ def test_ppo_with_the_value_head_on_the_policy_learns_and_resumes(word_policy_di
     head = PolicyValueHead.from_pretrained(str(full / "value_model"))
     assert head.score.weight.abs().sum() > 0
 
-    calls = {"n": 0}
-
-    def crashing_reward(queries, responses):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise RuntimeError("reward server went away")
-        return count_word("good")(queries, responses)
-
     part = tmp_path / "part"
     with pytest.raises(RuntimeError, match="went away"):
-        make_trainer(word_policy_dir, part, crashing_reward, **common).train()
+        make_trainer(word_policy_dir, part, crashing_on_call(5, count_word("good")), **common).train()
     make_trainer(word_policy_dir, part, count_word("good"), resume_from_checkpoint="latest", **common).train()
     b = read_metrics(part)
     for ma, mb in zip(a[3:], b[3:]):
