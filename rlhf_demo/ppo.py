@@ -112,8 +112,7 @@ class PPOTrainer:
         query_tokens, query_flag = self._longest_query()
         self.value_on_policy = isinstance(value_model, PolicyValueHead)  # one network: value_head.py
         for model, flag in ((policy, "--model_name_or_path"), (value_model, "--value_model_name_or_path")):
-            if not (self.value_on_policy and model is value_model):
-                check_context_length(model, query_tokens, cfg.response_length, flag, query_flag)
+            check_context_length(model, query_tokens, cfg.response_length, flag, query_flag)  # a head has no context
 
         # Derived sizes, computed once (as in CleanRL).
         self.world_size = self.accelerator.num_processes

@@ -62,7 +62,11 @@ def build_policy_value_head(policy) -> PolicyValueHead:
     Raises:
         UserInputError: `policy` is an encoder-decoder model or a PEFT (LoRA) model, which this option does not cover.
     """
-    if getattr(policy.config, "is_encoder_decoder", False) or hasattr(policy, "disable_adapter"):
+    from peft import PeftModel
+
+    from .seq2seq import is_encoder_decoder
+
+    if is_encoder_decoder(policy) or isinstance(policy, PeftModel):
         raise UserInputError("value_head_on_policy needs a causal LM trained in full (no --use_peft, no "
                              "encoder-decoder policy); drop --value_head_on_policy to use a separate value model.")
     return PolicyValueHead(policy.config.hidden_size)

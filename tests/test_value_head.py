@@ -78,7 +78,8 @@ def test_options_it_does_not_cover_are_refused(word_policy_dir):
     for bad in (dict(use_peft=True), dict(value_head_init="reward_model")):
         with pytest.raises(UserInputError, match="value_head_on_policy"):
             PPOConfig(value_head_on_policy=True, reward=[], **bad)
-    policy = load_policy(word_policy_dir)
-    policy.disable_adapter = lambda: None  # what marks a PEFT model
+    from peft import LoraConfig, get_peft_model
+
+    policy = get_peft_model(load_policy(word_policy_dir), LoraConfig(r=2, target_modules=["c_attn"]))
     with pytest.raises(UserInputError, match="causal LM trained in full"):
         build_policy_value_head(policy)
