@@ -381,7 +381,10 @@ def main(argv=None) -> dict:
                 name = "kl_coef" if method == "ppo" else "beta"
                 points.append(run_point(s, method, f"{name}={beta:g}", reward, episodes, fn))
     ledger = os.path.join(args.work_dir, "wall_time.json")  # seconds of every invocation, resumed ones too
-    invocations = json.load(open(ledger)) if os.path.exists(ledger) else []
+    invocations = []
+    if os.path.exists(ledger):
+        with open(ledger) as f:
+            invocations = json.load(f)
     invocations.append(round(time.time() - started, 1))
     with open(ledger, "w") as f:
         json.dump(invocations, f)

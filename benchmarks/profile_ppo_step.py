@@ -40,6 +40,9 @@ def main(argv=None):
                                                           "torch.compile (inductor, dynamic shapes) before timing.")
     p.add_argument("--value_head_on_policy", action="store_true", help="The value head on the policy's trunk "
                                                                         "(PPOConfig.value_head_on_policy).")
+    p.add_argument("--count_flops", action="store_true", help="Also count the matrix FLOPs of one rollout and one "
+                                                               "update (torch.utils.flop_counter) and print the time "
+                                                               "they need at the machine's matmul rate: a lower bound.")
     p.add_argument("--label", default="", help="What this measurement is of (the change), for --record.")
     args = p.parse_args(argv)
 
@@ -88,12 +91,36 @@ def main(argv=None):
                      "machine": rlhf_speed.machine_facts(torch.get_num_threads())})
         with open(args.record, "w") as f:
             json.dump(rows, f, indent=1)
+    if args.count_flops:
+        count_flops(trainer, args.batch_size)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             trainer.step()
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
+
+
+def count_flops(trainer, batch_size: int) -> None:
+    """Print the FLOPs of one rollout and one update (matrix products and attention: what
+    `torch.utils.flop_counter.FlopCounterMode` has formulas for; elementwise work counts 0) and the seconds they take
+    at the fp32 matmul rate `rlhf_speed.matmul_rate` measures: no implementation of the same step on this machine can
+    be faster, so the step's episodes/s is bounded by batch_size / (the two together)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        rollout = trainer.make_rollout()
+    rollout_flops = counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter:
+        trainer.update(rollout)
+    update_flops = counter.get_total_flops()
+    by_op = {str(op): n for op, n in counter.get_flop_counts().get("Global", {}).items()}
+    rate = rlhf_speed.matmul_rate(torch.get_num_threads())["gflops"] * 1e9
+    lower = (rollout_flops + update_flops) / rate
+    print(f"FLOPs per step: rollout {rollout_flops / 1e9:.1f} G, update {update_flops / 1e9:.1f} G "
+          f"({', '.join(f'{k} {v / 1e9:.1f} G' for k, v in sorted(by_op.items(), key=lambda kv: -kv[1]))}); "
+          f"at the matmul rate {rate / 1e9:.0f} GFLOP/s: rollout >= {rollout_flops / rate:.2f} s, update >= "
+          f"{update_flops / rate:.2f} s, so at most {batch_size / lower:.1f} episodes/s")
 
 
 if __name__ == "__main__":

@@ -469,10 +469,7 @@ def value_forward(value_model, query_ids, query_mask, responses, response_mask) 
     encoder-decoder value model reads the query with its encoder and the response with its decoder (seq2seq.py)."""
     if is_encoder_decoder(value_model):
         return seq2seq.value_forward(value_model, query_ids, query_mask, responses, response_mask)
-    input_ids = torch.cat([query_ids, responses], 1)
-    attention_mask = torch.cat([query_mask, response_mask], 1)
-    out = value_model(input_ids=input_ids, attention_mask=attention_mask,
-                      position_ids=position_ids_from_mask(attention_mask))
+    out = value_model(**causal_inputs(query_ids, query_mask, responses, response_mask))
     return out.logits[:, query_ids.shape[1] - 1 : -1, 0]
 
 
@@ -495,6 +492,14 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
+def causal_inputs(query_ids, query_mask, responses, response_mask) -> dict[str, torch.Tensor]:
+    """A causal model's inputs for query (B, L, left-padded) + response (B, T): `input_ids`, `attention_mask` and
+    `position_ids` (positions count real tokens only, so left padding does not shift them), each (B, L + T)."""
+    attention_mask = torch.cat([query_mask, response_mask], 1)
+    return {"input_ids": torch.cat([query_ids, responses], 1), "attention_mask": attention_mask,
+            "position_ids": position_ids_from_mask(attention_mask)}
+
+
 def forward_response(model, query_ids, query_mask, responses, response_mask, temperature: float = 1.0):
     """One forward pass over query+response; returns the response logits (B, T, V) divided by `temperature`.
 
@@ -506,11 +511,8 @@ def forward_response(model, query_ids, query_mask, responses, response_mask, tem
     """
     if is_encoder_decoder(model):
         return seq2seq.forward_response(model, query_ids, query_mask, responses, response_mask, temperature)
-    input_ids = torch.cat([query_ids, responses], 1)
-    attention_mask = torch.cat([query_mask, response_mask], 1)
     T = responses.shape[1]
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask),
-                logits_to_keep=T + 1)
+    out = model(**causal_inputs(query_ids, query_mask, responses, response_mask), logits_to_keep=T + 1)
     # The logit at position t predicts token t+1: response token j is predicted at L - 1 + j, so drop the last.
     logits = out.logits[:, :-1]
     return logits / temperature if temperature != 1.0 else logits

@@ -79,11 +79,9 @@ def policy_value_forward(policy, head: PolicyValueHead, query_ids, query_mask, r
     `models.forward_response` and `models.value_forward` give them (V(s_t), s_t = query + response_<t).
     The logits are the policy's output embeddings applied to its last hidden state, as its own forward computes
     them (checked against `models.forward_response` in tests/test_value_model.py)."""
-    from .models import position_ids_from_mask
+    from .models import causal_inputs
 
-    attention_mask = torch.cat([query_mask, response_mask], 1)
-    hidden = policy.base_model(input_ids=torch.cat([query_ids, responses], 1), attention_mask=attention_mask,
-                               position_ids=position_ids_from_mask(attention_mask)).last_hidden_state
+    hidden = policy.base_model(**causal_inputs(query_ids, query_mask, responses, response_mask)).last_hidden_state
     h = hidden[:, query_ids.shape[1] - 1 : -1]  # position L - 1 + t predicts response token t
     values = head(h)
     if not with_logits:
