@@ -75,6 +75,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch_size", type=int, default=64, help="Episodes (query + response) per rollout, every trainer.")
     p.add_argument("--num_ppo_epochs", type=int, default=4, help="Optimisation passes over each rollout (TRL: "
                                                                  "num_iterations), one minibatch each.")
+    p.add_argument("--num_mini_batches", type=int, default=1, help="Optimizer steps per pass over each rollout, "
+                   "every trainer (PPO: num_mini_batches; RLOO/GRPO: steps_per_generation, per-device batch "
+                   "batch_size / this).")
     p.add_argument("--num_generations", type=int, default=4, help="RLOO/GRPO: completions per prompt (batch_size / "
                                                                   "this prompts per rollout).")
     p.add_argument("--response_length", type=int, default=24, help="Response tokens, fixed (no stop at EOS).")
@@ -284,8 +287,9 @@ def build_rlhf_demo_ppo(args):
         reward=[f"sentiment={args.reward_model}@POSITIVE"],
         value_model_name_or_path=args.reward_model,  # Ziegler et al.: the value model starts from the reward model
         dataset_name=args.dataset, response_length=args.response_length, temperature=args.temperature,
-        kl_coef=args.kl_coef, batch_size=args.batch_size, num_mini_batches=1, num_ppo_epochs=args.num_ppo_epochs,
-        value_head_init=args.value_head_init, value_head_on_policy=args.value_head_on_policy,
+        kl_coef=args.kl_coef, batch_size=args.batch_size, num_mini_batches=args.num_mini_batches,
+        num_ppo_epochs=args.num_ppo_epochs, value_head_init=args.value_head_init,
+        value_head_on_policy=args.value_head_on_policy,
         learning_rate=args.learning_rate,
         total_episodes=10**9,  # lr decays over total_episodes: ~constant here
         save_steps=0, sample_steps=0, progress_bar=False, seed=args.seed, num_threads=args.threads,
@@ -339,8 +343,9 @@ def run_trl_online(args, kind: str) -> dict:
     prompts = train_prompts(args, tokenizer)
     dataset = Dataset.from_dict({"prompt": list(prompts["query"])})
     config = Config(
-        output_dir=os.path.join(args.work_dir, f"trl_{kind}"), per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=1, steps_per_generation=1, num_generations=args.num_generations,
+        output_dir=os.path.join(args.work_dir, f"trl_{kind}"),
+        per_device_train_batch_size=args.batch_size // args.num_mini_batches, gradient_accumulation_steps=1,
+        steps_per_generation=args.num_mini_batches, num_generations=args.num_generations,
         num_iterations=args.num_ppo_epochs, max_completion_length=args.response_length, temperature=args.temperature,
         beta=args.kl_coef, learning_rate=args.learning_rate, lr_scheduler_type="constant", warmup_steps=0,
         max_steps=10**7, save_strategy="no", report_to="none", logging_steps=10**9, disable_tqdm=True,
@@ -459,7 +464,7 @@ def worker_command(name: str, args, out_path: str) -> list[str] | str:
     """The subprocess command for trainer `name`, or a string saying why it cannot run."""
     forwarded = []
     for key in ("budget_s", "max_kl", "policy", "reward_model", "dataset", "batch_size", "num_ppo_epochs",
-                "num_generations",
+                "num_mini_batches", "num_generations",
                 "response_length", "temperature", "kl_coef", "learning_rate", "eval_every_s", "eval_prompts", "threads",
                 "work_dir", "seed", "trl112_reward_head", "value_head_init", "value_head_on_policy"):
         forwarded += [f"--{key}", str(getattr(args, key))]
@@ -548,7 +553,7 @@ def markdown_table(report: dict) -> str:
         f"Matmul rate (fp32, {report['matmul']['threads']} threads): {report['matmul']['gflops']:.1f} GFLOP/s.",
         "",
         f"Budget {s['budget_s']:g} s of training per trainer; batch {s['batch_size']} episodes, {s['num_ppo_epochs']} "
-        "epochs, "
+        f"epochs of {s.get('num_mini_batches', 1)} minibatch(es), "
         f"{s['response_length']}-token responses, temperature {s['temperature']:g}, beta {s['kl_coef']:g}, lr "
         f"{s['learning_rate']:g}; "
         f"target: held-out reward >= {s['target_reward']} at KL <= {s['max_kl']:g} nats.",
@@ -642,7 +647,8 @@ def main(argv=None) -> None:
     results = {name: run_trainer(name, args) for name in args.trainers}
     settings = {k: getattr(args, k) for k in ("budget_s", "target_reward", "max_kl", "policy", "reward_model",
                                               "dataset", "batch_size",
-                                              "num_ppo_epochs", "num_generations", "response_length", "temperature",
+                                              "num_ppo_epochs", "num_mini_batches", "num_generations",
+                                              "response_length", "temperature",
                                               "kl_coef",
                                               "learning_rate", "eval_every_s", "eval_prompts", "threads", "seed",
                                               "trainers")}

@@ -79,7 +79,8 @@ def run(args) -> dict:
     dataset = Dataset.from_dict({"input_ids": list(prompts["input_ids"])})
 
     config = PPOConfig(
-        output_dir=work, per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=1, num_mini_batches=1,
+        output_dir=work, per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=1,
+        num_mini_batches=args.num_mini_batches,
         num_ppo_epochs=args.num_ppo_epochs, local_rollout_forward_batch_size=args.batch_size,
         response_length=args.response_length, stop_token=None, temperature=args.temperature, kl_coef=args.kl_coef,
         learning_rate=args.learning_rate, lr_scheduler_type="constant", warmup_steps=0, total_episodes=10**9,
