@@ -137,7 +137,7 @@ def config_subset(config, keys) -> dict:
 
 
 ALGO_KEYS = ("batch_size", "per_device_train_batch_size", "num_generations", "num_iterations", "num_ppo_epochs",
-             "num_mini_batches",
+             "num_mini_batches", "steps_per_generation",
              "learning_rate", "kl_coef", "beta", "kl_estimator", "cliprange", "epsilon", "cliprange_value", "vf_coef",
              "value_head_init", "value_head_on_policy", "gamma", "lam", "loss_type", "scale_rewards",
              "normalize_advantages", "whiten_rewards",
