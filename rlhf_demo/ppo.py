@@ -262,12 +262,8 @@ class PPOTrainer:
                                               cfg.temperature)
             ref_logprobs = logprobs_from_logits(ref_logits, responses) * response_mask
             del ref_logits
-            if self.value_on_policy:
-                values = policy_value_forward(policy, value_model, query_ids, query_mask, responses, response_mask,
-                                              with_logits=False)[1]
-            else:
-                values = value_forward(value_model, query_ids, query_mask, responses, response_mask)
-            values = values * response_mask
+            values = self._logits_and_values(policy, value_model, query_ids, query_mask, responses, response_mask,
+                                             with_logits=False)[1] * response_mask
         # Ordinary copies for the update: its autograd graph may not save inference tensors.
         return tuple(t.clone() for t in (responses, response_mask, logprobs, ref_logprobs, values, entropy))
 
@@ -338,12 +334,7 @@ class PPOTrainer:
         q_ids, q_mask, resp, resp_mask = (rollout.query_ids[idx], rollout.query_mask[idx], rollout.responses[idx],
                                           rollout.response_mask[idx])
         mask = resp_mask.float()
-        if self.value_on_policy:  # logits and values from one pass of the policy's trunk
-            new_logits, new_values = policy_value_forward(self.policy, self.value_model, q_ids, q_mask, resp,
-                                                          resp_mask, cfg.temperature)
-        else:
-            new_logits = forward_response(self.policy, q_ids, q_mask, resp, resp_mask, cfg.temperature)
-            new_values = value_forward(self.value_model, q_ids, q_mask, resp, resp_mask)
+        new_logits, new_values = self._logits_and_values(self.policy, self.value_model, q_ids, q_mask, resp, resp_mask)
         new_logprobs = logprobs_from_logits(new_logits, resp)
         pg_loss, pg_stats = policy_loss(new_logprobs, rollout.logprobs[idx], rollout.advantages[idx], mask,
                                         cfg.cliprange)
@@ -359,6 +350,18 @@ class PPOTrainer:
         for k, v in minibatch_stats.items():
             stats[k].append(v)
         return loss
+
+    def _logits_and_values(self, policy, value_model, query_ids, query_mask, responses, response_mask,
+                           with_logits: bool = True):
+        """(the policy's response logits (B, T, V) / temperature, or None without `with_logits`; V(s_t) (B, T)):
+        one pass of the policy's trunk when the value head sits on it (value_head.py), else the policy's and the
+        value model's own passes."""
+        if self.value_on_policy:
+            return policy_value_forward(policy, value_model, query_ids, query_mask, responses, response_mask,
+                                        self.config.temperature, with_logits)
+        logits = (forward_response(policy, query_ids, query_mask, responses, response_mask, self.config.temperature)
+                  if with_logits else None)
+        return logits, value_forward(value_model, query_ids, query_mask, responses, response_mask)
 
     def _diverged(self, what: str, detail: str) -> TrainingDivergedError:
         """The error that stops a degenerate run at the current step, before anything of it is saved."""
