@@ -12,7 +12,7 @@ def test_tiny_preset_points_inside_the_package_and_flags_override():
     assert cfg.model_name_or_path == os.path.join(PRESETS_DIR, "tiny", "policy")
     assert cfg.reward == [f"sentiment={os.path.join(PRESETS_DIR, 'tiny', 'reward_model')}@POSITIVE"]
     assert cfg.batch_size == 8 and cfg.output_dir == "x"
-    assert cfg.num_ppo_epochs == 4 and not cfg.stop_at_eos  # from the preset / defaults
+    assert cfg.num_ppo_epochs == 2 and cfg.target_kl == 5.0 and not cfg.stop_at_eos  # from the preset / defaults
 
 
 def test_gpt2_preset_uses_hub_defaults():
