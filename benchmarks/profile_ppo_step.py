@@ -102,10 +102,11 @@ def main(argv=None):
 
 
 def count_flops(trainer, batch_size: int) -> None:
-    """Print the FLOPs of one rollout and one update (matrix products and attention: what
-    `torch.utils.flop_counter.FlopCounterMode` has formulas for; elementwise work counts 0) and the seconds they take
-    at the fp32 matmul rate `rlhf_speed.matmul_rate` measures: no implementation of the same step on this machine can
-    be faster, so the step's episodes/s is bounded by batch_size / (the two together)."""
+    """Print the FLOPs of one rollout and one update and the seconds they take at the fp32 matmul rate
+    `rlhf_speed.matmul_rate` measures. `torch.utils.flop_counter.FlopCounterMode` counts the ops it has formulas for:
+    matrix products (`mm`, `addmm`, `bmm`); elementwise work counts 0, as does attention where its CPU kernel has no
+    formula. So the time printed is a lower bound: no implementation of the same step on this machine can be faster,
+    and the step's episodes/s is at most batch_size / (the two times together)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:

@@ -74,7 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                            "held-out prompts.")
     p.add_argument("--batch_size", type=int, default=64, help="Episodes (query + response) per rollout, every trainer.")
     p.add_argument("--num_ppo_epochs", type=int, default=4, help="Optimisation passes over each rollout (TRL: "
-                                                                 "num_iterations), one minibatch each.")
+                                                                 "num_iterations).")
     p.add_argument("--num_mini_batches", type=int, default=1, help="Optimizer steps per pass over each rollout, "
                    "every trainer (PPO: num_mini_batches; RLOO/GRPO: steps_per_generation, per-device batch "
                    "batch_size / this).")
@@ -320,7 +320,7 @@ def run_rlhf_demo_ppo(args) -> dict:
 
 def run_trl_online(args, kind: str) -> dict:
     """TRL RLOOTrainer or GRPOTrainer: one generation of batch_size completions, num_iterations=num_ppo_epochs
-    passes over it in one minibatch each, KL coefficient beta, constant learning rate."""
+    passes over it in --num_mini_batches optimizer steps each, KL coefficient beta, constant learning rate."""
     from datasets import Dataset
     from transformers import TrainerCallback
 
