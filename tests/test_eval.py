@@ -334,9 +334,11 @@ def test_samples_written_are_the_samples_read(main_run):
 
 def test_committed_samples_are_read():
     """The committed tiny results (written by an earlier run_eval) still read: the schema kept its keys."""
-    pairs = sample_pairs(COMMITTED_SAMPLES)
-    assert len(pairs) == len(read_samples(COMMITTED_SAMPLES)) == 512
-    assert pairs[0].prompt == "Yumiko (Wakana S" and pairs[0].aligned.startswith(" triumph).")
+    pairs, rows = sample_pairs(COMMITTED_SAMPLES), read_samples(COMMITTED_SAMPLES)
+    assert len(pairs) == len(rows) == 512
+    assert pairs[0].prompt == "Yumiko (Wakana S"  # the first held-out prompt: fixed by the eval's seed, not the model
+    assert [(p.reference, p.aligned) for p in pairs] == [(r["reference_response"], r["aligned_response"]) for r in rows]
+    assert all(p.aligned for p in pairs)
     assert all(isinstance(p.reference_reward, float) and isinstance(p.aligned_reward, float) for p in pairs)
     assert sample_pairs(COMMITTED_SAMPLES, 3) == pairs[:3]
 
