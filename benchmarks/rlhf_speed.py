@@ -470,7 +470,8 @@ def worker_command(name: str, args, out_path: str) -> list[str] | str:
         forwarded += [f"--{key}", str(getattr(args, key))]
     if name == "trl_ppo_1_12":
         if not os.path.exists(args.trl112_python):
-            return (f"TRL 1.12 virtualenv not found ({args.trl112_python}); create it with `python -m venv "
+            where = os.path.relpath(args.trl112_python, REPO)  # as from the repository root: no machine path
+            return (f"TRL 1.12 virtualenv not found ({where}); create it with `python -m venv "
                     "benchmarks/.venv-trl112` then `pip install torch==2.13.0 'trl==1.12.*' 'transformers==5.23.*'`")
         return [args.trl112_python, os.path.join(HERE, "trl_ppo_1_12_runner.py"), *forwarded, "--_worker_out", out_path]
     return [sys.executable, os.path.abspath(__file__), *forwarded, "--_worker", name, "--_worker_out", out_path]

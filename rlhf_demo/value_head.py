@@ -78,7 +78,7 @@ def policy_value_forward(policy, head: PolicyValueHead, query_ids, query_mask, r
     `with_logits`; values (B, T)), both at the positions that predict each response token, as
     `models.forward_response` and `models.value_forward` give them (V(s_t), s_t = query + response_<t).
     The logits are the policy's output embeddings applied to its last hidden state, as its own forward computes
-    them (checked against `models.forward_response` in tests/test_value_model.py)."""
+    them (checked against `models.forward_response` in tests/test_value_head.py)."""
     from .models import causal_inputs
 
     hidden = policy.base_model(**causal_inputs(query_ids, query_mask, responses, response_mask)).last_hidden_state
