@@ -300,9 +300,13 @@ def card_facts(run_dir: str, repo_id: str, license: str = "mit") -> dict:
     rewards = [parse_reward(s) for s in ([specs] if isinstance(specs, str) else specs)]
     task = task_facts(rewards)
     model_type = model_cfg.get("model_type")
-    tags = ["rlhf", "ppo", "trl", "reinforcement-learning", "text-generation", "rlhf-demo"]
+    adapter_only = os.path.isfile(os.path.join(run_dir, "adapter_config.json"))  # a LoRA adapter folder (peft)
+    lora = adapter_only or os.path.isdir(os.path.join(run_dir, "adapter")) or bool(cfg.get("use_peft"))
+    tags = ["rlhf", "ppo", "reinforcement-learning", "text-generation", "rlhf-demo"]  # libraries used: below
     if model_type and model_type not in tags:
         tags.insert(3, model_type)
+    if lora:
+        tags += ["peft", "lora"]
     samples = sample_pairs(os.path.join(run_dir, "eval", SAMPLES_FILE), NUM_CARD_SAMPLES) if ev else []
     prompts = _prompt_facts(dataset)
     return {
@@ -318,7 +322,27 @@ def card_facts(run_dir: str, repo_id: str, license: str = "mit") -> dict:
         "evaluation": _eval_facts(run_dir, ev, dataset, rewards),
         "model_index": _model_index(ev, task["name"], dataset, _trained_on(ev, rewards)) if ev else [],
         "samples": [[p.prompt, p.reference, p.aligned] for p in samples],
+        "adapter_only": adapter_only, "lora": lora, "library_name": "peft" if adapter_only else "transformers",
+        "has_adapter_dir": os.path.isdir(os.path.join(run_dir, "adapter")),
+        "chat_template": _has_chat_template(run_dir), "value_model": _value_model_kind(run_dir, cfg),
+        "training_curves": os.path.isfile(os.path.join(run_dir, "training_curves.png")),
+        "framework_versions": info.get("framework_versions") or {},
     }
+
+
+def _has_chat_template(run_dir: str) -> bool:
+    """Whether the run's tokenizer carries a chat template (an Instruct model's), in its own file or its config."""
+    if os.path.isfile(os.path.join(run_dir, "chat_template.jinja")):
+        return True
+    return bool(_read(os.path.join(run_dir, "tokenizer_config.json"), json.load).get("chat_template"))
+
+
+def _value_model_kind(run_dir: str, cfg: dict) -> str | None:
+    """What the run's `value_model/` holds, when there is one to push: "head" (value_head_on_policy), "model", or
+    None (not there, e.g. a shipped copy that leaves it out)."""
+    if not os.path.isfile(os.path.join(run_dir, "value_model", "config.json")):
+        return None
+    return "head" if cfg.get("value_head_on_policy") else "model"
 
 
 def build_model_card(run_dir: str, repo_id: str, license: str = "mit") -> ModelCard:
@@ -329,7 +353,7 @@ def build_model_card(run_dir: str, repo_id: str, license: str = "mit") -> ModelC
     card_data = ModelCardData(
         model_name=facts["name"], base_model=facts["base_model_id"],
         datasets=[facts["dataset_id"]] if facts["dataset_id"] else None, license=license, language=facts["language"],
-        library_name="transformers", pipeline_tag="text-generation", tags=facts["tags"], widget=facts["widget"],
+        library_name=facts["library_name"], pipeline_tag="text-generation", tags=facts["tags"], widget=facts["widget"],
         eval_results=[EvalResult(**r) for r in facts["model_index"]] or None,
     )
     card = ModelCard.from_template(card_data, template_path=TEMPLATE_PATH, **facts)

@@ -42,12 +42,18 @@ def cmd_train(argv):
     from .ppo import PPOTrainer
 
     cfg = parse_config(PPOConfig, argv, section="train", prog="rlhf-demo train", description=COMMANDS["train"])
+    no_eval = _no_eval_note(cfg)
+    main = PartialState().is_main_process
+    if no_eval and main:
+        print(no_eval, file=sys.stderr)
     metrics = PPOTrainer(cfg).train()
-    if not PartialState().is_main_process:  # the evaluation and the push run once
+    if not main:  # the evaluation and the push run once
         return
     print(f"Aligned policy saved to {cfg.output_dir} (final score {metrics.get('objective/scores', float('nan')):.3f}, "
           f"KL {metrics.get('objective/kl', float('nan')):.3f} nats).")
-    if cfg.eval_num_prompts:  # the run is complete with its evaluation against the reference (RUN/eval)
+    if no_eval:
+        print(no_eval, file=sys.stderr)
+    elif cfg.eval_num_prompts:  # the run is complete with its evaluation against the reference (RUN/eval)
         from .publish import eval_summary, evaluate_run
 
         results = evaluate_run(cfg.output_dir, cfg.eval_num_prompts, cfg.eval_reward_model)
@@ -63,6 +69,19 @@ def cmd_train(argv):
             print(f"error: {e} The run is saved in {cfg.output_dir}: push it again with `rlhf-demo push --model "
                   f"{cfg.output_dir} --repo_id {cfg.hub_model_id}`.", file=sys.stderr)
             raise SystemExit(1) from None
+
+
+def _no_eval_note(cfg) -> str | None:
+    """The note that replaces the end-of-training evaluation when the prompt dataset has no test split (evaluating on
+    training prompts would flatter the aligned model), or None when the evaluation runs (or is off)."""
+    from .data import has_split
+
+    if not cfg.eval_num_prompts or has_split(cfg.dataset_name, "test") is not False:
+        return None
+    return (f"note: the prompt dataset {cfg.dataset_name!r} has no test split, so the evaluation against the reference "
+            "that ends training is skipped (its training prompts would flatter the aligned model). Evaluate on "
+            f"held-out prompts with `rlhf-demo eval --model {cfg.output_dir} --dataset_name "
+            "DATASET_WITH_A_TEST_SPLIT` (or --split NAME), or pass --eval_num_prompts 0 to drop this note.")
 
 
 def cmd_eval(argv):

@@ -410,6 +410,9 @@ class PPOConfig:
     save_total_limit: int = arg(2, "Keep only the last N checkpoints.")
     resume_from_checkpoint: str | None = arg(None, "Resume from a checkpoint folder, or `latest` for the newest under "
                                                    "output_dir/checkpoints.")
+    overwrite_output_dir: bool = arg(False, "Start afresh in an --output_dir that holds another run, deleting its "
+                                            "model, logs and checkpoints (as transformers' TrainingArguments); "
+                                            "without it such a folder is refused, unless resumed.")
     resume_with_changed_config: bool = arg(False, "Resume even when the checkpoint was written with another "
                                                   "batch_size, seed or model (the run then differs from an "
                                                   "uninterrupted one); without it such a resume is refused.")

@@ -79,6 +79,18 @@ def load_split(dataset_name_or_path: str, split: str) -> datasets.Dataset:
     return ds
 
 
+def has_split(dataset_name_or_path: str, split: str) -> bool | None:
+    """Whether the dataset (as `load_split` reads it: a single data file is its train split) has `split`; None when
+    that cannot be told here (a dataset that does not load: the command's own loading then says why)."""
+    name, path = dataset_name_or_path, os.path.expanduser(dataset_name_or_path)
+    if os.path.isfile(path):
+        return split == "train"
+    try:
+        return split in _load_dataset_dict(name, path, "train")
+    except UserInputError:
+        return None
+
+
 def _load_dataset_dict(name: str, path: str, split: str) -> datasets.DatasetDict:
     """`datasets.load_dataset` of a local file (as split `split`), a local folder or a Hub id, with what it raises
     for unreadable data or an unreachable Hub turned into one-line user errors naming the file at fault."""

@@ -391,11 +391,13 @@ def reward_label_of(model_name_or_path: str, reward_specs: list[str]) -> str | N
 
 def reward_head_direction(name_or_path: str, label: str | None) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """The direction in the last hidden state along which the classifier `name_or_path` scores: the weight (d,)
-    and bias of its one logit for a Bradley-Terry reward model (`num_labels=1`), or its margin
-    W_label - W_other (bias b_label - b_other) for a two-label classifier scored on `label`; None when the folder
+    and bias of its one logit for a Bradley-Terry reward model (`num_labels=1`), or the row W_label (bias b_label)
+    for a two-label classifier whose reward is the logit of `label`; None when the folder
     is not a sequence classifier with a linear head, has more than two labels, or `label` is None or not one of
     them. Used to start a value head at the reward model's score (TRL's PPO examples start the value model from
-    the reward model, head included; Ziegler et al. 2019 start it from the reward model)."""
+    the reward model, head included; Stiennon et al. 2020 start the value function from the reward model). With a
+    last-token-pooling, bias-free classifier such as GPT-2's, a head equal to this direction makes V(s_t) exactly
+    the reward model's score of the prefix s_t at the start of training."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     config = AutoConfig.from_pretrained(name_or_path)
@@ -412,8 +414,8 @@ def reward_head_direction(name_or_path: str, label: str | None) -> tuple[torch.T
     b = head.bias.detach() if head.bias is not None else None
     if config.num_labels == 1:
         return w[0].clone(), None if b is None else b[0].clone()
-    pos = labels[label.upper()]
-    return (w[pos] - w[1 - pos]).clone(), None if b is None else (b[pos] - b[1 - pos]).clone()
+    pos = labels[label.upper()]  # the reward is this label's logit, so its own row (not the margin to the other)
+    return w[pos].clone(), None if b is None else b[pos].clone()
 
 
 def build_value_model(name_or_path: str, head_init: str = "zero", reward_label: str | None = None,
@@ -422,13 +424,14 @@ def build_value_model(name_or_path: str, head_init: str = "zero", reward_label: 
     linear head.
 
     Loaded as `AutoModelForTokenClassification(num_labels=1)`: its logits (B, L, 1) are V(s_t) for each prefix.
-    A separate network, as in Ziegler et al. 2019 and Stiennon et al. 2020 (not a head on the policy).
+    A separate network, as in Stiennon et al. 2020 and TRL's PPO (Ziegler et al. 2019's code puts a zero-initialised
+    head on the policy's own trunk instead: `value_head_on_policy`).
 
     `head_init`: `zero` (the head starts at 0), `reward_model` (the head starts at the reward model's scoring
-    direction, `reward_head_direction(name_or_path, reward_label)`: its margin W_pos - W_neg for a two-label
-    classifier, its head for a one-logit Bradley-Terry model, so V(s_t) starts near the score the prefix would get),
-    or `auto` (`reward_model` where it applies, else `zero`). Starting from the margin made our PPO reach the speed
-    benchmark's target 2.5x sooner (docs/ppo_details.md).
+    direction, `reward_head_direction(name_or_path, reward_label)`: the rewarded label's row W_label of a two-label
+    classifier, the head of a one-logit Bradley-Terry model, so V(s_t) starts as the reward model's score of the
+    prefix s_t), or `auto` (`reward_model` where it applies, else `zero`); see docs/ppo_details.md for its measured
+    effect.
 
     Raises:
         UserInputError: `head_init` is unknown, or `reward_model` where `name_or_path` is not the sequence

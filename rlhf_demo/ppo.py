@@ -17,8 +17,10 @@ policy's features, the two can start from different models, and the value model 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass
 
@@ -34,7 +36,7 @@ from .models import (build_ppo_models, check_context_length, ensure_pad_token, f
                      loading_errors, logprobs_from_logits, pad_left, value_forward)
 from .ppo_math import (AdaptiveKLController, FixedKLController, RunningMoments, compute_gae, entropy_from_logits,
                        kl_per_token, masked_mean, masked_whiten, nonfinite, policy_loss, value_loss)
-from .rewards import build_reward, check_scores
+from .rewards import build_reward, check_scores, truncated_count
 from .sampling import sample
 from .value_head import PolicyValueHead, policy_value_forward
 
@@ -53,6 +55,7 @@ class Rollout:
     entropy: torch.Tensor  # (B, T) entropy of pi_old(.|s_t), nats
     scores: torch.Tensor  # (B,) reward function output after penalty / clipping / normalisation
     raw_scores: torch.Tensor  # (B,) reward function output as returned
+    reward_truncated: torch.Tensor  # () share of episodes whose text a reward model cut to its window (query start)
     kl: torch.Tensor  # (B, T) per-token KL estimate, nats
     rewards: torch.Tensor  # (B, T) -beta * KL_t, plus the score on the last real token
     advantages: torch.Tensor  # (B, T) GAE advantages (whitened when configured)
@@ -93,6 +96,8 @@ class PPOTrainer:
                                                                                   cfg.resume_from_checkpoint)
         if self.resume_path:
             runs.check_resume_config(self.resume_path, cfg, cfg.resume_with_changed_config)
+        else:  # a finished or interrupted run in the folder is never silently overwritten
+            runs.check_new_run_dir(cfg.output_dir, cfg.overwrite_output_dir)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
@@ -187,7 +192,7 @@ class PPOTrainer:
         t_update = time.time() - t0 - t_rollout
 
         # 7. Adapt beta, count, log.
-        beta = self.kl_ctl.value
+        beta, lr = self.kl_ctl.value, self.scheduler.get_last_lr()[0]  # what this step used (before stepping)
         mean_kl = self.accelerator.gather(rollout.kl.sum(1)).mean().item()
         self.kl_ctl.update(mean_kl, self.global_batch)
         self.scheduler.step()
@@ -198,7 +203,7 @@ class PPOTrainer:
         return {
             "episode": self.state["episode"], "step": self.state["step"],
             **self._rollout_metrics(rollout, beta, mean_kl),
-            **update_stats, "lr": self.scheduler.get_last_lr()[0],
+            **update_stats, "lr": lr,
             "time/rollout_s": t_rollout, "time/update_s": t_update, "tokens_per_s": tokens / (time.time() - t0),
         }
 
@@ -211,7 +216,7 @@ class PPOTrainer:
         # 2. Responses with log-probs of policy and reference (logits / temperature), values and entropy.
         responses, response_mask, logprobs, ref_logprobs, values, entropy = self._generate(query_ids, query_mask)
         # 3. Score the decoded text (reward models use their own tokenizers).
-        raw_scores, scores, responses_text = self._score(list(queries_text), responses, response_mask)
+        raw_scores, scores, responses_text, truncated = self._score(list(queries_text), responses, response_mask)
         # 4. Per-token reward: -beta * KL_t everywhere, plus the score on the last real response token.
         kl = kl_per_token(logprobs, ref_logprobs, cfg.kl_estimator) * response_mask
         rewards = -self.kl_ctl.value * kl
@@ -227,7 +232,8 @@ class PPOTrainer:
                                  f"largest absolute score {raw_scores.abs().max().item():.3g}")
         return Rollout(query_ids=query_ids, query_mask=query_mask, responses=responses, response_mask=response_mask,
                        logprobs=logprobs, ref_logprobs=ref_logprobs, values=values, entropy=entropy, scores=scores,
-                       raw_scores=raw_scores, kl=kl, rewards=rewards, advantages=advantages, returns=returns,
+                       raw_scores=raw_scores, reward_truncated=truncated, kl=kl, rewards=rewards,
+                       advantages=advantages, returns=returns,
                        queries_text=list(queries_text), responses_text=responses_text)
 
     def _response_length(self) -> int:
@@ -268,8 +274,9 @@ class PPOTrainer:
         return tuple(t.clone() for t in (responses, response_mask, logprobs, ref_logprobs, values, entropy))
 
     def _score(self, queries_text: list[str], responses: torch.Tensor, response_mask: torch.Tensor):
-        """(raw scores (B,), shaped scores (B,), decoded responses): the reward function on the decoded text, then
-        the missing-EOS penalty, clipping and running normalisation the config asks for."""
+        """(raw scores (B,), shaped scores (B,), decoded responses, share of texts a reward model truncated ()): the
+        reward function on the decoded text, then the missing-EOS penalty, clipping and running normalisation the
+        config asks for."""
         cfg, pad_id = self.config, self.tokenizer.pad_token_id
         responses_text = self.tokenizer.batch_decode(responses * response_mask + pad_id * (1 - response_mask),
                                                      skip_special_tokens=True)
@@ -290,46 +297,71 @@ class PPOTrainer:
         if cfg.normalize_reward:
             self.reward_stats.update(self.accelerator.gather(scores))
             scores = (scores - self.reward_stats.mean) / self.reward_stats.std
-        return raw_scores, scores, responses_text
+        cut = truncated_count(self.reward_fn)
+        truncated = torch.tensor(0.0 if cut is None else cut / len(responses_text), device=responses.device)
+        return raw_scores, scores, responses_text, truncated
 
     def update(self, rollout: Rollout) -> dict[str, float]:
-        """num_ppo_epochs passes of minibatch updates on the clipped policy and value losses; returns loss metrics."""
+        """num_ppo_epochs passes of minibatch updates on the clipped policy and value losses; returns loss metrics.
+
+        Each minibatch is one optimizer step. Its micro-batches (`gradient_accumulation_steps`) weigh every token by
+        1 / (real response tokens of the whole minibatch), so the accumulated gradient is the one big minibatch's
+        for any response lengths; only the last micro-batch all-reduces under DDP (`no_sync` before it). Gradients
+        are clipped per network (policy and value model each to `max_grad_norm`), so the value model's gradient
+        never shrinks the policy's step; the pre-clip norms are logged."""
         cfg = self.config
-        names = ("approxkl", "clipfrac", "policy_loss", "value_loss", "value_clipfrac", "ratio", "entropy")
+        names = ("approxkl", "clipfrac", "policy_loss", "value_loss", "value_clipfrac", "ratio", "entropy",
+                 "policy_grad_norm", "value_grad_norm")
         stats: dict[str, list[torch.Tensor]] = {k: [] for k in names}
         gen = torch.Generator().manual_seed(cfg.seed * 104729 + self.state["step"])
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        policy_params = [p for p in self.policy.parameters() if p.requires_grad]
+        value_params = [p for p in self.value_model.parameters() if p.requires_grad]
         for _epoch in range(cfg.num_ppo_epochs):
             perm = torch.randperm(cfg.batch_size, generator=gen)
             for mb_start in range(0, cfg.batch_size, self.mini_batch_size):
-                mb_idx = perm[mb_start : mb_start + self.mini_batch_size]
+                mb_idx = perm[mb_start : mb_start + self.mini_batch_size].to(rollout.responses.device)
+                mb_tokens = rollout.response_mask[mb_idx].sum().clamp(min=1)
                 for micro_start in range(0, self.mini_batch_size, self.micro_batch_size):
-                    idx = mb_idx[micro_start : micro_start + self.micro_batch_size].to(rollout.responses.device)
-                    loss = self._loss(rollout, idx, stats)
-                    self.accelerator.backward(loss / cfg.gradient_accumulation_steps)
-                grad_norm = self.accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-                if grad_norm is not None and not torch.isfinite(grad_norm):  # never step on NaN / inf gradients
-                    raise self._diverged("the gradient norm", f"value loss {stats['value_loss'][-1].item():.3g}, "
-                                         f"largest absolute return {rollout.returns.abs().max().item():.3g}")
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-        s = {k: self._gmean(torch.stack(v)) for k, v in stats.items() if v}
-        out = {
+                    idx = mb_idx[micro_start : micro_start + self.micro_batch_size]
+                    last = micro_start + self.micro_batch_size >= self.mini_batch_size
+                    with contextlib.ExitStack() as no_sync:  # all-reduce once per minibatch, not per micro-batch
+                        if not last:
+                            no_sync.enter_context(self.accelerator.no_sync(self.policy))
+                            no_sync.enter_context(self.accelerator.no_sync(self.value_model))
+                        weight = rollout.response_mask[idx].sum() / mb_tokens  # token mean -> share of minibatch
+                        self.accelerator.backward(self._loss(rollout, idx, stats) * weight)
+                self._clip_and_step(policy_params, value_params, stats, rollout)
+        s = {k: self._gathered_mean(torch.stack(v)) for k, v in stats.items() if v}
+        ratios = self.accelerator.gather(torch.stack(stats["ratio"]).reshape(-1))
+        return {
             "policy/approxkl_avg": s["approxkl"], "policy/clipfrac_avg": s["clipfrac"],
             "loss/policy_avg": s["policy_loss"], "loss/value_avg": s["value_loss"],
-            "val/clipfrac_avg": s["value_clipfrac"], "val/ratio": s["ratio"],
+            "val/clipfrac_avg": s["value_clipfrac"], "val/ratio": s["ratio"], "policy/ratio": s["ratio"],
+            "val/ratio_var": ratios.var().item() if len(ratios) > 1 else 0.0, "policy/entropy_avg": s["entropy"],
+            "policy/grad_norm": s["policy_grad_norm"], "val/grad_norm": s["value_grad_norm"],
+            # The first minibatch of the first epoch, as a correctness probe (ratio must be exactly 1 there).
+            "policy/approxkl_first_mb": stats["approxkl"][0].item(),
+            "policy/clipfrac_first_mb": stats["clipfrac"][0].item(), "val/ratio_first_mb": stats["ratio"][0].item(),
         }
-        if "entropy" in s:
-            out["policy/entropy_avg"] = s["entropy"]
-        # The first minibatch of the first epoch, as a correctness probe (ratio must be exactly 1 there).
-        out["policy/approxkl_first_mb"] = stats["approxkl"][0].item()
-        out["policy/clipfrac_first_mb"] = stats["clipfrac"][0].item()
-        out["val/ratio_first_mb"] = stats["ratio"][0].item()
-        return out
+
+    def _clip_and_step(self, policy_params, value_params, stats: dict[str, list], rollout: Rollout) -> None:
+        """Clip the policy's and the value model's gradients each to `max_grad_norm` (their pre-clip norms go to
+        `stats`), refuse NaN or infinite gradients, and take one optimizer step."""
+        for params, key in ((policy_params, "policy_grad_norm"), (value_params, "value_grad_norm")):
+            norm = self.accelerator.clip_grad_norm_(params, self.config.max_grad_norm) if params else None
+            if norm is None:
+                continue
+            if not torch.isfinite(norm):  # never step on NaN / inf gradients
+                raise self._diverged(f"the {key.split('_')[0]} gradient norm",
+                                     f"value loss {stats['value_loss'][-1].item():.3g}, largest absolute return "
+                                     f"{rollout.returns.abs().max().item():.3g}")
+            stats[key].append(norm.detach().float())
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
 
     def _loss(self, rollout: Rollout, idx: torch.Tensor, stats: dict[str, list]) -> torch.Tensor:
-        """Clipped policy loss + vf_coef x clipped value loss (- ent_coef x entropy) on the episodes `idx`; appends
-        the minibatch's statistics to `stats`."""
+        """Clipped policy loss + vf_coef x clipped value loss (- ent_coef x entropy), each a mean over the real
+        response tokens of the episodes `idx`; appends the micro-batch's statistics to `stats`."""
         cfg = self.config
         q_ids, q_mask, resp, resp_mask = (rollout.query_ids[idx], rollout.query_mask[idx], rollout.responses[idx],
                                           rollout.response_mask[idx])
@@ -344,9 +376,11 @@ class PPOTrainer:
         if cfg.ent_coef:
             entropy = masked_mean(entropy_from_logits(new_logits), mask)
             loss = loss - cfg.ent_coef * entropy
-            stats["entropy"].append(entropy.detach())
+        else:
+            with torch.no_grad():  # the metric only, outside the graph
+                entropy = masked_mean(entropy_from_logits(new_logits.detach()), mask)
         minibatch_stats = {**pg_stats, "policy_loss": pg_loss.detach(), "value_loss": vf_loss.detach(),
-                           "value_clipfrac": vf_clipfrac}
+                           "value_clipfrac": vf_clipfrac, "entropy": entropy.detach()}
         for k, v in minibatch_stats.items():
             stats[k].append(v)
         return loss
@@ -375,17 +409,20 @@ class PPOTrainer:
         """The rollout's TRL-named metrics, averaged over all processes."""
         return {
             "objective/kl": mean_kl,
-            "objective/entropy": self._gmean(r.entropy.sum(1)),
-            "objective/non_score_reward": self._gmean((-beta * r.kl).sum(1)),
-            "objective/rlhf_reward": self._gmean(r.raw_scores - beta * r.kl.sum(1)),
-            "objective/scores": self._gmean(r.raw_scores),
+            "objective/entropy": self._gathered_mean(r.entropy.sum(1)),
+            "objective/non_score_reward": self._gathered_mean((-beta * r.kl).sum(1)),
+            "objective/rlhf_reward": self._gathered_mean(r.raw_scores - beta * r.kl.sum(1)),
+            "objective/scores": self._gathered_mean(r.raw_scores),
             "objective/scores_std": self.accelerator.gather(r.raw_scores).std().item() if self.global_batch > 1 else 0.,
             "objective/kl_coef": beta,
-            "val/mean": self._gmean(masked_mean(r.values, r.response_mask.float(), 1)),
-            "response_length_mean": self._gmean(r.response_mask.sum(1).float()),
+            "val/mean": self._gathered_mean(masked_mean(r.values, r.response_mask.float(), 1)),
+            "val/num_eos_tokens": self.accelerator.gather(((r.responses == self.tokenizer.eos_token_id)
+                                                           & r.response_mask.bool()).sum()).sum().item(),
+            "objective/reward_truncated_frac": self._gathered_mean(r.reward_truncated),
+            "response_length_mean": self._gathered_mean(r.response_mask.sum(1).float()),
         }
 
-    def _gmean(self, x: torch.Tensor) -> float:
+    def _gathered_mean(self, x: torch.Tensor) -> float:
         """Mean over all elements on all processes."""
         return self.accelerator.gather(x.detach().float().reshape(-1)).mean().item()
 
@@ -396,7 +433,13 @@ class PPOTrainer:
         Returns the last step's metrics. The final aligned policy goes to `output_dir` (see `save_model`).
         """
         cfg, main = self.config, self.accelerator.is_main_process
-        os.makedirs(cfg.output_dir, exist_ok=True)
+        if main:
+            os.makedirs(cfg.output_dir, exist_ok=True)
+            if not self.resume_path and cfg.overwrite_output_dir:
+                runs.clear_run_dir(cfg.output_dir)
+            for name in runs.remove_leftover_checkpoints(cfg.output_dir):
+                print(f"Removed {name}, a checkpoint a crash left half written.", file=sys.stderr)
+        self.accelerator.wait_for_everyone()
         if self.resume_path:
             self.load_checkpoint(self.resume_path)
         logger = runs.RunLogger(cfg.output_dir, cfg.report_to, cfg) if main else None

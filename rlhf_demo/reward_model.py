@@ -60,8 +60,9 @@ def train_reward_model(cfg: RewardModelConfig) -> dict:
     (test accuracy, examples, wall time). Raises UserInputError for a dataset without labels."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from .runs import machine_description, save_half
+    from .runs import atomic_save, check_output_dir, machine_description, save_half, write_json
 
+    check_output_dir(cfg.output_dir)  # before any training: a file or read-only folder fails in a second
     start = time.time()
     tokenizer, model = load_start(cfg.model_name_or_path, num_labels=2, id2label=ID2LABEL,
                                   label2id={v: k for k, v in ID2LABEL.items()})
@@ -92,10 +93,13 @@ def train_reward_model(cfg: RewardModelConfig) -> dict:
               "train_examples": len(train), "epochs": cfg.num_train_epochs, "train_s": train_s,
               "total_s": time.time() - start, "machine": machine_description()}
     tokenizer.padding_side = "left"
-    save_half(model, tokenizer, cfg.output_dir)
     shutil.rmtree(args.output_dir, ignore_errors=True)  # the Trainer's resumable checkpoints, no longer needed
-    with open(os.path.join(cfg.output_dir, "reward_model_report.json"), "w") as f:
-        json.dump(report, f, indent=2)
+
+    def save(folder: str) -> None:  # into a new folder that atomic_save swaps in: a kill never leaves a half model
+        save_half(model, tokenizer, folder)
+        write_json(os.path.join(folder, "reward_model_report.json"), report)
+
+    atomic_save(save, cfg.output_dir)
     print(json.dumps(report, indent=2))
     return report
 
@@ -121,8 +125,9 @@ def train_preference_reward_model(cfg: RewardModelConfig) -> dict:
     from .feedback import load_preference_pairs
     from .models import display_name
     from .rewards import PreferenceReward
-    from .runs import machine_description, save_half, write_json
+    from .runs import atomic_save, check_output_dir, machine_description, save_half, write_json
 
+    check_output_dir(cfg.output_dir)  # before any training: a file or read-only folder fails in a second
     start = time.time()
     rows, counts = load_preference_pairs(cfg.preferences)
     print(f"preference pairs: {counts['read']} read, {counts['ties']} ties, {counts['same']} with chosen == rejected "
@@ -146,21 +151,27 @@ def train_preference_reward_model(cfg: RewardModelConfig) -> dict:
     train_s = time.time() - start
 
     tokenizer.padding_side = "left"
-    save_half(trainer.model, tokenizer, cfg.output_dir)
     shutil.rmtree(args.output_dir, ignore_errors=True)
-    accuracy = None
-    if split["test"] is not None:
-        held_out = split["test"]
-        reward = PreferenceReward(cfg.output_dir, batch_size=2 * cfg.batch_size)
-        accuracy = pairwise_accuracy(reward, held_out["prompt"], held_out["chosen"], held_out["rejected"])
-    report = {"kind": "bradley-terry", "pairs": counts, "train_pairs": len(split["train"]), "eval_pairs": n_eval,
-              "eval_accuracy": accuracy, "initialised_from": display_name(cfg.model_name_or_path),
-              "epochs": cfg.num_train_epochs,
-              "max_length": cfg.max_length, "train_s": train_s, "total_s": time.time() - start,
-              "machine": machine_description(), "preference_files": [os.path.basename(p) for p in cfg.preferences]}
-    write_json(os.path.join(cfg.output_dir, "reward_model_report.json"), report)
-    with open(os.path.join(cfg.output_dir, "README.md"), "w", encoding="utf-8") as f:
-        f.write(_preference_card(report))
+    report = {}
+
+    def save(folder: str) -> None:  # everything into a new folder; atomic_save swaps it in (never a half model)
+        save_half(trainer.model, tokenizer, folder)
+        accuracy = None
+        if split["test"] is not None:
+            held_out = split["test"]
+            reward = PreferenceReward(folder, batch_size=2 * cfg.batch_size)
+            accuracy = pairwise_accuracy(reward, held_out["prompt"], held_out["chosen"], held_out["rejected"])
+        report.update({
+            "kind": "bradley-terry", "pairs": counts, "train_pairs": len(split["train"]), "eval_pairs": n_eval,
+            "eval_accuracy": accuracy, "initialised_from": display_name(cfg.model_name_or_path),
+            "epochs": cfg.num_train_epochs, "max_length": cfg.max_length, "train_s": train_s,
+            "total_s": time.time() - start, "machine": machine_description(),
+            "preference_files": [os.path.basename(p) for p in cfg.preferences]})
+        write_json(os.path.join(folder, "reward_model_report.json"), report)
+        with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
+            f.write(_preference_card(report))
+
+    atomic_save(save, cfg.output_dir)
     print(json.dumps(report, indent=2))
     return report
 

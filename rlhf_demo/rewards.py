@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -40,7 +41,9 @@ class SentimentReward:
         label: the label to reward, by name as in the model's `config.id2label` (case-insensitive).
         kind: `"logit"` (raw logit of the label, the Ziegler et al. / TRL reward) or `"probability"` (softmax).
         batch_size: texts per forward pass.
-        max_length: tokens kept per text (from the left).
+        max_length: at most this many tokens per text; the window is also capped by the model's context
+            (`context_window`). A longer text loses its start (the query), never the response's end: the
+            tokenizer truncates on the left here, whatever side it was saved with.
         score_query: score `query + response` (default, as in TRL's gpt2-sentiment) or the response alone.
 
     Raises:
@@ -60,8 +63,25 @@ class SentimentReward:
         path = check_model_path(model_name_or_path, "reward model (--reward)", PRESET_REWARD_MODELS)
         with loading_errors(path, "reward model (--reward)"):
             self.tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(path))
-            model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
+            model, info = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32,
+                                                                             output_loading_info=True)
+        if info.get("missing_keys"):  # e.g. a causal LM: transformers gives it a new, random classification head
+            missing = sorted(info["missing_keys"])
+            raise UserInputError(f"The reward model {model_name_or_path!r} is not a trained sequence classifier: its "
+                                 f"weights lack {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}, which "
+                                 "would start random. Pass a classifier or a reward model trained with `rlhf-demo "
+                                 "reward-model`.")
+        if self.tokenizer.pad_token_id is None:
+            raise UserInputError(f"The tokenizer of the reward model {model_name_or_path!r} has neither a pad nor an "
+                                 "EOS token, so batches cannot be padded; add a pad token to it (tokenizer."
+                                 "add_special_tokens({'pad_token': ...}) and save it), or pass another reward model.")
         self.model = use_fused_gelu(model).to(device).eval()
+        # Queries may be long (prompt-only datasets): the response must always be seen, so texts are cut from the
+        # LEFT (the query's start) to the model's own context, whatever side the tokenizer was saved with.
+        self.window = context_window(self.model, self.tokenizer, max_length)
+        self.tokenizer.truncation_side = "left"
+        self.truncated = 0  # texts cut to the window by the last call
+        self._warned = False
         if getattr(self.model.config, "pad_token_id", None) is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.bradley_terry = self.model.config.num_labels == 1
@@ -88,10 +108,17 @@ class SentimentReward:
             texts = [t + (self.tokenizer.eos_token or "") for t in texts]
         logits_out: list[float] = []
         probs_out: list[float] = []
+        lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
+        self.truncated = sum(n > self.window for n in lengths)
+        if self.truncated and not self._warned:
+            self._warned = True
+            print(f"warning: {self.truncated} of {len(texts)} texts exceed the {self.window}-token window of the "
+                  f"reward model {self.name!r}; their start (the query's) is cut so the response is scored whole "
+                  "(counted in objective/reward_truncated_frac). Shorten prompts with --max_prompt_length.",
+                  file=sys.stderr)
         for i in range(0, len(texts), self.batch_size):
             enc = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True,
-                                 max_length=self.max_length,
-                                 return_tensors="pt").to(self.device)
+                                 max_length=self.window, return_tensors="pt").to(self.device)
             logits = self.model(**enc).logits.float()
             probs = logits.sigmoid() if self.bradley_terry else logits.softmax(-1)
             logits_out.extend(logits[:, self.label_id].tolist())
@@ -104,6 +131,30 @@ class SentimentReward:
 
     def __repr__(self) -> str:
         return f"SentimentReward({self.name!r}, label={self.label!r}, kind={self.kind!r})"
+
+
+def context_window(model, tokenizer, max_length: int | None = None) -> int:
+    """Tokens a model can read at once: its position embeddings (`max_position_embeddings` or `n_positions`, less
+    RoBERTa's padding offset), the tokenizer's `model_length` when it is set to a real length, and `max_length`,
+    whichever is smallest (at least 1)."""
+    cfg = model.config
+    bounds = [b for b in (getattr(cfg, "n_positions", None), getattr(cfg, "max_position_embeddings", None)) if b]
+    if bounds and getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        bounds = [b - 2 for b in bounds]  # positions start after the padding index (pad_token_id + 1)
+    if 0 < getattr(tokenizer, "model_max_length", 0) < 1_000_000:
+        bounds.append(tokenizer.model_max_length)
+    if max_length:
+        bounds.append(max_length)
+    return max(1, min(bounds)) if bounds else 512
+
+
+def truncated_count(reward_fn) -> int | None:
+    """Texts that the reward function's models cut to their window on the last call (summed over a WeightedSum's
+    parts), or None for a reward without models."""
+    if isinstance(reward_fn, WeightedSum):
+        counts = [c for c in map(truncated_count, reward_fn.reward_fns) if c is not None]
+        return sum(counts) if counts else None
+    return getattr(reward_fn, "truncated", None) if isinstance(reward_fn, SentimentReward) else None
 
 
 class ToxicityReward(SentimentReward):

@@ -9,6 +9,7 @@
       run_info.json                base model, reward functions, episodes, wall time, machine, final metrics, and
                                    the list of exported files; written last, so it marks a complete export
       metrics.jsonl                one line of TRL-named metrics per logged PPO step
+      training_curves.png          reward, KL, KL coefficient and value loss against episodes (curves.py), exported
       samples.jsonl                a few sampled completions every `sample_steps` steps
       checkpoints/checkpoint-<step>/
         policy/, value_model/      weights (policy/ holds the adapter only with LoRA)
@@ -35,7 +36,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from .errors import MissingInputError, UserInputError
+from .errors import MissingInputError, UserInputError, one_line
 
 CHECKPOINTS = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
@@ -51,6 +52,7 @@ _CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 # ------------------------------------------------------------------------------------------- atomic writes
 def atomic_save(save_fn: Callable[[str], None], path: str) -> None:
     """Call `save_fn(tmp_dir)` then move the folder to `path` with a rename, so `path` is never half written."""
+    path = os.path.normpath(path)  # "dir/" + ".tmp" would land inside the folder it replaces
     tmp, old = path + ".tmp", path + ".old"
     if not os.path.exists(path) and os.path.isdir(old):  # a crash between the two renames below: restore it
         os.replace(old, path)
@@ -88,6 +90,49 @@ def check_output_dir(path: str, flag: str = "--output_dir") -> None:
     except OSError as e:
         raise UserInputError(f"{flag} {path!r} is not writable ({e.strerror} in {parent!r}); pass a folder you can "
                              "write to.") from None
+
+
+# What a training run writes into its folder besides the policy's own files (which its export replaces).
+RUN_FILES = (RUN_INFO_FILE, TRAINING_CONFIG_FILE, METRICS_FILE, SAMPLES_FILE, CHECKPOINTS, EXPORT_TMP, "value_model",
+             "adapter", "eval", "runs", "training_curves.png")
+
+
+def existing_run_files(run_dir: str) -> list[str]:
+    """The names of `RUN_FILES` present in `run_dir` (an empty `checkpoints/` does not count): what a new run
+    started there would overwrite or mix with its own."""
+    def present(name):
+        path = os.path.join(run_dir, name)
+        return bool(os.listdir(path)) if name == CHECKPOINTS and os.path.isdir(path) else os.path.exists(path)
+
+    return [name for name in RUN_FILES if present(name)]
+
+
+def check_new_run_dir(run_dir: str, overwrite: bool) -> None:
+    """Refuse to start a run in a folder that holds another run, finished or interrupted (its model, logs and
+    checkpoints would be overwritten or mixed with the new run's), unless `overwrite` (`--overwrite_output_dir`,
+    as in transformers), after which `clear_run_dir` deletes the old run's files. Raises UserInputError."""
+    found = existing_run_files(run_dir)
+    if found and not overwrite:
+        raise UserInputError(f"--output_dir {run_dir!r} already holds a training run ({', '.join(found[:4])}); resume "
+                             "it with --resume_from_checkpoint latest, pass --overwrite_output_dir true to delete it "
+                             "and start clean, or choose another --output_dir.")
+
+
+def clear_run_dir(run_dir: str) -> None:
+    """Delete the files of an earlier run in `run_dir` (`RUN_FILES`); the policy's files are replaced by the export."""
+    for name in existing_run_files(run_dir):
+        path = os.path.join(run_dir, name)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+
+
+def remove_leftover_checkpoints(run_dir: str) -> list[str]:
+    """Delete the `.tmp-checkpoint-*` folders a crash left (a full disk, a kill mid-save): never a finished
+    checkpoint, only space. Returns the names removed."""
+    root = os.path.join(run_dir, CHECKPOINTS)
+    names = sorted(n for n in os.listdir(root) if n.startswith(".tmp-checkpoint-")) if os.path.isdir(root) else []
+    for name in names:
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    return names
 
 
 def save_half(model, tokenizer, path: str) -> None:
@@ -244,8 +289,7 @@ def resume_config(config) -> dict:
 def check_resume_config(path: str, config, allow_changes: bool = False) -> None:
     """Raise UserInputError when checkpoint `path` was written with other `RESUME_FIELDS` than `config` (naming each
     field with both values), unless `allow_changes`. A checkpoint that saved no config is not checked."""
-    with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as f:
-        saved = json.load(f).get("config") or {}
+    saved = _read_json(os.path.join(path, "trainer_state.json")).get("config") or {}
     now = resume_config(config)
     changed = [name for name in RESUME_FIELDS if name in saved and saved[name] != now[name]]
     if changed and not allow_changes:
@@ -324,29 +368,95 @@ def load_checkpoint(path: str, accelerator, policy, value_model, optimizer, sche
     """Load a checkpoint of `save_checkpoint` into the given (unwrapped) models, optimizer and scheduler, restore this
     process's RNG states, and return trainer_state.json's dict.
 
-    Raises UserInputError when the checkpoint was written by another number of processes (its RNG states and data
-    positions would not match)."""
-    from safetensors.torch import load_file
+    No code runs from a checkpoint: weights are safetensors, and optimizer.pt, scheduler.pt and rng_state_<rank>.pth
+    are read with `torch.load(weights_only=True)` (tensors, numbers, strings and containers only; numpy's RNG array
+    allowed as transformers' Trainer allows it), so a checkpoint downloaded from someone else cannot run its author's
+    code (torch docs, "torch.load with weights_only").
 
-    with open(os.path.join(path, "trainer_state.json")) as f:
-        state = json.load(f)
+    Raises UserInputError naming the file: a file that is not a safe checkpoint (a pickle with other objects), one
+    that is truncated or corrupt, a missing one; or a checkpoint written by another number of processes (its RNG
+    states and data positions would not match)."""
+    state = _read_json(os.path.join(path, "trainer_state.json"))
     if state.get("world_size", 1) != accelerator.num_processes:
         raise UserInputError(f"Checkpoint {path} was written by {state['world_size']} processes; resume with the "
                              f"same number (now {accelerator.num_processes}).")
     if adapter_only:
         from peft import set_peft_model_state_dict
 
-        set_peft_model_state_dict(policy, load_file(os.path.join(path, "policy", "adapter_model.safetensors")))
+        set_peft_model_state_dict(policy, _load_weights(os.path.join(path, "policy", "adapter_model.safetensors")))
     else:
-        policy.load_state_dict(load_file(os.path.join(path, "policy", "model.safetensors")), strict=False)
-    value_model.load_state_dict(load_file(os.path.join(path, "value_model", "model.safetensors")), strict=False)
-    optimizer.load_state_dict(torch.load(os.path.join(path, "optimizer.pt"), weights_only=False))
-    scheduler.load_state_dict(torch.load(os.path.join(path, "scheduler.pt"), weights_only=False))
-    rng = torch.load(os.path.join(path, f"rng_state_{accelerator.process_index}.pth"), weights_only=False)
-    torch.set_rng_state(rng["torch"])
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
+        policy.load_state_dict(_load_weights(os.path.join(path, "policy", "model.safetensors")), strict=False)
+    value_model.load_state_dict(_load_weights(os.path.join(path, "value_model", "model.safetensors")), strict=False)
+    optimizer.load_state_dict(_load_state(os.path.join(path, "optimizer.pt")))
+    scheduler.load_state_dict(_load_state(os.path.join(path, "scheduler.pt")))
+    rng = _load_state(os.path.join(path, f"rng_state_{accelerator.process_index}.pth"))
+    try:
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise UserInputError(f"The RNG states in {os.path.join(path, f'rng_state_{accelerator.process_index}.pth')!r} "
+                             f"are not those of an rlhf-demo checkpoint ({type(e).__name__}: {e}); resume from "
+                             "another checkpoint.") from None
     return state
+
+
+_BAD_CHECKPOINT_FIX = ("resume from another checkpoint (pass its checkpoint-N folder to --resume_from_checkpoint), or "
+                       "delete this one")
+
+
+def _missing(path: str) -> MissingInputError:
+    return MissingInputError(f"The checkpoint file {path!r} is missing; {_BAD_CHECKPOINT_FIX}.")
+
+
+def _read_json(path: str) -> dict:
+    """A checkpoint's JSON file as a dict; UserInputError naming the file when it is missing or not whole JSON."""
+    if not os.path.isfile(path):
+        raise _missing(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserInputError(f"The checkpoint file {path!r} is not valid JSON ({e}); {_BAD_CHECKPOINT_FIX}.") from None
+    if not isinstance(data, dict):
+        raise UserInputError(f"The checkpoint file {path!r} does not hold a JSON object; {_BAD_CHECKPOINT_FIX}.")
+    return data
+
+
+def _load_weights(path: str) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint's safetensors file; UserInputError naming the file when missing or corrupt."""
+    from safetensors.torch import load_file
+
+    if not os.path.isfile(path):
+        raise _missing(path)
+    try:
+        return load_file(path)
+    except Exception as e:  # safetensors raises its own SafetensorError (and OSError) on a cut or foreign file
+        raise UserInputError(f"The checkpoint weights {path!r} are truncated or corrupt ({type(e).__name__}: "
+                             f"{one_line(e)}); {_BAD_CHECKPOINT_FIX}.") from None
+
+
+def _load_state(path: str):
+    """A checkpoint's optimizer, scheduler or RNG state, read with `torch.load(weights_only=True)`: nothing in the
+    file is executed. UserInputError naming the file when it is missing, corrupt, or not a safe checkpoint file."""
+    import pickle
+
+    from transformers.trainer_pt_utils import safe_globals
+
+    if not os.path.isfile(path):
+        raise _missing(path)
+    try:
+        with safe_globals():  # numpy's RNG state array, as transformers' Trainer allows it; nothing else
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()
+        detail = next((line for line in first if "GLOBAL" in line or "Unsupported" in line), first[0] if first else "")
+        raise UserInputError(f"Refused to load {path!r}: it is not a safe checkpoint file (it asks to run code or "
+                             f"build objects other than tensors and numbers: {detail.strip()[:200]}); nothing in it "
+                             f"was run. Only resume from checkpoints you trust; {_BAD_CHECKPOINT_FIX}.") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        raise UserInputError(f"The checkpoint file {path!r} is truncated or corrupt ({type(e).__name__}: "
+                             f"{one_line(e)[:200]}); {_BAD_CHECKPOINT_FIX}.") from None
 
 
 # ------------------------------------------------------------------------------------------- final export
@@ -380,9 +490,13 @@ def export_model(run_dir: str, policy, tokenizer, value_model, sampling: dict, r
         from .config import save_config
 
         save_config(config, os.path.join(tmp, TRAINING_CONFIG_FILE))
+    from .curves import CURVES_FILE, plot_training_curves
+
+    plot_training_curves(read_jsonl(os.path.join(run_dir, METRICS_FILE)), os.path.join(tmp, CURVES_FILE))
     files = sorted(os.path.relpath(os.path.join(root, f), tmp).replace(os.sep, "/") for root, _, names in os.walk(tmp)
                    for f in names)
-    write_json(os.path.join(tmp, RUN_INFO_FILE), {**run_info, "export_files": files + [RUN_INFO_FILE]})
+    write_json(os.path.join(tmp, RUN_INFO_FILE), {**run_info, "framework_versions": framework_versions(),
+                                                  "export_files": files + [RUN_INFO_FILE]})
     commit_export(run_dir)
 
 
@@ -405,10 +519,36 @@ def commit_export(run_dir: str) -> None:
     os.rmdir(tmp)
 
 
+SHIPPED_KEY = "shipped_without"  # run_info.json of a copy made to ship (a preset's aligned/): what it leaves out
+
+
+def mark_shipped_copy(copy_dir: str, note: str) -> list[str]:
+    """Record in `copy_dir/run_info.json` (a copy of a finished run made to ship, e.g. a preset's aligned model
+    without its value model) which of the run's exported files the copy leaves out on purpose, and why (`note`), so
+    `export_problem` reads it as complete rather than as an interrupted export. Returns the files left out."""
+    path = os.path.join(copy_dir, RUN_INFO_FILE)
+    with open(path, encoding="utf-8") as f:
+        info = json.load(f)
+    left_out = [name for name in info.get("export_files", []) if not os.path.isfile(os.path.join(copy_dir, name))]
+    info[SHIPPED_KEY] = {"files": left_out, "note": note}
+    write_json(path, info)
+    return left_out
+
+
+def shipped_without(run_dir: str) -> list[str]:
+    """The files of its run that a shipped copy (`mark_shipped_copy`) leaves out on purpose; [] for a run folder."""
+    try:
+        with open(os.path.join(run_dir, RUN_INFO_FILE), encoding="utf-8") as f:
+            return list((json.load(f).get(SHIPPED_KEY) or {}).get("files") or [])
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
 def export_problem(run_dir: str) -> str | None:
     """What makes the final export of training run `run_dir` incomplete, as one sentence naming the missing part and
     the fix, or None when run_info.json and every file it lists (`export_files`) exist. A folder without
-    training_config.yaml is not a training run and is not checked."""
+    training_config.yaml is not a training run and is not checked; files a shipped copy leaves out on purpose
+    (`mark_shipped_copy`: a preset's aligned model without its value model) are not missing."""
     info_path = os.path.join(run_dir, RUN_INFO_FILE)
     if not os.path.isfile(os.path.join(run_dir, TRAINING_CONFIG_FILE)):
         return None
@@ -417,12 +557,21 @@ def export_problem(run_dir: str) -> str | None:
         return f"The run {run_dir!r} has no {RUN_INFO_FILE}: its final export did not finish; {finish}."
     try:
         with open(info_path, encoding="utf-8") as f:
-            listed = json.load(f).get("export_files") or []
-    except ValueError:
+            info = json.load(f)
+        listed = info.get("export_files") or []
+        shipped = info.get(SHIPPED_KEY)
+    except (ValueError, AttributeError):
         return f"{info_path!r} is not valid JSON; {finish}."
     missing = [name for name in listed if not os.path.isfile(os.path.join(run_dir, name))]
+    if isinstance(shipped, dict):  # a copy made to ship: what it leaves out is meant; anything else was lost since
+        missing = [name for name in missing if name not in (shipped.get("files") or [])]
+        if missing:
+            return (f"The shipped copy {run_dir!r} lacks {', '.join(missing[:5])}, files it was shipped with; "
+                    "reinstall the package (or restore the folder from the repository).")
+        return None
     if missing:
-        return f"The run {run_dir!r} lacks {', '.join(missing[:5])} of its final export; {finish}."
+        return (f"The run {run_dir!r} lacks {', '.join(missing[:5])} of its final export (an interrupted run); "
+                f"{finish}.")
     return None
 
 
@@ -437,6 +586,19 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def framework_versions() -> dict[str, str]:
+    """Versions of the libraries a run used (for run_info.json and the model card's framework-versions section)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("rlhf-demo", "torch", "transformers", "accelerate", "peft", "datasets", "tokenizers"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
 def machine_description() -> str:

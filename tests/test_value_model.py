@@ -1,4 +1,5 @@
-"""The value model's head starts at the reward model's scoring direction (value_head_init)."""
+"""The value model's head starts at the reward model's score (value_head_init): V(s) of a prefix is exactly the
+reward model's logit of the rewarded label on that prefix."""
 
 import pytest
 import torch
@@ -19,19 +20,21 @@ def last_token_values(value_model, ids):
     return value_forward(value_model, ids[:, :1], mask[:, :1], ids[:, 1:], mask[:, 1:])[:, -1]
 
 
-def test_two_label_reward_model_gives_its_margin():
+def test_two_label_reward_model_gives_the_rewarded_labels_logit():
     rm = AutoModelForSequenceClassification.from_pretrained(TINY_RM).eval()
     ids = torch.randint(rm.config.pad_token_id + 1, rm.config.vocab_size, (3, 9))  # no padding token
     with torch.no_grad():
         logits = rm(input_ids=ids).logits  # (3, 2): NEGATIVE, POSITIVE
         labels = {v.upper(): int(k) for k, v in rm.config.id2label.items()}
-        margin = logits[:, labels["POSITIVE"]] - logits[:, labels["NEGATIVE"]]
         values = last_token_values(build_value_model(TINY_RM, "auto", "POSITIVE").eval(), ids)
         zero = last_token_values(build_value_model(TINY_RM, "zero", "POSITIVE").eval(), ids)
-        flipped = last_token_values(build_value_model(TINY_RM, "reward_model", "NEGATIVE").eval(), ids)
-    torch.testing.assert_close(values, margin, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(flipped, -margin, atol=1e-4, rtol=1e-4)
-    assert margin.abs().max() > 0.1 and zero.abs().max() == 0
+        negative = last_token_values(build_value_model(TINY_RM, "reward_model", "NEGATIVE").eval(), ids)
+    # The reward is the POSITIVE logit alone, so the value starts there (not at the POSITIVE - NEGATIVE margin,
+    # which is about twice the reward's scale).
+    torch.testing.assert_close(values, logits[:, labels["POSITIVE"]], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(negative, logits[:, labels["NEGATIVE"]], atol=1e-4, rtol=1e-4)
+    margin = logits[:, labels["POSITIVE"]] - logits[:, labels["NEGATIVE"]]
+    assert (values - margin).abs().max() > 0.1 and zero.abs().max() == 0
 
 
 def test_one_logit_reward_model_gives_its_logit(tmp_path):
@@ -68,7 +71,7 @@ def test_reward_label_of_matches_the_value_backbone():
     assert reward_label_of("other/model", specs) is None
 
 
-def test_speed_benchmark_ppo_starts_at_the_reward_models_margin(tmp_path, imdb_path):
+def test_speed_benchmark_ppo_starts_at_the_reward_models_score(tmp_path, imdb_path):
     # The benchmark hands PPOTrainer a reward function object; its config must still name that reward model, or
     # value_head_init auto silently falls back to a zero head and the benchmark measures the wrong start.
     import importlib.util
@@ -84,5 +87,4 @@ def test_speed_benchmark_ppo_starts_at_the_reward_models_margin(tmp_path, imdb_p
     head = trainer.accelerator.unwrap_model(trainer.value_model).classifier.weight[0]
     rm = AutoModelForSequenceClassification.from_pretrained(TINY_RM)
     labels = {v.upper(): int(k) for k, v in rm.config.id2label.items()}
-    margin = rm.score.weight[labels["POSITIVE"]] - rm.score.weight[labels["NEGATIVE"]]
-    assert torch.allclose(head, margin)
+    assert torch.allclose(head, rm.score.weight[labels["POSITIVE"]])

@@ -18,11 +18,13 @@ import sys
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlhf_demo.card import build_model_card
-from rlhf_demo.runs import atomic_save, save_half
+from rlhf_demo.runs import atomic_save, mark_shipped_copy, save_half
 
 REPO_ID, LICENSE = "rlhf-demo/tiny-imdb-positive", "apache-2.0"
 COPIED = ("run_info.json", "training_config.yaml", "metrics.jsonl")
 TEXT_SUFFIXES = (".json", ".jsonl", ".yaml", ".md")
+SHIPPED_NOTE = ("the aligned policy as shipped inside the package: its value model (needed only to resume or continue "
+                "PPO) and checkpoints are left out to keep the package small")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -54,6 +56,7 @@ def build(run_dir: str, dest: str, eval_dest: str) -> None:
         save_half(model, AutoTokenizer.from_pretrained(run_dir), tmp)
         copy_with_relative_paths(run_dir, tmp, COPIED)
         copy_with_relative_paths(eval_dir, os.path.join(tmp, "eval"), [n for n in eval_files if n != "samples.jsonl"])
+        mark_shipped_copy(tmp, SHIPPED_NOTE)
         build_model_card(tmp, REPO_ID, LICENSE).save(os.path.join(tmp, "README.md"))
 
     atomic_save(write, dest)

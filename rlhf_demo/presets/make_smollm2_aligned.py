@@ -16,10 +16,13 @@ import sys
 
 from rlhf_demo.card import build_model_card
 from rlhf_demo.presets.make_aligned import COPIED, copy_with_relative_paths
-from rlhf_demo.runs import atomic_save
+from rlhf_demo.runs import atomic_save, mark_shipped_copy
 
 REPO_ID, LICENSE = "rlhf-demo/smollm2-135m-imdb-positive-lora", "apache-2.0"  # SmolLM2's license
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+SHIPPED_NOTE = ("the LoRA adapter of the run as shipped inside the package (its base is "
+                "HuggingFaceTB/SmolLM2-135M-Instruct): the merged model, the value model and the tokenizer are left "
+                "out to keep the package small")
 
 
 def build(run_dir: str, dest: str) -> None:
@@ -37,6 +40,7 @@ def build(run_dir: str, dest: str) -> None:
         copy_with_relative_paths(run_dir, tmp, COPIED)
         copy_with_relative_paths(eval_dir, os.path.join(tmp, "eval"),
                                  [n for n in sorted(os.listdir(eval_dir)) if n != "samples.jsonl"])
+        mark_shipped_copy(tmp, SHIPPED_NOTE)
         build_model_card(run_dir, REPO_ID, LICENSE).save(os.path.join(tmp, "README.md"))
 
     atomic_save(write, dest)
