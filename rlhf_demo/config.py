@@ -216,6 +216,26 @@ def check_prompt_options(cfg) -> None:
         raise UserInputError(f"truncation_side must be 'left' or 'right', got {cfg.truncation_side!r}.")
 
 
+MAX_SEED = 2**32 - 1  # numpy's seeds lie in [0, 2**32 - 1]
+
+
+def check_numbers(cfg, allow_inf: tuple[str, ...] = ()) -> None:
+    """The checks every config runs first: each float option is a finite number (NaN passes every `x < 0` test and
+    would fail steps later with a message blaming something else), except the options in `allow_inf`, for which
+    inf means "off"; each `seed` option lies in [0, 2**32 - 1]. Raises UserInputError naming the option."""
+    import math
+
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            if math.isnan(value) or f.name not in allow_inf:
+                allowed = " (or inf, for off)" if f.name in allow_inf else ""
+                raise UserInputError(f"{f.name} must be a finite number{allowed}, got {value}; pass a number such as "
+                                     f"the default {f.default!r}.")
+        if f.name == "seed" and isinstance(value, int) and not 0 <= value <= MAX_SEED:
+            raise UserInputError(f"seed must be an integer in [0, {MAX_SEED}], got {value}.")
+
+
 def prompt_options(cfg) -> dict:
     """The prompt-only dataset options of a config, as keyword arguments of `data.build_prompt_dataset`."""
     return {k: getattr(cfg, k) for k in ("prompt_column", "prompt_template", "max_prompt_length", "truncation_side")}
@@ -254,6 +274,7 @@ class PretrainConfig:
     seed: int = arg(0, "Random seed.")
 
     def __post_init__(self):
+        check_numbers(self)
         for name in ("vocab_size", "n_layer", "n_embd", "n_head", "block_size", "batch_size", "max_steps",
                      "save_steps", "eval_reviews"):
             if getattr(self, name) < 1:
@@ -292,6 +313,7 @@ class RewardModelConfig:
     seed: int = arg(0, "Random seed.")
 
     def __post_init__(self):
+        check_numbers(self)
         if not 0 <= self.eval_fraction < 1:
             raise UserInputError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}.")
         for name in ("num_train_epochs", "learning_rate", "max_length", "batch_size"):
@@ -421,6 +443,7 @@ class PPOConfig:
     progress_bar: bool = arg(True, "Show a tqdm progress bar over episodes.")
 
     def __post_init__(self):
+        check_numbers(self, allow_inf=("cliprange", "cliprange_value", "max_grad_norm"))
         self._check_sizes()
         self._check_sampling()
         check_prompt_options(self)
@@ -524,6 +547,7 @@ class GenerateConfig:
     seed: int = arg(0, "Random seed.")
 
     def __post_init__(self):
+        check_numbers(self)
         if self.num_samples < 1 or self.max_new_tokens < 1:
             raise UserInputError(f"num_samples and max_new_tokens must be at least 1, got {self.num_samples} and "
                                  f"{self.max_new_tokens}.")
@@ -580,6 +604,7 @@ class EvalConfig:
     num_report_samples: int = arg(5, "Sample pairs shown in eval_report.md.")
 
     def __post_init__(self):
+        check_numbers(self)
         if not self.model:
             raise UserInputError("--model is required: the aligned policy (a folder written by `rlhf-demo train` or a "
                                  "Hub id).")
@@ -642,6 +667,7 @@ class PushConfig:
     space_wheel: str | None = arg(None, "rlhf-demo wheel to upload with the Space (None: built from this checkout).")
 
     def __post_init__(self):
+        check_numbers(self)
         if not self.model:
             raise ValueError("--model is required: the run directory written by `rlhf-demo train --output_dir`.")
         from huggingface_hub.errors import HFValidationError
@@ -707,6 +733,7 @@ class PreferencesConfig:
     seed: int = arg(0, "Seeds the prompts, the samples and the annotator's coin flips.")
 
     def __post_init__(self):
+        check_numbers(self)
         for name in ("num_pairs", "max_new_tokens", "batch_size", "max_query_tokens"):
             if getattr(self, name) < 1:
                 raise UserInputError(f"{name} must be at least 1, got {getattr(self, name)}.")
@@ -742,6 +769,7 @@ class LoopConfig:
     seed: int = arg(0, "Random seed (each round adds its number).")
 
     def __post_init__(self):
+        check_numbers(self)
         for name in ("rounds", "pairs_per_round", "fresh_pairs", "ppo_episodes", "eval_num_prompts"):
             if getattr(self, name) < 1:
                 raise UserInputError(f"{name} must be at least 1, got {getattr(self, name)}.")

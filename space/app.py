@@ -19,8 +19,10 @@ Five tabs (Gradio Blocks), one builder function each, called from `build_demo`:
 
 Safe to leave public: text inputs, tokens, samples and evaluation prompts are capped; the events that run a model
 share one concurrency slot (`concurrency_id="models"`), so simultaneous visitors wait in the queue (64 at most) in
-order instead of starving the CPU; each generation is stopped after a timeout; temporary folders are deleted
-(`space/shared.py`'s `TempFolders`, `gr.Blocks(delete_cache=...)`); no answer shows a server path.
+order instead of starving the CPU; each generation is stopped after a timeout; each pair is recorded once, however
+many votes on it arrive at once (`JudgedPairs`); temporary folders are deleted (`space/shared.py`'s `TempFolders`,
+`gr.Blocks(delete_cache=...)`, and on SIGTERM); no answer shows a server path (a failure's detail goes to stderr).
+Not private: the Feedback tab says so, every visitor can download every saved choice with its prompt.
 
 Models come from flags, environment variables (`REFERENCE_MODEL`, `ALIGNED_MODEL`, `REWARD_MODEL`: a preset name, a
 local folder or a Hub id) or a `--config` file, and default to the tiny preset and its committed aligned run, so
@@ -36,16 +38,29 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import hashlib
+import json
+import math
 import os
 import random
 import shutil
+import signal
 import sys
+import threading
 import time
+import uuid
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # Gradio's run history saves every call's inputs in the browser (optionally in a Hub bucket). Off, here and in
 # main()'s launch.
 os.environ.setdefault("GRADIO_RUN_HISTORY", "False")
+# Gradio reads GRADIO_SERVER_PORT when it is imported (`int(...)`), so a malformed value would end `import gradio`
+# with a traceback: it is set aside here, and `parse_args` refuses it in one line naming the variable.
+_SET_ASIDE_SERVER_PORT = None
+try:
+    int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+except ValueError:
+    _SET_ASIDE_SERVER_PORT = os.environ.pop("GRADIO_SERVER_PORT")
 
 import gradio as gr  # noqa: E402
 import yaml  # noqa: E402
@@ -73,10 +88,13 @@ from rlhf_demo.space.shared import (  # noqa: E402
     MAX_SEED,
     TINY_PROMPTS,
     GenerationTimeout,
+    JudgedPairs,
+    PairAlreadyJudged,
     SpaceModels,
     TempFolders,
     check_number,
     check_text,
+    visitor_reason,
 )
 from rlhf_demo.models import display_name  # noqa: E402
 
@@ -248,26 +266,55 @@ def new_pair(models: SpaceModels, prompt, mode, max_new_tokens, temperature):
         texts, sources = [out["reference"][0], out["aligned"][0]], ["reference", "aligned"]
     if random.random() < 0.5:  # random order; which side is which is never shown
         texts, sources = texts[::-1], sources[::-1]
-    pair = {"prompt": prompt, "texts": texts, "sources": sources, "mode": mode, "seed": seed,
+    pair = {"id": uuid.uuid4().hex, "prompt": prompt, "texts": texts, "sources": sources, "mode": mode, "seed": seed,
             "max_new_tokens": max_new_tokens, "temperature": temperature}
     return prompt, texts[0], texts[1], pair, "Which continuation is better? Pick A, B or tie."
 
 
-def vote(models: SpaceModels, store: PreferenceStore, choice: str, pair):
-    """Feedback tab: append the choice ("A", "B" or "tie") on `pair` to the preference file; clear the pair."""
+# The pairs judged in this process, for callers of `vote` that pass none (`build_feedback_tab` passes its own).
+JUDGED_PAIRS = JudgedPairs()
+
+
+def pair_id(pair: dict) -> str:
+    """The id `new_pair` gave `pair`; for a pair built elsewhere without one, a hash of what it shows."""
+    if pair.get("id"):
+        return str(pair["id"])
+    shown = [pair.get(k) for k in ("prompt", "texts", "sources", "mode", "seed")]
+    return hashlib.sha256(json.dumps(shown, default=str).encode("utf-8")).hexdigest()
+
+
+def log_failure(what: str, error: BaseException) -> None:
+    """Tell the server's log (stderr) what failed, in full: the visitor's message holds only `visitor_reason`."""
+    print(f"rlhf-demo space: {what}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+
+
+def vote(models: SpaceModels, store: PreferenceStore, choice: str, pair, judged: JudgedPairs | None = None):
+    """Feedback tab: append the choice ("A", "B" or "tie") on `pair` to the preference file; clear the pair.
+
+    Each pair is recorded once (`judged`, default `JUDGED_PAIRS`, shared by all sessions): the first vote wins, a
+    later one gets gr.Error "This pair was already judged" and writes no row. A failed save is logged in full on
+    stderr; the visitor's message names no server path.
+    """
     if not pair:
         raise gr.Error("There is no pair to judge: click 'New pair' first.")
+    judged = JUDGED_PAIRS if judged is None else judged
     i = 1 if choice == "B" else 0
+    key = pair_id(pair)
     row = {"prompt": pair["prompt"], "chosen": pair["texts"][i], "rejected": pair["texts"][1 - i],
            "tie": choice == "tie", "chosen_model": pair["sources"][i], "rejected_model": pair["sources"][1 - i],
            "mode": pair["mode"], "seed": pair["seed"], "max_new_tokens": pair["max_new_tokens"],
            "temperature": pair["temperature"], "reference": display_name(models.reference_name),
-           "aligned": display_name(models.aligned_name),
+           "aligned": display_name(models.aligned_name), "pair_id": key,
            "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     try:
-        n = store.append(row)
+        n = judged.record_once(key, functools.partial(store.append, row))
+    except PairAlreadyJudged:
+        raise gr.Error("This pair was already judged (one choice per pair): click 'New pair' for the next one.",
+                       print_exception=False) from None
     except (OSError, ValueError) as e:
-        raise gr.Error(f"The choice could not be saved: {e}", print_exception=False) from None
+        log_failure(f"a choice could not be saved to {store.path}", e)
+        raise gr.Error(f"The choice could not be saved ({visitor_reason(e)}). Try again later; the Space's log has "
+                       "the details.", print_exception=False) from None
     said = "a tie" if choice == "tie" else f"{choice} is better"
     return ("", "", None, f"Saved ({said}); {n} choice(s) in `{os.path.basename(store.path)}`: "
             f"{summarize_preferences(store.rows())} Click 'New pair' for the next one.")
@@ -275,15 +322,34 @@ def vote(models: SpaceModels, store: PreferenceStore, choice: str, pair):
 
 def download_preferences(store: PreferenceStore, temp: TempFolders) -> str:
     """Feedback tab: a copy of the preference file to download, in a folder of `temp` (deleted later); gr.Error
-    when nothing is recorded yet."""
+    when nothing is recorded yet, or when the copy cannot be made (the detail in the server's log, not the message).
+    Every visitor gets every row, prompts included: the Feedback tab says so (`PUBLIC_NOTICE`, `DOWNLOAD_NOTICE`)."""
     try:
         snapshot = store.snapshot()
-    except FileNotFoundError as e:
+    except FileNotFoundError as e:  # nothing recorded yet (its message names no path)
         raise gr.Error(str(e), print_exception=False) from None
-    dest = os.path.join(temp.new("preferences-"), os.path.basename(snapshot))
-    shutil.move(snapshot, dest)
-    shutil.rmtree(os.path.dirname(snapshot), ignore_errors=True)  # the snapshot's own temporary folder
+    except OSError as e:
+        log_failure(f"the preferences in {store.path} could not be read", e)
+        raise gr.Error(f"The preferences could not be read ({visitor_reason(e)}). Try again later; the Space's log "
+                       "has the details.", print_exception=False) from None
+    try:
+        dest = os.path.join(temp.new("preferences-"), os.path.basename(snapshot))
+        shutil.move(snapshot, dest)
+    except OSError as e:
+        log_failure("the preferences download could not be written", e)
+        raise gr.Error(f"The download could not be prepared ({visitor_reason(e)}). Try again later; the Space's log "
+                       "has the details.", print_exception=False) from None
+    finally:
+        shutil.rmtree(os.path.dirname(snapshot), ignore_errors=True)  # the snapshot's own temporary folder
     return dest
+
+
+# Every visitor's choices, with the prompts they typed, are in the file that the download button gives to anyone.
+PUBLIC_NOTICE = ("**Not private:** what you type here is saved and downloadable by every visitor. Each choice is "
+                 "saved with its prompt and both continuations, and 'Download preferences' gives anyone the whole "
+                 "file; do not type anything personal.")
+DOWNLOAD_NOTICE = ("Anyone can download this file: it holds every visitor's prompts and choices, yours included "
+                   "(what you type here is saved and downloadable by every visitor).")
 
 
 NEXT_STEPS = """**Next: train a reward model on these choices and align against it** (with the downloaded file):
@@ -303,7 +369,8 @@ def build_feedback_tab(models: SpaceModels, store: PreferenceStore, temp: TempFo
         gr.Markdown("Two continuations of the same prompt, in random order; which model wrote which is not shown. "
                     "Pick the better one. Each choice is saved at once to a JSONL preference dataset in TRL's format "
                     "(`prompt`, `chosen`, `rejected`), loadable with `datasets.load_dataset(\"json\", "
-                    "data_files=...)` to train the next reward model (drop the rows marked `tie` first).")
+                    "data_files=...)` to train the next reward model (drop the rows marked `tie` first).\n\n"
+                    + PUBLIC_NOTICE, elem_id="feedback-intro")
         with gr.Row():
             prompt = gr.Textbox(label="Prompt (empty: a random IMDB prompt)", lines=2, max_length=MAX_INPUT_CHARS,
                                 scale=3, elem_id="feedback-prompt")
@@ -323,13 +390,17 @@ def build_feedback_tab(models: SpaceModels, store: PreferenceStore, temp: TempFo
             pick_b = gr.Button("B is better", elem_id="feedback-pick-b")
         status = gr.Markdown(elem_id="feedback-status")
         with gr.Row():
-            download = gr.Button("Download preferences (JSONL)")
+            with gr.Column():
+                download = gr.Button("Download preferences (JSONL)", elem_id="feedback-download")
+                gr.Markdown(DOWNLOAD_NOTICE, elem_id="feedback-download-notice")
             file = gr.File(label="Preference dataset", interactive=False)
         gr.Markdown(NEXT_STEPS)
         new.click(functools.partial(new_pair, models), [prompt, mode, tokens, temperature],
                   [prompt, a, b, pair, status], api_name="new_pair", concurrency_id="models", concurrency_limit=1)
+        judged = JudgedPairs()  # one for all sessions and buttons: a pair is recorded once, whoever votes first
         for button, choice, name in ((pick_a, "A", "prefer_a"), (pick_b, "B", "prefer_b"), (tie, "tie", "tie")):
-            button.click(functools.partial(vote, models, store, choice), [pair], [a, b, pair, status], api_name=name)
+            button.click(functools.partial(vote, models, store, choice, judged=judged), [pair], [a, b, pair, status],
+                         api_name=name)
         download.click(functools.partial(download_preferences, store, temp), None, file,
                        api_name="download_preferences")
 
@@ -355,8 +426,8 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
         eval_prompt_options: for a prompt-only `eval_dataset`, its `prompt_column`, `prompt_template` and
             `max_prompt_length` (the options of `rlhf-demo eval`); None: IMDB-style review heads.
         generation_timeout: seconds after which one generation request is stopped with an error.
-        concurrency_limit: events of each kind that run at once (the queue's default concurrency limit); the events
-            that run a model run one at a time, all tabs together, in the queue's order.
+        concurrency_limit: events of each kind that run at once (the queue's default concurrency limit, at least 1);
+            the events that run a model run one at a time, all tabs together, in the queue's order.
         max_eval_prompts: the most prompts one evaluation may use.
         hub_endpoint: Hub URL for the Publish tab and the preference dataset (default: HF_ENDPOINT, else
             huggingface.co).
@@ -371,15 +442,25 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
     Raises:
         FileNotFoundError: a local model folder does not exist (the message says which and what to pass), or a Hub
             id cannot be loaded.
-        ValueError: a model holds the wrong kind of model or lacks `reward_label`.
+        ValueError: a model holds the wrong kind of model or lacks `reward_label`; `concurrency_limit` is below 1
+            (no event would ever run: every request would wait forever); the preference file's folder cannot be
+            created.
     """
+    if isinstance(concurrency_limit, bool) or not isinstance(concurrency_limit, int) or concurrency_limit < 1:
+        raise ValueError(f"concurrency_limit must be an integer of at least 1, got {concurrency_limit!r}: with none "
+                         "allowed to run, every request would wait forever.")
     configure_timeouts(10.0, 60.0)  # every Hub request of the Space (preference uploads, pushes) can time out
     models = SpaceModels(reference, aligned, reward_model, reward_label, generation_timeout)
     if preferences_dataset:
         folder = os.path.splitext(preferences_path)[0] + "-dataset"
         store = HubPreferenceStore(folder, preferences_dataset, endpoint=hub_endpoint)
     else:
-        store = PreferenceStore(preferences_path)
+        try:
+            store = PreferenceStore(preferences_path)
+        except OSError as e:  # its folder cannot be created: a file is in the way, or no permission
+            raise ValueError(f"The preference file {preferences_path!r} cannot be created ({visitor_reason(e)}); "
+                             "pass --preferences (or set the environment variable PREFERENCES_FILE) with a "
+                             "writable path.") from None
     temp = TempFolders(temp_max_age)
     login = bool(gr_utils.get_space()) if login is None else login
     runs = find_runs(runs_dir, [models.aligned_path])
@@ -426,9 +507,49 @@ def _config_file(argv: list[str]) -> dict:
     return {**preset, **data}
 
 
+# The number options of `rlhf-demo space`: name -> (environment variable or None, type, check, what a value must
+# be, default). `parse_args` checks a value wherever it comes from and names that place when it is wrong.
+_NUMBER_OPTIONS = {
+    "eval_max_prompt_length": ("EVAL_MAX_PROMPT_LENGTH", int, lambda n: n >= 1, "a whole number of tokens, at least 1",
+                               None),
+    "generation_timeout": ("GENERATION_TIMEOUT", float, lambda t: 0 < t < math.inf,
+                           "a number of seconds greater than 0", 60.0),
+    "concurrency_limit": (None, int, lambda n: n >= 1, "at least 1", 2),
+    "port": (None, int, lambda n: 1 <= n <= 65535, "a port number in 1-65535", None),
+}
+
+
+def _number(value, kind: type, check, source: str, what: str):
+    """`value` (a flag's number, or an environment variable's or config file's value) as `kind` (int or float) when
+    it passes `check`; SystemExit with one line `error: SOURCE must be WHAT, got VALUE.` otherwise."""
+    try:
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError(value)
+        number = kind(value.strip() if isinstance(value, str) else value)
+        ok = check(number)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise SystemExit(f"error: {source} must be {what}, got {value!r}.")
+    return number
+
+
+def _check_server_port_variable() -> None:
+    """SystemExit with one line when GRADIO_SERVER_PORT (where Gradio starts looking for a free port without
+    --port) is not a port number; see `_SET_ASIDE_SERVER_PORT` for a value Gradio could not even import with."""
+    value = os.environ.get("GRADIO_SERVER_PORT", _SET_ASIDE_SERVER_PORT)
+    if value is not None:
+        _number(value, int, lambda n: 1 <= n <= 65535, "the environment variable GRADIO_SERVER_PORT",
+                "a port number in 1-65535 (or unset it)")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The flags of `rlhf-demo space`. Each value comes from the flag, else its environment variable (a hosted
-    Space's variables), else the `--config FILE` (env SPACE_CONFIG), else the default."""
+    Space's variables), else the `--config FILE` (env SPACE_CONFIG), else the default.
+
+    A number that is not one, or out of its range, ends the program with one line `error: ...` naming the flag, the
+    environment variable or the config entry it came from (SystemExit), as does a missing or malformed config file.
+    """
     from rlhf_demo.config import PRESET_NAMES
 
     argv = sys.argv[1:] if argv is None else argv
@@ -470,41 +591,90 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval_prompt_template", default=default("EVAL_PROMPT_TEMPLATE", "eval_prompt_template", None),
                    help="A prompt-only --eval_dataset: template with {column} fields that builds each prompt (env "
                    "EVAL_PROMPT_TEMPLATE).")
-    p.add_argument("--eval_max_prompt_length", type=int,
-                   default=default("EVAL_MAX_PROMPT_LENGTH", "eval_max_prompt_length", None),
+    p.add_argument("--eval_max_prompt_length", type=int, default=None,
                    help="A prompt-only --eval_dataset: cut longer prompts to this many tokens, from the left (env "
                    "EVAL_MAX_PROMPT_LENGTH).")
     p.add_argument("--runs_dir", default=default("RUNS_DIR", "runs_dir", DEFAULT_RUNS_DIR),
                    help="Folder of training runs the Publish tab offers (env RUNS_DIR; default ./runs).")
-    p.add_argument("--generation_timeout", type=float, default=float(default("GENERATION_TIMEOUT",
-                                                                              "generation_timeout", 60.0)),
-                   help="Seconds before a generation request is stopped.")
-    p.add_argument("--concurrency_limit", type=int, default=2, help="Requests of each kind that run at once.")
+    p.add_argument("--generation_timeout", type=float, default=None,
+                   help="Seconds before a generation request is stopped (env GENERATION_TIMEOUT; default 60).")
+    p.add_argument("--concurrency_limit", type=int, default=None,
+                   help="Requests of each kind that run at once (at least 1; default 2).")
     p.add_argument("--host", default=None, help="Address to serve on (default: GRADIO_SERVER_NAME, else 127.0.0.1).")
     p.add_argument("--port", type=int, default=None,
-                   help="Port (default: GRADIO_SERVER_PORT, else 7860 or the next free one).")
+                   help="Port, 1-65535 (default: GRADIO_SERVER_PORT, else 7860 or the next free one).")
     p.add_argument("--share", action="store_true",
                    help="Also serve through a public gradio.live link (off by default).")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name, (env, kind, check, what, fallback) in _NUMBER_OPTIONS.items():
+        if getattr(args, name) is not None:
+            value = _number(getattr(args, name), kind, check, f"--{name}", what)
+        elif env and env in os.environ:
+            value = _number(os.environ[env], kind, check, f"the environment variable {env}", what)
+        elif env and conf.get(name) is not None:
+            value = _number(conf[name], kind, check, f"{name} in the Space config", what)
+        else:
+            value = fallback
+        setattr(args, name, value)
+    if args.port is None:
+        _check_server_port_variable()
+    return args
+
+
+def _port_error(args: argparse.Namespace) -> str:
+    """The one line for a Space that found no port to serve on (Gradio's OSError "Cannot find empty port")."""
+    from gradio.http_server import INITIAL_PORT_VALUE, TRY_NUM_PORTS
+
+    host = args.host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    if args.port is not None:
+        return (f"error: cannot serve on port {args.port} of {host}: the port is in use (or the address cannot be "
+                "bound); pass --port with a free port, or stop the program that serves on it.")
+    return (f"error: no free port in {INITIAL_PORT_VALUE}-{INITIAL_PORT_VALUE + TRY_NUM_PORTS - 1} of {host} (the "
+            "range starts at GRADIO_SERVER_PORT, else 7860); pass --port with a free port.")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse `argv` (default: sys.argv[1:]), build the Space and serve it until interrupted.
 
-    A missing or unloadable model ends the program with one line `error: ...` (SystemExit), no traceback.
+    A missing or unloadable model, a bad option or environment variable, and a port that is taken or out of range
+    end the program with one line `error: ...` (SystemExit), no traceback. SIGTERM (`docker stop`, a Space's restart)
+    deletes the temporary folders first, then exits with status 143 (128 + 15, what a shell reports for SIGTERM)
+    through SystemExit, so the exit handlers (e.g. the preference dataset's last upload) still run; the handler is
+    installed here only, from the main thread, and the previous one is restored when `main` returns.
     """
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    demo = None
+
+    def on_sigterm(signum, frame):
+        if demo is not None:
+            demo.temp_folders.close()
+        raise SystemExit(128 + signum)
+
+    installed = threading.current_thread() is threading.main_thread()  # signal.signal works there only
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if installed else None
     try:
-        demo = build_demo(args.reference, args.aligned, args.reward_model, args.preferences, args.eval_dataset,
-                          reward_label=args.reward_label, generation_timeout=args.generation_timeout,
-                          concurrency_limit=args.concurrency_limit, runs_dir=args.runs_dir,
-                          preferences_dataset=args.preferences_dataset,
-                          eval_prompt_options={"prompt_column": args.eval_prompt_column,
-                                               "prompt_template": args.eval_prompt_template,
-                                               "max_prompt_length": args.eval_max_prompt_length})
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, run_history=False)
+        try:
+            demo = build_demo(args.reference, args.aligned, args.reward_model, args.preferences, args.eval_dataset,
+                              reward_label=args.reward_label, generation_timeout=args.generation_timeout,
+                              concurrency_limit=args.concurrency_limit, runs_dir=args.runs_dir,
+                              preferences_dataset=args.preferences_dataset,
+                              eval_prompt_options={"prompt_column": args.eval_prompt_column,
+                                                   "prompt_template": args.eval_prompt_template,
+                                                   "max_prompt_length": args.eval_max_prompt_length})
+        except (OSError, ValueError) as e:  # FileNotFoundError is an OSError
+            raise SystemExit(f"error: {e}") from None
+        try:
+            demo.launch(server_name=args.host, server_port=args.port, share=args.share, run_history=False,
+                        prevent_thread_lock=True)
+        except OSError:  # Gradio: "Cannot find empty port in range: ..."
+            if demo.is_running:  # the server did start: something else failed
+                raise
+            demo.temp_folders.close()
+            raise SystemExit(_port_error(args)) from None
+        demo.block_thread()  # until Ctrl+C (or SIGTERM, above)
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Safe to leave public:
   push is refused. Outside a Space there is no login (Gradio's local stand-in would sign everyone in with the
   machine's token), so there only the dry run works and `rlhf-demo push` is the way to publish;
 - its endpoints are not in the public API (`api_visibility="private"`); the token is never shown, logged or kept;
+- an error names no server path (`rlhf_demo.portable.portable_text`: a run's folder reads `NAME (local)`);
 - a dry run writes into a temporary folder that is deleted as soon as its file list is read.
 """
 
@@ -23,6 +24,7 @@ import gradio as gr
 from rlhf_demo.card import build_model_card
 from rlhf_demo.config import PushConfig
 from rlhf_demo.hub import HubPushError, check_run_dir, push, scrub_secrets
+from rlhf_demo.portable import portable_text
 from rlhf_demo.space.shared import TempFolders, check_text
 
 LOGIN_NEEDED = ("Log in with Hugging Face (the button above) to push: the push goes to your own account with your "
@@ -71,7 +73,7 @@ def preview_card(runs: dict[str, str], run_name, repo_id, license):
     try:
         card = build_model_card(run_dir, repo_id, license=license)
     except (HubPushError, ValueError, OSError) as e:
-        raise gr.Error(f"The card could not be built: {e}", print_exception=False) from None
+        raise gr.Error(portable_text(f"The card could not be built: {e}"), print_exception=False) from None
     return card.text, str(card)
 
 
@@ -100,7 +102,7 @@ def publish(runs: dict[str, str], hub_endpoint: str | None, temp: TempFolders, r
             files = sorted(os.path.relpath(os.path.join(d, n), result).replace(os.sep, "/")
                            for d, _, names in os.walk(result) for n in names)
     except (HubPushError, ValueError, OSError) as e:
-        raise gr.Error(scrub_secrets(str(e), [token]), print_exception=False) from None
+        raise gr.Error(portable_text(scrub_secrets(str(e), [token])), print_exception=False) from None
     finally:
         if out_dir:
             shutil.rmtree(out_dir, ignore_errors=True)

@@ -1,5 +1,6 @@
-"""What every tab of the Space shares: its limits and defaults, input checks, the models (loaded once), and the
-temporary folders its requests write (deleted again, see `TempFolders`)."""
+"""What every tab of the Space shares: its limits and defaults, input checks, the models (loaded once), the
+temporary folders its requests write (deleted again, see `TempFolders`), the pairs already judged (`JudgedPairs`)
+and the one reason of a failure that a visitor may read (`visitor_reason`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from rlhf_demo import sampling
 from rlhf_demo.config import PRESETS_DIR
 from rlhf_demo.gguf_models import is_gguf_name
 from rlhf_demo.models import PRESET_POLICIES, PRESET_REWARD_MODELS, check_model_path, load_causal_lm, resolve_model_path
+from rlhf_demo.portable import portable_text
 from rlhf_demo.rewards import SentimentReward
 
 DEFAULT_REFERENCE = "tiny"
@@ -75,6 +77,15 @@ def check_number(value, name: str, low: float, high: float, integer: bool = Fals
         interval = f"({low:g}, {high:g}]" if low_open else f"[{low:g}, {high:g}]"
         raise gr.Error(f"{name} must be {'an integer' if integer else 'a number'} in {interval}, got {value!r}.")
     return int(x) if integer else x
+
+
+def visitor_reason(error: BaseException) -> str:
+    """Why `error` happened, in words an anonymous visitor may read: an OSError's description ("Read-only file
+    system", "No space left on device"), never its file names; any other error's message with this machine's paths
+    rewritten by `rlhf_demo.portable.portable_text`. The full error belongs in the server's log (stderr)."""
+    if isinstance(error, OSError):
+        return error.strerror or type(error).__name__
+    return portable_text(str(error)) or type(error).__name__
 
 
 def check_model_dir(name: str, role: str, flag: str, env: str, presets: dict[str, str] = PRESET_POLICIES) -> str:
@@ -227,3 +238,52 @@ class TempFolders:
     def close(self) -> None:
         """Delete the root folder and everything under it."""
         self._finalizer()
+
+
+# ------------------------------------------------------------------------------------------------ judged pairs
+
+
+class PairAlreadyJudged(Exception):
+    """Raised by `JudgedPairs.record_once` for a pair that was judged before."""
+
+
+class JudgedPairs:
+    """The ids of the Feedback tab's pairs that have been judged, shared by every session and thread of the Space, so
+    each pair is recorded once: the first vote on it wins, later ones (a double click, simultaneous API calls, the
+    other buttons) are refused. A Gradio session's state cannot do this alone: every handler that starts before the
+    first one has cleared the pair sees the pair too.
+
+    The lock is held while the vote is saved, so a second vote waits for the first one's outcome: if the first could
+    not be saved, the pair is not marked and the next vote may record it. The newest `max_pairs` ids are kept (a
+    session's pair is cleared once judged, so only very old ids could come back, and only from the session holding
+    that pair).
+    """
+
+    def __init__(self, max_pairs: int = 100_000):
+        self.max_pairs = max_pairs
+        self._ids: dict[str, None] = {}  # insertion-ordered: the oldest first
+        self._lock = threading.Lock()
+
+    def record_once(self, pair_id: str, save):
+        """Call `save()` and mark `pair_id` judged when it returns; return what it returned.
+
+        Raises:
+            PairAlreadyJudged: `pair_id` was judged before (`save` is not called).
+            whatever `save` raises (the pair stays unjudged).
+        """
+        with self._lock:
+            if pair_id in self._ids:
+                raise PairAlreadyJudged(pair_id)
+            result = save()
+            self._ids[pair_id] = None
+            while len(self._ids) > self.max_pairs:
+                del self._ids[next(iter(self._ids))]
+            return result
+
+    def __contains__(self, pair_id: str) -> bool:
+        with self._lock:
+            return pair_id in self._ids
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._ids)
