@@ -343,11 +343,13 @@ class PPOConfig:
     reward: list[str] = arg(["sentiment=lvwerra/distilbert-imdb@POSITIVE"], "Reward function(s) as "
             "KIND=PATH_OR_ID[@LABEL][:WEIGHT], KIND in sentiment, toxicity, keyword; repeat the flag to sum several.")
     value_model_name_or_path: str | None = arg(None, "Backbone for the value model (needs the policy's tokenizer); "
-                                                     "None: the policy. Ziegler et al. start it from the reward model.")
-    value_head_init: str = arg("auto", "Start of the value head: reward_model (the reward model's score direction: "
-                                       "W_pos - W_neg of a two-label classifier, the head of a one-logit one; needs "
-                                       "the value model to be a --reward model), zero, or auto (reward_model where "
-                                       "it applies, else zero).")
+                                                     "None: the policy. Stiennon et al. 2020 and TRL start it "
+                                                     "from the reward model.")
+    value_head_init: str = arg("auto", "Start of the value head: reward_model (the reward model's score: the "
+                                       "rewarded label's row of a two-label classifier, the head of a one-logit one, "
+                                       "so V(s_t) starts as the reward model's score of the prefix; needs the value "
+                                       "model to be a --reward model), zero, or auto (reward_model where it applies, "
+                                       "else zero).")
     value_model_num_layers: int | None = arg(None, "Keep only the first N transformer blocks of the value model's "
                                                    "backbone (None: all): a small value model for a large policy.")
     value_head_on_policy: bool = arg(False, "Put the value head on the policy's trunk instead of a separate value "
@@ -390,12 +392,16 @@ class PPOConfig:
     total_episodes: int = arg(10000, "Episodes (query + response) to train on.")
     batch_size: int = arg(64, "Episodes per PPO step, per process.")
     num_mini_batches: int = arg(1, "Minibatches per PPO epoch.")
-    gradient_accumulation_steps: int = arg(1, "Micro-batches per minibatch (memory only: same result).")
+    gradient_accumulation_steps: int = arg(1, "Micro-batches per minibatch (memory only: the same gradient, every "
+                                              "token weighted by 1 / the minibatch's real tokens, for any response "
+                                              "lengths).")
     num_ppo_epochs: int = arg(4, "Passes over each batch of episodes.")
     learning_rate: float = arg(1e-5, "AdamW learning rate, decayed linearly to 0.")
     adam_eps: float = arg(1e-5, "AdamW epsilon (1e-5 as in PPO implementations, Huang et al. 2022).")
     weight_decay: float = arg(0.0, "AdamW weight decay.")
-    max_grad_norm: float = arg(1.0, "Clip the global gradient norm.")
+    max_grad_norm: float = arg(1.0, "Clip the gradient norm of the policy and of the value model, each on its own "
+                                    "(inf: no clipping); the pre-clip norms are logged as policy/grad_norm and "
+                                    "val/grad_norm.")
     gamma: float = arg(1.0, "Discount factor.")
     lam: float = arg(0.95, "GAE lambda.")
     cliprange: float = arg(0.2, "PPO ratio clip epsilon.")
@@ -654,6 +660,9 @@ class PushConfig:
     connect_timeout: float = arg(10.0, "Seconds to wait for a connection to the Hub before retrying.")
     timeout: float = arg(60.0, "Seconds to wait for each read of a Hub answer before retrying (a stalled upload or "
                                "answer counts as a failed attempt).")
+    push_deadline: float = arg(1800.0, "Seconds the Hub part of a push may take in total (every request, retry and "
+                                       "wait; a --space push gets its own); past it the push stops with one line "
+                                       "that says whether a commit landed.")
     eval_num_prompts: int = arg(256, "A run without eval/ is evaluated first on this many held-out prompts, as at the "
                                      "end of `rlhf-demo train` (0: push it without an evaluation).")
     eval_only: bool = arg(False, "Upload only eval/ and the updated model card (its metadata: model-index) to an "
@@ -682,12 +691,14 @@ class PushConfig:
             raise ValueError("--revision must name a branch, e.g. main.")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}.")
-        if self.retry_base_wait < 0:
-            raise ValueError(f"retry_base_wait must be >= 0 seconds, got {self.retry_base_wait}.")
+        if not 0 <= self.retry_base_wait <= 600:
+            raise ValueError(f"retry_base_wait must be 0 to 600 seconds, got {self.retry_base_wait}.")
         if self.output_dir is not None and not self.dry_run:
             raise ValueError("--output_dir is only used with --dry_run; add --dry_run or drop --output_dir.")
         if self.dry_run and self.output_dir is None:
             self.output_dir = os.path.normpath(self.model) + "_hub"
+        if self.push_deadline <= 0:
+            raise UserInputError(f"push_deadline must be positive seconds, got {self.push_deadline}.")
         if self.connect_timeout <= 0 or self.timeout <= 0:
             raise UserInputError(f"connect_timeout and timeout must be positive seconds, got {self.connect_timeout} "
                                  f"and {self.timeout}.")

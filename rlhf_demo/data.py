@@ -106,6 +106,10 @@ def _load_dataset_dict(name: str, path: str, split: str) -> datasets.DatasetDict
         return datasets.load_dataset(path if os.path.exists(path) else name)
     except UserInputError:
         raise
+    except StopIteration:  # datasets' JSON builder on a file with no line to infer the schema from
+        problem = diagnose_data_files(path) if os.path.exists(path) else None
+        raise UserInputError(f"Dataset {name!r} is empty: " + (problem or "its data files hold no rows; add rows (one "
+                             "JSON object per line) or pass another --dataset_name.")) from None
     except (DatasetGenerationError, ValueError, OSError, ConnectionError) as e:
         if not os.path.exists(path):  # offline, or an unknown Hub id
             raise MissingInputError(

@@ -11,8 +11,9 @@ temperature, whitening, value clipping). The list of details and why lives in do
 in ppo_math.py; models, sampling and the run folder in models.py, sampling.py and runs.py.
 
 Value model choice: a separate network (the policy's or the reward model's backbone with a scalar head), as in
-Ziegler et al. 2019 and Stiennon et al. 2020, not a head on the policy: value-loss gradients never disturb the
-policy's features, the two can start from different models, and the value model is saved with the run.
+Stiennon et al. 2020 and TRL's PPO (Ziegler et al. 2019's code puts a zero-initialised head on the policy's trunk:
+`value_head_on_policy`): value-loss gradients never disturb the policy's features, the two can start from
+different models, and the value model is saved with the run.
 """
 
 from __future__ import annotations
@@ -126,6 +127,10 @@ class PPOTrainer:
                                  "drop --value_head_on_policy.")
         self.global_batch = cfg.batch_size * self.world_size
         self.num_steps = max(1, cfg.total_episodes // self.global_batch)
+        if self.num_steps * self.global_batch != cfg.total_episodes and self.accelerator.is_main_process:
+            print(f"note: --total_episodes {cfg.total_episodes} is not a multiple of the episodes per PPO step "
+                  f"(batch_size {cfg.batch_size} x {self.world_size} process(es) = {self.global_batch}): training "
+                  f"runs {self.num_steps} step(s), {self.num_steps * self.global_batch} episodes.", file=sys.stderr)
         self.mini_batch_size = cfg.batch_size // cfg.num_mini_batches
         self.micro_batch_size = self.mini_batch_size // cfg.gradient_accumulation_steps
 

@@ -1,11 +1,12 @@
 """A value head on the policy's trunk: one network for policy and value (the `value_head_on_policy` option).
 
-The default value model is a separate network started from the reward model (Ziegler et al. 2019; Stiennon et al.
-2020). This option instead puts a linear head on the policy's last hidden state, as TRL's former
-`AutoModelForCausalLMWithValueHead` did: one forward and one backward pass of the trunk give both the policy's
-logits and V(s_t), which halves the update's compute when the separate value model would be as large as the
-policy. What it costs: the value loss (times vf_coef) also moves the policy's trunk, and the head starts at zero
-(the reward model's scoring direction lives in another network's hidden space). Causal LMs only, full fine-tuning,
+The default value model is a separate network started from the reward model (Stiennon et al. 2020; TRL's PPO).
+This option instead puts a linear head on the policy's last hidden state, as Ziegler et al. 2019's code (a
+zero-initialised head) and TRL's former `AutoModelForCausalLMWithValueHead` did: one forward and one backward
+pass of the trunk give both the policy's logits and V(s_t), which halves the update's compute when the separate
+value model would be as large as the policy. What it costs: the value loss (times vf_coef) also moves the
+policy's trunk, and the head starts at zero (the reward model's scoring direction lives in another network's
+hidden space). Causal LMs only, full fine-tuning,
 one process. Measured against the separate value model in benchmarks/results (the performance notes).
 """
 

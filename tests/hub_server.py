@@ -21,11 +21,14 @@ transformers 5.23, gradio's CommitScheduler users, pip for a wheel URL) call for
 Typed client errors come from the `X-Error-Code` header (RepoNotFound, RevisionNotFound, EntryNotFound).
 Revisions arrive URL-quoted (`refs%2Fpr%2F1`), so routing splits the raw path before unquoting each segment.
 
-Test hooks: `hub.fail_next(method, path_regex, status, times)` injects transient failures;
-`hub.stall_next(method, path_regex, seconds, times)` handles a request and then waits before answering (a lost
-answer, as after a read timeout); `hub.requests` logs (method, path, status) of every request; `hub.bodies` keeps
-raw request bodies (to check no secret was uploaded). `hub.repos`, `hub.spaces` and `hub.datasets` hold the
-repositories by id. Use as a context manager: the server thread stops when the block ends.
+Test hooks: `hub.fail_next(method, path_regex, status, times, headers)` injects transient failures (with extra
+headers, e.g. `{"Retry-After": "3600"}`); `hub.stall_next(method, path_regex, seconds, times)` handles a request and
+then waits before answering (a lost answer, as after a read timeout); `hub.trickle_next(method, path_regex, interval,
+times, headers_too)` handles a request and then sends its answer one byte every `interval` seconds, forever (no read
+ever times out); `hub.requests` logs (method, path, status) of every request and `hub.request_times` the
+`time.monotonic()` of each; `hub.bodies` keeps raw request bodies (to check no secret was uploaded). `hub.repos`,
+`hub.spaces` and `hub.datasets` hold the repositories by id. Use as a context manager: the server thread stops when
+the block ends.
 """
 
 from __future__ import annotations
@@ -80,9 +83,12 @@ class FakeHub:
         self.datasets: dict[str, Repo] = {}
         self.by_type = {"model": self.repos, "space": self.spaces, "dataset": self.datasets}
         self._stalls: list[list] = []  # [method, compiled regex, seconds, remaining]
+        self._trickles: list[list] = []  # [method, compiled regex, (interval, headers_too), remaining]
+        self._stopping = threading.Event()  # ends the trickling answers when the server stops
         self.requests: list[tuple[str, str, int]] = []
+        self.request_times: list[float] = []  # time.monotonic() of each entry of `requests`
         self.bodies: list[bytes] = []
-        self._failures: list[list] = []  # [method, compiled regex, status, remaining]
+        self._failures: list[list] = []  # [method, compiled regex, (status, headers), remaining]
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -109,6 +115,7 @@ class FakeHub:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -122,15 +129,25 @@ class FakeHub:
         self.stop()
 
     # ----------------------------------------------------------------------------------------------- test hooks
-    def fail_next(self, method: str, path_regex: str, status: int = 503, times: int = 1) -> None:
-        """Answer the next `times` requests matching (method, path_regex) with `status`."""
+    def fail_next(self, method: str, path_regex: str, status: int = 503, times: int = 1,
+                  headers: dict[str, str] | None = None) -> None:
+        """Answer the next `times` requests matching (method, path_regex) with `status` and extra `headers` (e.g.
+        `{"Retry-After": "3600"}`), without handling them."""
         with self._lock:
-            self._failures.append([method.upper(), re.compile(path_regex), status, times])
+            self._failures.append([method.upper(), re.compile(path_regex), (status, headers or {}), times])
 
     def stall_next(self, method: str, path_regex: str, seconds: float, times: int = 1) -> None:
         """Handle the next `times` requests matching (method, path_regex), then wait `seconds` before answering."""
         with self._lock:
             self._stalls.append([method.upper(), re.compile(path_regex), seconds, times])
+
+    def trickle_next(self, method: str, path_regex: str, interval: float = 0.2, times: int = 1,
+                     headers_too: bool = False) -> None:
+        """Handle the next `times` requests matching (method, path_regex), then send the answer one byte every
+        `interval` seconds until the client hangs up or the server stops: after its headers (a body announced as 1 MB
+        that never ends), or from the first byte of the status line on (`headers_too`)."""
+        with self._lock:
+            self._trickles.append([method.upper(), re.compile(path_regex), (interval, headers_too), times])
 
     def files(self, repo_id: str, rev: str = "main", repo_type: str = "model") -> dict[str, bytes]:
         repo = self.by_type[repo_type][repo_id]
@@ -139,21 +156,20 @@ class FakeHub:
     def commit_count(self, repo_id: str, repo_type: str = "model") -> int:
         return len(self.by_type[repo_type][repo_id].commits)
 
-    def _stall(self, method: str, path: str) -> float:
+    def _take(self, hooks: list[list], method: str, path: str):
+        """The value of the first hook of `hooks` matching (method, path) with uses left (one use taken), else None."""
         with self._lock:
-            for f in self._stalls:
-                if f[0] == method and f[1].search(path) and f[3] > 0:
-                    f[3] -= 1
-                    return f[2]
-        return 0.0
-
-    def _injected_failure(self, method: str, path: str) -> int | None:
-        with self._lock:
-            for f in self._failures:
+            for f in hooks:
                 if f[0] == method and f[1].search(path) and f[3] > 0:
                     f[3] -= 1
                     return f[2]
         return None
+
+    def _stall(self, method: str, path: str) -> float:
+        return self._take(self._stalls, method, path) or 0.0
+
+    def _injected_failure(self, method: str, path: str) -> tuple[int, dict[str, str]] | None:
+        return self._take(self._failures, method, path)
 
     # ----------------------------------------------------------------------------------------------- state helpers
     def user_for(self, auth_header: str | None) -> str | None:
@@ -210,9 +226,13 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"Content-Type": "application/json", **(headers or {})}
         body = body or b""
         self.hub.requests.append((self.command, self.path, status))  # before answering: the client may look right after
+        self.hub.request_times.append(time.monotonic())
         delay = self.hub._stall(self.command, urlsplit(self.path).path)
         if delay:
             time.sleep(delay)
+        trickle = self.hub._take(self.hub._trickles, self.command, urlsplit(self.path).path)
+        if trickle is not None:
+            return self._trickle(status, *trickle)
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -221,6 +241,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head:
             self.wfile.write(body)
+
+    def _trickle(self, status: int, interval: float, headers_too: bool) -> None:
+        """Send an answer of `status` one byte every `interval` seconds, forever (see `FakeHub.trickle_next`)."""
+        self.close_connection = True
+        head = (f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\nContent-Type: application/json\r\n"
+                "Content-Length: 1000000\r\n\r\n").encode()
+        pending = head if headers_too else b""
+        if not headers_too:
+            self.wfile.write(head)
+        sent = 0
+        while not self.hub._stopping.is_set():
+            try:
+                self.wfile.write(pending[sent:sent + 1] if sent < len(pending) else b" ")  # JSON whitespace
+            except OSError:  # the client hung up
+                return
+            sent += 1
+            self.hub._stopping.wait(interval)
 
     def _body(self) -> bytes:
         n = int(self.headers.get("Content-Length") or 0)
@@ -233,9 +270,10 @@ class _Handler(BaseHTTPRequestHandler):
         raw_path = urlsplit(self.path).path
         query = parse_qs(urlsplit(self.path).query)
         body = self._body() if self.command in ("POST", "DELETE") else b""
-        status = self.hub._injected_failure(self.command, raw_path)
-        if status is not None:
-            return self._send(status, {"error": "Injected failure"}, head=head)
+        failure = self.hub._injected_failure(self.command, raw_path)
+        if failure is not None:
+            status, headers = failure
+            return self._send(status, {"error": "Injected failure"}, headers, head=head)
         try:
             user = self.hub.user_for(self.headers.get("Authorization"))
             segments = [unquote(s) for s in raw_path.strip("/").split("/")]

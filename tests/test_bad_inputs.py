@@ -68,7 +68,8 @@ def world(tmp_path_factory):
     for name, filename, content in (("empty_csv", "train.csv", b""),
                                     ("latin1_csv", "train.csv", "text\n\"caf\xe9 tr\xe8s bon\"\n".encode("latin-1")),
                                     ("not_parquet", "train.parquet", bytes(range(256)) * 8),
-                                    ("torn_jsonl", "train.jsonl", b'{"text": "good movie"}\n{"text": "bad mov')):
+                                    ("torn_jsonl", "train.jsonl", b'{"text": "good movie"}\n{"text": "bad mov'),
+                                    ("empty_jsonl", "train.jsonl", b"")):
         os.makedirs(root / name)
         (root / name / filename).write_bytes(content)
     (root / "empty_prompt.jsonl").write_text('{"prompt": "a good film"}\n{"prompt": ""}\n')
@@ -156,6 +157,15 @@ def cases(w):
         ("resume: other model", train_args(w, run, *resume, "--model_name_or_path", f"{r}/policy_copy"),
          ["model_name_or_path", "policy_copy"]),
         ("resume: no checkpoint", train_args(w, new, *resume), ["No checkpoint", "new_run"]),
+        ("train again into a finished run", train_args(w, run), ["already holds a training run",
+                                                                  "--overwrite_output_dir"]),
+        ("NaN KL coefficient", train_args(w, new, "--kl_coef", "nan"), ["kl_coef", "finite"]),
+        ("infinite temperature", train_args(w, new, "--temperature", "inf"), ["temperature", "finite"]),
+        ("seed out of range", train_args(w, new, "--seed", "-1"), ["seed", "4294967295"]),
+        ("empty prompt file", train_args(w, new, "--dataset_name", f"{r}/empty_jsonl", "--prompt_column", "prompt"),
+         ["empty_jsonl/train.jsonl", "empty"]),
+        ("causal LM as reward model", train_args(w, new, "--reward", f"sentiment={w['policy']}@LABEL_1"),
+         ["not a trained sequence classifier", "score.weight"]),
         ("rewards of 1e30", train_args(w, run, *resume, "--total_episodes", "32", "--reward",
                                        "python=huge_reward:huge"), ["NaN or infinite", "checkpoints", "--reward_clip"]),
     ]

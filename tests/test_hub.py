@@ -8,6 +8,7 @@ reads the files the evaluation suite really writes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -174,7 +175,8 @@ def test_card_with_eval_has_metadata_and_model_index(run_dir, eval_results):
     assert data["base_model"] == "openai-community/gpt2"
     assert data["datasets"] == ["stanfordnlp/imdb"]
     assert data["library_name"] == "transformers" and data["pipeline_tag"] == "text-generation"
-    assert {"rlhf", "ppo", "trl", "gpt2"} <= set(data["tags"])
+    assert {"rlhf", "ppo", "gpt2"} <= set(data["tags"]) and "trl" not in data["tags"]  # libraries used only
+    assert "peft" not in data["tags"]  # no LoRA in this run
     results = {r.metric_type: r for r in parsed.data.eval_results}
     assert {"reward", "sentiment", "toxicity", "kl", "perplexity", "win_rate"} <= set(results)
     aligned = eval_results["metrics"]["aligned"]
@@ -295,8 +297,12 @@ def test_config_and_run_dir_errors(tmp_path):
 
 
 def _cfg(run_dir, hub_url, **kw):
-    return PushConfig(model=run_dir, repo_id=kw.pop("repo_id", REPO), endpoint=hub_url,
-                      max_retries=kw.pop("max_retries", 2), retry_base_wait=0.0, **kw)
+    deadline = kw.pop("push_deadline", None)
+    cfg = PushConfig(model=run_dir, repo_id=kw.pop("repo_id", REPO), endpoint=hub_url,
+                     max_retries=kw.pop("max_retries", 2), retry_base_wait=0.0, **kw)
+    if deadline is not None:  # seconds; set after construction, so it works before config.py declares the field
+        cfg.push_deadline = deadline
+    return cfg
 
 
 def test_clear_errors_for_401_403_404(run_dir):
@@ -652,3 +658,134 @@ def test_push_refuses_an_incomplete_export_and_a_bad_output_folder(tmp_path):
     with pytest.raises(UserInputError, match="is a file, not a folder"):
         push(PushConfig(model=bare, repo_id=REPO, dry_run=True, output_dir=str(tmp_path / "a-file"),
                         eval_num_prompts=0))
+
+
+# ---------------------------------------------------------------------------------------------- deadlines, Retry-After
+@pytest.fixture
+def hf_logs(caplog):
+    """caplog, also catching huggingface_hub's records (its loggers do not propagate unless told to)."""
+    hf_logger = logging.getLogger("huggingface_hub")
+    extra = not hf_logger.propagate
+    if extra:
+        hf_logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO)
+    yield caplog
+    if extra:
+        hf_logger.removeHandler(caplog.handler)
+
+
+@pytest.mark.parametrize("headers", [{"Retry-After": "3600"}, {"RateLimit": '"api";r=0;t=3600'}])
+def test_an_hour_long_retry_after_on_preupload_ends_the_push_at_once(run_dir, hf_logs, headers):
+    """h07: huggingface_hub would sleep 3601 s, up to 5 times; in a push the 429 reaches our retries, whose wait
+    (capped at 60 s) would end past the deadline: one line at once, and the empty repository is deleted again."""
+    with FakeHub() as hub:
+        hub.fail_next("POST", r"/preupload/", 429, times=10, headers=headers)
+        start = time.monotonic()
+        with pytest.raises(HubPushError) as err:
+            push(_cfg(run_dir, hub.url, token=TOKEN, max_retries=3, push_deadline=5))
+        took = time.monotonic() - start
+        msg = str(err.value)
+        assert "did not finish within 5 s (--push_deadline)" in msg and "preupload" in msg, msg
+        assert "the Hub asked for 3600 s, capped at 60 s" in msg and "try again later" in msg, msg
+        assert msg.endswith("Nothing was committed. The repository test-user/tiny-ppo this push created was deleted "
+                            "again.") and "\n" not in msg and TOKEN not in msg
+        assert took < 5, took
+        assert [r[2] for r in hub.requests if "/preupload/" in r[1]] == [429]  # huggingface_hub did not retry it
+        assert hub.repos == {}
+    assert not any("Rate limited" in r.getMessage() for r in hf_logs.records)
+
+
+def test_retry_after_on_commit_is_honoured_capped_and_408_retried(run_dir, hf_logs, monkeypatch):
+    """h05: our retries wait what the Hub's Retry-After asks (1 s here, where the backoff says 0 s), at most
+    RETRY_AFTER_CAP_S (1.5 s here, for an asked hour), and the log says so; a 408 is retried too."""
+    import rlhf_demo.hub
+
+    monkeypatch.setattr(rlhf_demo.hub, "RETRY_AFTER_CAP_S", 1.5)
+    with FakeHub() as hub:
+        hub.fail_next("POST", r"/commit/", 429, headers={"Retry-After": "1"})
+        hub.fail_next("POST", r"/commit/", 503, headers={"Retry-After": "3600"})
+        hub.fail_next("POST", r"/commit/", 408)
+        push(_cfg(run_dir, hub.url, token=TOKEN, max_retries=3, push_deadline=10))
+        commits = [(r[2], t) for r, t in zip(hub.requests, hub.request_times) if "/commit/" in r[1]]
+        assert [status for status, _ in commits] == [429, 503, 408, 200]
+        gaps = [b[1] - a[1] for a, b in zip(commits, commits[1:])]
+        # Lower bounds are the waits; the upper ones leave room for a busy CI machine's commit attempt itself.
+        assert 1.0 <= gaps[0] < 3.0 and 1.5 <= gaps[1] < 4.0 and gaps[2] < gaps[0], gaps
+        assert hub.commit_count(REPO) == 2
+    warnings = [r.getMessage() for r in hf_logs.records if r.name == "rlhf_demo.hub" and r.levelno == logging.WARNING]
+    assert "retry 1/3 in 1.0 s (the Hub asked for 1 s)." in warnings[0], warnings
+    assert "HTTP 503 on POST /api/models/test-user/tiny-ppo/commit/main); retry 2/3 in 1.5 s (the Hub asked for " \
+           "3600 s; capped at 1.5 s)." in warnings[1], warnings
+    assert "commit failed (HTTP 408" in warnings[2], warnings
+    assert not any("Rate limited" in r.getMessage() for r in hf_logs.records)
+
+
+@pytest.mark.parametrize("headers_too", [False, True])
+def test_a_trickling_answer_ends_the_attempt_at_the_timeout(run_dir, headers_too):
+    """h09: a Hub that sends a byte every 0.1 s (after its headers, or from the status line on) never trips the
+    read timeout; each answer must be complete within --timeout seconds, so every attempt ends after 1 s."""
+    with FakeHub() as hub:
+        hub.trickle_next("GET", r"^/api/models/", interval=0.1, times=10, headers_too=headers_too)
+        start = time.monotonic()
+        with pytest.raises(HubPushError) as err:
+            push(_cfg(run_dir, hub.url, token=TOKEN, max_retries=1, timeout=1, connect_timeout=1))
+        took = time.monotonic() - start
+    msg = str(err.value)
+    assert "sent its answer too slowly: not complete within 1 s" in msg and "after 2 attempt(s)" in msg, msg
+    assert msg.endswith("Nothing was committed.") and "\n" not in msg
+    assert 2 <= took < 6, took
+
+
+def test_a_trickling_hub_ends_the_push_at_its_deadline(run_dir):
+    """The answer budget is --timeout (60 s by default) per attempt; --push_deadline bounds the whole push."""
+    with FakeHub() as hub:
+        hub.trickle_next("GET", r"^/api/models/", interval=0.1, times=10)
+        start = time.monotonic()
+        with pytest.raises(HubPushError) as err:
+            push(_cfg(run_dir, hub.url, token=TOKEN, max_retries=5, timeout=30, push_deadline=2))
+        took = time.monotonic() - start
+    msg = str(err.value)
+    assert msg.startswith("The push to test-user/tiny-ppo (revision main) did not finish within 2 s (--push_deadline):"
+                          " it passed while repo_info was waiting for the Hub's answer"), msg
+    assert "raise --push_deadline" in msg and "check the network" in msg and msg.endswith("Nothing was committed.")
+    assert 2 <= took < 5, took
+
+
+def test_a_commit_whose_answer_trickles_is_reported_as_landed(run_dir):
+    with FakeHub() as hub:
+        hub.trickle_next("POST", r"/commit/", interval=0.1)  # the commit lands; its answer never ends
+        with pytest.raises(HubPushError) as err:
+            push(_cfg(run_dir, hub.url, token=TOKEN, max_retries=0, timeout=1))
+        assert "sent its answer too slowly" in str(err.value)
+        assert str(err.value).endswith("A commit did land on test-user/tiny-ppo@main: check it on the Hub before "
+                                       "pushing again.")
+        assert hub.commit_count(REPO) == 2
+    with FakeHub() as hub:  # with a retry, the next attempt finds the files there: no second commit
+        hub.trickle_next("POST", r"/commit/", interval=0.1)
+        url = push(_cfg(run_dir, hub.url, token=TOKEN, max_retries=1, timeout=1))
+        assert hub.commit_count(REPO) == 2 and url.endswith(hub.repos[REPO].branches["main"])
+
+
+def test_huggingface_hub_never_sleeps_a_long_retry_after_outside_a_push(hf_logs):
+    """Every request of the process (the Space's preference uploads too): huggingface_hub's `http_backoff` still
+    sleeps a short Retry-After itself, but one above RETRY_AFTER_CAP_S fails at once, and the log says why."""
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import http_backoff
+
+    from rlhf_demo.hub import configure_timeouts
+
+    configure_timeouts(2.0, 2.0)
+    payload = {"content": "", "repoType": "model"}
+    with FakeHub() as hub:
+        url = f"{hub.url}/api/validate-yaml"
+        hub.fail_next("POST", r"/api/validate-yaml", 429, headers={"Retry-After": "0"})
+        assert http_backoff("POST", url, json=payload, base_wait_time=0.1).status_code == 200
+        hub.fail_next("POST", r"/api/validate-yaml", 429, times=2, headers={"Retry-After": "3600"})
+        start = time.monotonic()
+        with pytest.raises(HfHubHTTPError) as err:
+            http_backoff("POST", url, json=payload)
+        assert err.value.response.status_code == 429 and time.monotonic() - start < 2
+        assert [r[2] for r in hub.requests] == [429, 200, 429]
+    messages = [r.getMessage() for r in hf_logs.records]
+    assert any("asked to wait 3600 s before a retry; not waiting longer than 60 s" in m for m in messages), messages
+    assert [m for m in messages if "Rate limited" in m] == ["Rate limited. Waiting 1.0s before retry [Retry 1/5]."]
