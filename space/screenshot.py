@@ -1,5 +1,12 @@
 """Take `space/screenshot_compare.png`: the Compare tab after one Generate, in headless Chromium (playwright).
 
+The sample shown is picked by a rule, not by hand: for the fixed prompt `--prompt` (the first of the Space's example
+prompts, the head of a negative IMDB review), among the seeds 0 .. `--num_seeds` - 1 (default 8) with the shown
+settings (`--num_samples` samples of up to `--max_new_tokens` tokens, temperature 1, top-p 1), the seed whose mean
+reward-model logit of the aligned continuations minus that of the reference continuations is largest (the first
+such seed on a tie): the clearest example among a fixed few of what PPO changed, and said to be one. The script
+prints every seed's difference and the one it picked; `--seed N` skips the search.
+
     python space/screenshot.py                      # the tiny preset and its committed aligned run
     python space/screenshot.py --random_models      # tiny random models built on the fly (before the preset exists)
     python space/screenshot.py --reference tiny --aligned runs/tiny --reward_model tiny --output /tmp/shot.png
@@ -48,6 +55,18 @@ def random_models(root: str, tokenizer: str) -> dict[str, str]:
     return paths
 
 
+def pick_seed(models, prompt: str, num_seeds: int, num_samples: int, max_new_tokens: int) -> tuple[int, list[float]]:
+    """The seed in 0 .. num_seeds - 1 whose aligned continuations of `prompt` out-score the reference ones by the
+    most (mean reward-model logit, aligned minus reference; the lowest such seed on a tie), and every seed's
+    difference, sampled as the Compare tab samples (`SpaceModels.generate`, temperature 1, top-p 1)."""
+    differences = []
+    for seed in range(num_seeds):
+        out = models.generate(["reference", "aligned"], prompt, num_samples, seed, max_new_tokens, 1.0, 1.0)
+        mean = {role: sum(s["reward"] for s in models.score(prompt, texts)) / len(texts) for role, texts in out.items()}
+        differences.append(mean["aligned"] - mean["reference"])
+    return max(range(num_seeds), key=lambda i: (differences[i], -i)), differences
+
+
 def main() -> None:
     from rlhf_demo.space import app
 
@@ -59,10 +78,11 @@ def main() -> None:
                    help="Use tiny random models instead (the flags above are ignored).")
     p.add_argument("--tokenizer", default=os.path.join(data_dir(), "gpt2-tokenizer"),
                    help="Tokenizer of --random_models (default: gpt2-tokenizer/ in the data folder, RLHF_DEMO_DATA).")
-    p.add_argument("--prompt", default="This is a big disappointment. The")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prompt", default=app.EXAMPLE_PROMPTS[0])
+    p.add_argument("--num_seeds", type=int, default=8, help="Seeds 0 .. N-1 the shown sample is picked from.")
+    p.add_argument("--seed", type=int, default=None, help="Show this seed instead of picking one.")
     p.add_argument("--max_new_tokens", type=int, default=32)
-    p.add_argument("--num_samples", type=int, default=2)
+    p.add_argument("--num_samples", type=int, default=1)
     p.add_argument("--output", default=os.path.join(HERE, "screenshot_compare.png"))
     p.add_argument("--chromium", default="/usr/bin/chromium")
     args = p.parse_args()
@@ -72,6 +92,11 @@ def main() -> None:
         m = random_models(work, args.tokenizer)
         args.reference, args.aligned, args.reward_model = m["reference"], m["aligned"], m["reward_model"]
     demo = app.build_demo(args.reference, args.aligned, args.reward_model, os.path.join(work, "preferences.jsonl"))
+    if args.seed is None:
+        args.seed, differences = pick_seed(demo.space_models, args.prompt, args.num_seeds, args.num_samples,
+                                           args.max_new_tokens)
+        print("aligned - reference reward by seed: " + ", ".join(f"{i}: {d:+.2f}" for i, d in enumerate(differences))
+              + f"; showing seed {args.seed}")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

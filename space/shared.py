@@ -1,9 +1,11 @@
-"""What every tab of the Space shares: its limits and defaults, input checks, the models (loaded once), the
+"""What every tab of the Space shares: its limits and defaults, what it says about its task (`SpaceText`, a preset's
+`space:` section), input checks, the models (loaded once, sampled with streaming: `SpaceModels.stream`), the
 temporary folders its requests write (deleted again, see `TempFolders`), the pairs already judged (`JudgedPairs`)
 and the one reason of a failure that a visitor may read (`visitor_reason`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -11,11 +13,12 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 
 import gradio as gr
 
 from rlhf_demo import sampling
-from rlhf_demo.config import PRESETS_DIR
+from rlhf_demo.config import PRESETS_DIR, load_yaml_config, preset_path
 from rlhf_demo.gguf_models import is_gguf_name
 from rlhf_demo.models import PRESET_POLICIES, PRESET_REWARD_MODELS, check_model_path, load_causal_lm, resolve_model_path
 from rlhf_demo.portable import portable_text
@@ -35,21 +38,89 @@ MAX_SAMPLES = 4
 MAX_EVAL_PROMPTS = 64
 MAX_SEED = 2**31 - 1
 
+
+
+# ------------------------------------------------------------------------------------------------ what it says
+
+
+def score_label_for(reward: str) -> str:
+    """What a higher reward means, in a word or two (the score bars' and the table's label), from a reward spec of
+    `rlhf-demo train --reward` (`KIND=TARGET[@LABEL]`) or a classifier's label alone: `sentiment` -> its label
+    (POSITIVE -> "positive"; `nothate`, the non-hate label of Meta's hate-speech classifier -> "non-toxic"),
+    `toxicity` -> "non-toxic", `keyword` -> the word, `preference` -> "preferred", `vader` -> "positive", a Python
+    function -> "rewarded"."""
+    from rlhf_demo.rewards import REWARD_KINDS, split_reward_spec
+
+    kind, label = "sentiment", reward
+    if reward.partition("=")[0].partition(":")[0] in REWARD_KINDS and ("=" in reward or reward.startswith("vader")):
+        spec = split_reward_spec(reward)
+        kind, label = spec.kind, spec.target if spec.kind == "keyword" else spec.label or "POSITIVE"
+    named = {"toxicity": "non-toxic", "preference": "preferred", "vader": "positive", "python": "rewarded",
+             "keyword": label}
+    if kind in named:
+        return named[kind]
+    return {"nothate": "non-toxic", "not_toxic": "non-toxic"}.get(label.lower(), label.lower())
+
+
+@dataclasses.dataclass(frozen=True)
+class SpaceText:
+    """What the Space says about its task: the keys of a preset's `space:` section besides the models.
+
+    `title` (the page's heading and the browser tab's title), `description` (the task, one or two sentences, under
+    the heading), `prompt_placeholder` and `example_prompts` (with their `examples_label`) of the Compare tab, and
+    `score_label`: what a higher reward means (`score_label_for`), written on the score bars and in the table.
+    """
+
+    title: str
+    description: str
+    prompt_placeholder: str
+    examples_label: str
+    example_prompts: tuple[str, ...]
+    score_label: str
+
+    KEYS = ("title", "description", "prompt_placeholder", "examples_label", "example_prompts", "score_label")
+
+    @classmethod
+    def from_config(cls, conf: dict, reward_label: str | None = None, where: str = "the Space config") -> SpaceText:
+        """The text of `conf` (a `space:` section or a `--config` mapping): each key it lacks is the default Space's
+        (`DEFAULT_TEXT`, the tiny preset's), except `score_label`, which then follows `reward_label`
+        (`score_label_for`) when one is given.
+
+        Raises ValueError (one line naming the key and `where`) for a value of the wrong type: a text that is not a
+        non-empty string, or `example_prompts` that is not a non-empty list of such strings of at most
+        MAX_INPUT_CHARS characters.
+        """
+        values = {"score_label": score_label_for(reward_label)} if reward_label else {}
+        for key in cls.KEYS:
+            if key not in conf:
+                continue
+            value = conf[key]
+            if key == "example_prompts":
+                ok = (isinstance(value, list) and value
+                      and all(isinstance(p, str) and p.strip() and len(p) <= MAX_INPUT_CHARS for p in value))
+                if not ok:
+                    raise ValueError(f"example_prompts in {where} must be a list of prompts (non-empty strings of at "
+                                     f"most {MAX_INPUT_CHARS} characters), got {value!r}.")
+                value = tuple(value)
+            elif not (isinstance(value, str) and value.strip()):
+                raise ValueError(f"{key} in {where} must be a non-empty string, got {value!r}.")
+            values[key] = value
+        return dataclasses.replace(DEFAULT_TEXT, **values)
+
+
+# The default Space is the tiny preset's: its `space:` section says what the page says.
+DEFAULT_TEXT = SpaceText(**{k: (tuple(v) if k == "example_prompts" else v)
+                            for k, v in load_yaml_config(preset_path("tiny"), "space").items() if k in SpaceText.KEYS})
 # The first words of IMDB test-split reviews (Maas et al. 2011), held out from PPO's training prompts.
-EXAMPLE_PROMPTS = [
-    "This is a big disappointment. The",
-    "Superb story of a dedicated young",
-    "Tim Burton the man behind the",
-    "Well, I have to say, this",
-    "I own this movie. I've seen",
-    "Low budget mystery. A shot rattles",
-    "Following on from the huge success",
-    "This is a title in search",
-]
+EXAMPLE_PROMPTS = list(DEFAULT_TEXT.example_prompts)
 
 
 class GenerationTimeout(Exception):
     """Raised from a forward pre-hook when a generation request outlives its deadline."""
+
+
+class GenerationStopped(Exception):
+    """Raised from a forward pre-hook when nobody waits for a streamed generation any more (the visitor left)."""
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -112,12 +183,69 @@ def check_model_dir(name: str, role: str, flag: str, env: str, presets: dict[str
 # ------------------------------------------------------------------------------------------------ models
 
 
+def timeout_message(timeout: float) -> str:
+    """What a visitor reads when a generation outlived the Space's generation timeout."""
+    return (f"Generation took longer than {timeout:g} s and was stopped. Lower max new tokens or the number of "
+            "samples, or try again when the Space is less busy.")
+
+
+@dataclasses.dataclass
+class Streamed:
+    """One update of `SpaceModels.stream`: every role's continuations so far (empty before its model starts), the
+    state ("running", "done" or "timeout"), and the role sampling now with the tokens it has sampled (None, 0 when
+    none is)."""
+
+    texts: dict[str, list[str]]
+    state: str
+    role: str | None = None
+    tokens: int = 0
+
+
+class _TokenCapture:
+    """The tokens one `sampling.generate` call has sampled so far, read from the policy's inputs: the sampler calls
+    the model once for the prompt (a causal LM) or the decoder start token (an encoder-decoder), then once per step
+    with the tokens sampled at the step before (`input_ids`, or `decoder_input_ids`, of shape (B, 1)). Each row stops
+    at its EOS, as the sampler masks what follows it. The last token never reaches the model: the final texts are
+    what `generate` returns."""
+
+    def __init__(self, rows: int, eos_token_id: int | None):
+        self.ids: list[list[int]] = [[] for _ in range(rows)]
+        self.ended = [False] * rows
+        self.eos_token_id, self.calls, self.done = eos_token_id, 0, False
+        self._lock = threading.Lock()
+
+    def forward(self, kwargs: dict) -> None:
+        """Record the tokens of one forward call (the sampling thread)."""
+        self.calls += 1
+        fed = kwargs.get("decoder_input_ids", kwargs.get("input_ids"))
+        if self.calls == 1 or fed is None or fed.dim() != 2 or fed.shape[1] != 1 or fed.shape[0] != len(self.ids):
+            return
+        with self._lock:
+            for row, token in enumerate(fed[:, 0].tolist()):
+                if not self.ended[row]:
+                    self.ids[row].append(token)
+                    self.ended[row] = token == self.eos_token_id
+
+    @property
+    def tokens(self) -> int:
+        """Tokens sampled per row so far."""
+        return max(self.calls - 1, 0)
+
+    def texts(self, tokenizer) -> list[str]:
+        """The rows decoded so far (a byte-level token that ends mid-character shows once the character is whole)."""
+        with self._lock:
+            ids = [list(row) for row in self.ids]
+        return [t.rstrip("\ufffd") for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+
 class SpaceModels:
     """Reference, aligned policy, reward model and the two judges, loaded once and shared by all requests.
 
     Generation seeds the global torch RNG (`rlhf_demo.sampling.generate` with a seed), so requests that sample are
-    serialised by `lock`; the queue's concurrency limit keeps the waiting line short. A request is stopped after
-    `generation_timeout` seconds by a forward pre-hook that checks a per-thread deadline at every token.
+    serialised by `lock`; the queue's concurrency limit keeps the waiting line short. `stream` samples in a thread of
+    its own and yields the continuations as they grow: a forward pre-hook on each policy (`_before_forward`) reads
+    the tokens the sampler feeds back at every step, and stops the request after `generation_timeout` seconds (the
+    text so far is kept) or once nobody waits for it. `generate` is the same without the partial texts.
 
     Raises:
         FileNotFoundError: a local model folder does not exist, or a Hub id cannot be loaded (e.g. offline).
@@ -134,12 +262,12 @@ class SpaceModels:
                                            PRESET_REWARD_MODELS)
         self.generation_timeout = generation_timeout
         self.lock = threading.Lock()
-        self._deadline = threading.local()
+        self._request = threading.local()  # the sampling thread's deadline, stop event and token capture
         self.models, self.tokenizers = {}, {}
         for role, path, flag in (("reference", self.reference_path, "--reference"),
                                  ("aligned", self.aligned_path, "--aligned")):
             self.models[role], self.tokenizers[role] = load_causal_lm(path, f"{role} model ({flag})")
-            self.models[role].register_forward_pre_hook(self._check_deadline)
+            self.models[role].register_forward_pre_hook(self._before_forward, with_kwargs=True)
         try:
             self.reward = SentimentReward(self.reward_path, label=reward_label)
         except OSError as e:
@@ -151,35 +279,88 @@ class SpaceModels:
         self.judge = load_measurement("sentiment_judge", "default")  # VADER, offline
         self.toxicity = load_measurement("toxicity", "default")  # alt-profanity-check, offline
 
-    def _check_deadline(self, module, args):
-        deadline = getattr(self._deadline, "t", None)
+    def _before_forward(self, module, args, kwargs):
+        """Each forward call of a policy during `stream`, one per sampled token: record the tokens fed back; past
+        the deadline, raise GenerationTimeout; when nobody waits any more, GenerationStopped."""
+        request = self._request
+        capture = getattr(request, "capture", None)
+        if capture is not None:  # first, so that a stopped request keeps the token sampled last
+            capture.forward(kwargs)
+        deadline = getattr(request, "deadline", None)
         if deadline is not None and time.monotonic() > deadline:
             raise GenerationTimeout
+        stop = getattr(request, "stop", None)
+        if stop is not None and stop.is_set():
+            raise GenerationStopped
+
+    def stream(self, roles: list[str], prompt: str, num_samples: int, seed: int, max_new_tokens: int,
+               temperature: float, top_p: float, interval: float = 0.15) -> Iterator[Streamed]:
+        """`num_samples` continuations of `prompt` by each model in `roles` (one after the other), all from torch seed
+        `seed` (paired), as `Streamed` updates about every `interval` seconds while they grow; the last one has state
+        "done" (the texts `rlhf_demo.sampling.generate` returned) or "timeout" (the request outlived
+        `generation_timeout`: the texts so far, a model not yet started with empty ones).
+
+        Closing the generator (a visitor who leaves) stops the sampling at its next token.
+
+        Raises gr.Error when the prompt has no tokens or does not fit a model's context with `max_new_tokens`.
+        """
+        texts = {role: [""] * num_samples for role in roles}
+        captures: dict[str, _TokenCapture] = {}
+        finished, stop, failure = threading.Event(), threading.Event(), []
+
+        def work():
+            with self.lock:
+                request = self._request
+                request.deadline, request.stop = time.monotonic() + self.generation_timeout, stop
+                try:
+                    for role in roles:
+                        tok = self.tokenizers[role]
+                        captures[role] = request.capture = _TokenCapture(num_samples, tok.eos_token_id)
+                        texts[role] = sampling.generate(self.models[role], tok, [prompt] * num_samples,
+                                                        max_new_tokens=max_new_tokens, temperature=temperature,
+                                                        top_p=top_p, stop_at_eos=True, seed=seed).texts
+                        captures[role].done = True
+                except Exception as e:  # GenerationTimeout, GenerationStopped, a prompt the model cannot take
+                    failure.append(e)
+                finally:
+                    request.deadline = request.stop = request.capture = None
+                    finished.set()
+
+        def update(state: str) -> Streamed:
+            now = {role: texts[role] if role not in captures or captures[role].done
+                   else captures[role].texts(self.tokenizers[role]) for role in roles}
+            running = next((r for r in roles if r in captures and not captures[r].done), None)
+            return Streamed(now, state, running, captures[running].tokens if running else 0)
+
+        threading.Thread(target=work, name="rlhf-space-sampling", daemon=True).start()
+        try:
+            while not finished.wait(interval):
+                yield update("running")
+            error = failure[0] if failure else None
+            if isinstance(error, GenerationTimeout):
+                yield update("timeout")
+                return
+            if isinstance(error, ValueError):  # an empty prompt, or one too long for the model's context
+                role = next((r for r in roles if r in captures and not captures[r].done), roles[0])
+                raise gr.Error(f"The {role} model cannot continue this prompt: {error}", print_exception=False)
+            if error is not None:
+                raise error
+            yield update("done")
+        finally:
+            stop.set()  # the sampling thread stops at its next token if it still runs
 
     def generate(self, roles: list[str], prompt: str, num_samples: int, seed: int, max_new_tokens: int,
                  temperature: float, top_p: float) -> dict[str, list[str]]:
-        """`num_samples` continuations of `prompt` by each model in `roles`, all from torch seed `seed` (paired).
+        """`stream`'s final texts: `num_samples` continuations of `prompt` by each model in `roles`, from torch seed
+        `seed` (paired).
 
         Raises gr.Error when the prompt has no tokens, does not fit a model's context with `max_new_tokens`, or the
         request outlives `generation_timeout`.
         """
-        out = {}
-        with self.lock:
-            self._deadline.t = time.monotonic() + self.generation_timeout
-            try:
-                for role in roles:
-                    out[role] = sampling.generate(self.models[role], self.tokenizers[role], [prompt] * num_samples,
-                                                  max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                                  stop_at_eos=True, seed=seed).texts
-            except ValueError as e:  # an empty prompt, or one too long for the model's context
-                raise gr.Error(f"The {role} model cannot continue this prompt: {e}", print_exception=False) from None
-            except GenerationTimeout:
-                raise gr.Error(f"Generation took longer than {self.generation_timeout:g} s and was stopped. Lower max "
-                               "new tokens or the number of samples, or try again when the Space is less busy.",
-                               print_exception=False) from None
-            finally:
-                self._deadline.t = None
-        return out
+        *_, last = self.stream(roles, prompt, num_samples, seed, max_new_tokens, temperature, top_p)
+        if last.state == "timeout":
+            raise gr.Error(timeout_message(self.generation_timeout), print_exception=False)
+        return last.texts
 
     def score(self, prompt: str, responses: list[str]) -> list[dict[str, float]]:
         """Per response: reward-model logit and P(label) on prompt + response (one forward pass), judge score in

@@ -6,6 +6,7 @@ Models are tiny random GPT-2s built here (reference and aligned differ), the rew
 GPT2ForSequenceClassification with NEGATIVE/POSITIVE labels; nothing is downloaded.
 """
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -15,6 +16,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 
 import pytest
 import torch
@@ -192,6 +194,57 @@ def test_generation_timeout_stops_with_a_gradio_error(served):
     assert models.generate(["reference"], "Hello", 1, 0, 4, 1.0, 1.0)["reference"]
 
 
+@contextlib.contextmanager
+def slow_tokens(models, seconds: float):
+    """Each forward call of both policies (one per sampled token) takes `seconds` longer: a busy Space."""
+    hooks = [m.register_forward_pre_hook(lambda module, args: time.sleep(seconds)) for m in models.models.values()]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def test_compare_streams_the_texts_as_they_grow_then_scores_them(served):
+    """The Compare handler is a generator: partial texts (each a prefix of the final one, the status line counting
+    the tokens) before the final texts, which are exactly the unstreamed `generate`'s, with their scores."""
+    demo = served[0]
+    models, prompt = demo.space_models, "The plot of this movie"
+    with slow_tokens(models, 0.02):
+        updates = list(app.compare(models, prompt, 40, 1.0, 1.0, 5, 1))
+    *partial, final = updates
+    expected = models.generate(["reference", "aligned"], prompt, 1, 5, 40, 1.0, 1.0)
+    assert final[0] == prompt + expected["reference"][0] and final[1] == prompt + expected["aligned"][0]
+    assert "1 sample(s) per model with seed 5" in final[5] and final[4] and final[2]["positive, reward model"] >= 0
+    growing = [u[0] for u in partial if "Sampling the reference model" in u[5]]
+    assert len(set(growing)) >= 3, [u[5] for u in updates]  # at 20 ms a token, an update every 0.15 s
+    assert all(final[0].startswith(text) and text.startswith(prompt) for text in growing)
+    assert all(u[2] is None and u[4] is None for u in partial)  # scores only once both models are done
+    assert any("Sampling the aligned model" in u[5] and u[0] == final[0] for u in partial)
+
+
+def test_compare_stops_at_the_timeout_with_the_text_so_far(served):
+    demo = served[0]
+    models, prompt = demo.space_models, "The plot of this movie"
+    old = models.generation_timeout
+    models.generation_timeout = 0.4
+    try:
+        with slow_tokens(models, 0.02):  # 128 tokens would take 2.6 s per model
+            *_, last = app.compare(models, prompt, 128, 1.0, 1.0, 5, 1)
+    finally:
+        models.generation_timeout = old
+    reference, aligned, ref_bars, ali_bars, table, status = last
+    assert status.startswith("**Stopped:** Generation took longer than 0.4 s and was stopped.")
+    assert "what the models wrote until then (not scored)" in status
+    assert reference.startswith(prompt) and len(reference) > len(prompt)  # some tokens, shown
+    full = models.generate(["reference"], prompt, 1, 5, 128, 1.0, 1.0)["reference"][0]
+    assert (prompt + full).startswith(reference) and len(reference) < len(prompt + full)
+    assert aligned == prompt and ref_bars is None and ali_bars is None and table is None
+    # The lock is free again and the next request runs in full.
+    assert models.lock.acquire(timeout=5)
+    models.lock.release()
+
+
 # ------------------------------------------------------------------------------------------------ Evaluate
 
 
@@ -365,6 +418,55 @@ def test_card_preview_of_a_run(served):
     assert "tiny-ppo" in text and tempfile.gettempdir() not in raw
 
 
+def test_card_preview_images_are_served_by_the_space(served, tmp_path):
+    """The card links its plots relative to the repository (`eval/x.png`), which the page would resolve against the
+    Space (404): the preview points them at copies in Gradio's cache, which the Space serves; other links stay."""
+    import gradio as gr
+    import httpx
+
+    from rlhf_demo.space.publish import serve_card_images
+
+    run = tmp_path / "run"
+    (run / "eval").mkdir(parents=True)
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+    (run / "eval" / "plot.png").write_bytes(png)
+    (tmp_path / "secret.png").write_bytes(png)
+    (run / "eval" / "notes.txt").write_text("x")
+    text = ("![Plot](eval/plot.png)\n![Outside](../secret.png)\n![Web](https://example.com/a.png)\n"
+            "![Missing](eval/none.png)\n![Text](eval/notes.txt)\n![Titled](eval/plot.png \"t\")")
+    lines = serve_card_images(text, str(run), gr.Markdown()).splitlines()
+    assert lines[1:5] == text.splitlines()[1:5]  # outside the run, a URL, missing, not an image: as they were
+    assert lines[0].startswith("![Plot](/gradio_api/file=") and lines[0].endswith("plot.png)")
+    assert lines[5].startswith("![Titled](/gradio_api/file=") and lines[5].endswith(' "t")')
+    url = served[3].rstrip("/") + lines[0][len("![Plot]("):-1]
+    response = httpx.get(url, timeout=30)
+    assert response.status_code == 200 and response.content == png
+    assert response.headers["content-type"] == "image/png"
+    assert httpx.get(served[3].rstrip("/") + "/gradio_api/file=" + str(tmp_path / "secret.png")).status_code == 403
+
+
+def test_publish_tab_without_runs_explains_itself_and_asks_for_no_login():
+    """A Space whose aligned model is a Hub id and whose runs folder is empty (every Space `push --space` deploys):
+    the tab says what it is for and how to publish instead; no form, no login button (so no OAuth scope)."""
+    import gradio as gr
+
+    from rlhf_demo.space.publish import build_publish_tab
+    from rlhf_demo.space.shared import TempFolders
+
+    temp = TempFolders()
+    try:
+        with gr.Blocks() as demo:
+            build_publish_tab({}, None, temp, login=True, aligned="me/tiny-rlhf", runs_dir="runs")
+    finally:
+        temp.close()
+    kinds = {type(b).__name__ for b in demo.blocks.values()}
+    assert "LoginButton" not in kinds and "Button" not in kinds and "Dropdown" not in kinds
+    (note,) = [b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown)]
+    assert note.startswith("**Nothing to publish from this Space.**")
+    assert "`me/tiny-rlhf`" in note and "`runs/`" in note and "rlhf-demo push --model RUN" in note
+    assert not demo.fns  # no event a client could call
+
+
 def test_twenty_concurrent_compare_requests_are_served_in_order(served):
     """20 visitors at once: every request completes, one model-bound request runs at a time."""
     demo, client, _, _ = served
@@ -497,8 +599,25 @@ def test_methods_tab_serves_each_methods_response_to_a_chosen_prompt(served):
     assert shipped is not None and len(shipped["samples"]["methods"]) >= 4
     rows = client.predict(5, api_name="/method_responses")["data"]
     expected = method_responses(shipped["samples"], 5)
-    assert [r[0] for r in rows] == [r[0] for r in expected] and [r[4] for r in rows] == [r[4] for r in expected]
-    assert len({r[4] for r in rows}) > 1  # different methods, different responses to the same prompt
+    assert [r[0] for r in rows] == [r[0] for r in expected] and [r[-1] for r in rows] == [r[-1] for r in expected]
+    assert len({r[-1] for r in rows}) > 1  # different methods, different responses to the same prompt
+    assert rows[0][-1] == shipped["samples"]["methods"][rows[0][0]]["responses"][5]
+
+
+def test_methods_table_says_which_model_each_row_shows():
+    """Each method's shown model is its best at KL <= 6 nats, or its lowest-KL one when none is that close (RLOO in
+    the shipped comparison, at 8.5 nats): the rows and the heading say which."""
+    from rlhf_demo.space.methods import load_frontier, method_responses, responses_heading
+
+    samples = load_frontier()["samples"]
+    rows = {r[0]: r for r in method_responses(samples, 0)}
+    for label, m in samples["methods"].items():
+        assert rows[label][2] == ("best gold at KL <= 6" if m["kl"] <= 6 else "lowest KL (none <= 6)")
+        assert rows[label][4] == round(m["kl"], 2)
+    assert rows["RLOO (TRL)"][4] > 6 and rows["PPO (rlhf-demo)"][2] == "best gold at KL <= 6"
+    heading = responses_heading(samples)
+    assert "for RLOO (TRL), with no final model that close, the one with the lowest KL" in heading
+    assert "PPO" not in heading
 
 
 def test_space_texts_name_no_machine_path_and_say_how_to_load_the_preferences():

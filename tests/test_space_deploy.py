@@ -111,7 +111,8 @@ def test_space_pushed_to_the_hub_runs_from_it_and_compares_in_chromium(tmp_path,
         space = snapshot_download("test-user/tiny-space", repo_type="space", endpoint=hub.url, token=TOKEN,
                                   local_dir=str(tmp_path / "space"))
         meta = yaml.safe_load(open(os.path.join(space, "README.md"), encoding="utf-8").read().split("---")[1])
-        assert meta["sdk"] == "gradio" and meta["hf_oauth"] is True and "write-repos" in meta["hf_oauth_scopes"]
+        # No run to publish on a deployed Space, so no OAuth: visitors are asked for no scope at all.
+        assert meta["sdk"] == "gradio" and "hf_oauth" not in meta and "hf_oauth_scopes" not in meta
         assert meta["models"] == meta["preload_from_hub"] == [HUB_IDS["aligned"], HUB_IDS["reference"],
                                                               HUB_IDS["reward"]]
         requirements = open(os.path.join(space, "requirements.txt"), encoding="utf-8").read()
