@@ -19,6 +19,7 @@ different models, and the value model is saved with the run.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import sys
@@ -497,11 +498,25 @@ class PPOTrainer:
         acc = self.accelerator
         state = runs.load_checkpoint(path, acc, acc.unwrap_model(self.policy), acc.unwrap_model(self.value_model),
                                      self.optimizer, self.scheduler, adapter_only=self.config.use_peft)
+        self._note_kept_optimizer_settings(path)
         self.kl_ctl.value = state["kl_coef"]
         vars(self.reward_stats).update(state["reward_stats"])
         self.state = {k: state[k] for k in ("step", "episode", "wall_time_s")}
         if acc.is_main_process:  # forget what was logged after the checkpoint: those steps will run again
             runs.truncate_logs(self.config.output_dir, self.state["step"])
+
+    def _note_kept_optimizer_settings(self, path: str) -> None:
+        """A resume continues the checkpoint's optimizer and schedule exactly, so a changed --learning_rate,
+        --adam_eps or --weight_decay is not applied: say so (one line on stderr) instead of ignoring it silently."""
+        cfg, group = self.config, self.optimizer.param_groups[0]
+        saved = {"learning_rate": self.scheduler.base_lrs[0], "adam_eps": group["eps"],
+                 "weight_decay": group["weight_decay"]}
+        kept = [f"{name} {value:g} (not {getattr(cfg, name):g})" for name, value in saved.items()
+                if not math.isclose(value, getattr(cfg, name), rel_tol=1e-9, abs_tol=1e-15)]
+        if kept and self.accelerator.is_main_process:
+            print(f"note: resuming from {path} continues the checkpoint's optimizer and schedule, so it keeps "
+                  f"{', '.join(kept)}; to train with the new values, start a new run (--overwrite_output_dir true).",
+                  file=sys.stderr)
 
     def save_model(self, output_dir: str, final_metrics: dict | None = None) -> None:
         """Save the aligned policy (merged, if LoRA) loadable with `AutoModelForCausalLM.from_pretrained` (an

@@ -155,3 +155,33 @@ def test_a_causal_lm_is_refused_as_a_reward_model(word_policy_dir):
 
     with pytest.raises(UserInputError, match="not a trained sequence classifier"):
         SentimentReward(word_policy_dir, label="LABEL_1")
+
+
+def test_a_prompt_dataset_without_test_split_trains_and_says_how_to_evaluate(word_policy_dir, tmp_path):
+    import subprocess
+    import sys
+
+    data = tmp_path / "prompts"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in
+                                              ["the movie was", "a film", "this plot is", "the actor"] * 4))
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlhf_demo.cli", "train", "--model_name_or_path", word_policy_dir, "--reward",
+         "keyword=good", "--dataset_name", str(data), "--prompt_column", "prompt", "--total_episodes", "16",
+         "--batch_size", "8", "--num_mini_batches", "2", "--response_length", "4", "--eval_num_prompts", "8",
+         "--progress_bar", "false", "--output_dir", str(out)],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]  # so `rlhf-demo train && rlhf-demo push` goes on
+    assert "has no test split, so the evaluation against the reference that ends training is skipped" in proc.stderr
+    assert "rlhf-demo eval --model" in proc.stderr and runs.export_problem(str(out)) is None
+    assert not (out / "eval").exists()
+
+
+def test_a_resume_with_another_learning_rate_says_which_it_keeps(finished_run, capsys):
+    policy_dir, out = finished_run
+    make_trainer(policy_dir, out, count_word("good"), total_episodes=64, save_steps=1, learning_rate=0.5,
+                 resume_from_checkpoint="latest").train()
+    err = capsys.readouterr().err
+    assert "keeps learning_rate 0.001 (not 0.5)" in err
+    assert max(m["lr"] for m in read_metrics(out)) <= 1e-3  # the checkpoint's schedule went on, not lr 0.5
