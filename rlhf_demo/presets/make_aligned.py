@@ -2,7 +2,7 @@
 `rlhf-demo train --preset tiny`.
 
 The shipped copy holds the aligned policy in fp16 storage (the config still loads it as fp32), its tokenizer,
-`run_info.json`, `training_config.yaml`, `metrics.jsonl`, the eval report (`eval/`, without the 0.5 MB of
+`run_info.json`, `training_config.yaml`, `metrics.jsonl`, `training_curves.png`, the eval report (`eval/`, without the 0.5 MB of
 samples) and the model card that `rlhf-demo push` would upload. `eval/results/tiny/` gets the whole eval folder.
 Absolute paths inside this repository are written relative to its root, so the files read the same on every machine.
 
@@ -18,6 +18,7 @@ import sys
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlhf_demo.card import build_model_card
+from rlhf_demo.curves import CURVES_FILE
 from rlhf_demo.runs import atomic_save, mark_shipped_copy, save_half
 
 REPO_ID, LICENSE = "rlhf-demo/tiny-imdb-positive", "apache-2.0"
@@ -55,6 +56,8 @@ def build(run_dir: str, dest: str, eval_dest: str) -> None:
         model = AutoModelForCausalLM.from_pretrained(run_dir)
         save_half(model, AutoTokenizer.from_pretrained(run_dir), tmp)
         copy_with_relative_paths(run_dir, tmp, COPIED)
+        if os.path.isfile(os.path.join(run_dir, CURVES_FILE)):  # the card shows the training curves
+            shutil.copyfile(os.path.join(run_dir, CURVES_FILE), os.path.join(tmp, CURVES_FILE))
         copy_with_relative_paths(eval_dir, os.path.join(tmp, "eval"), [n for n in eval_files if n != "samples.jsonl"])
         mark_shipped_copy(tmp, SHIPPED_NOTE)
         build_model_card(tmp, REPO_ID, LICENSE).save(os.path.join(tmp, "README.md"))

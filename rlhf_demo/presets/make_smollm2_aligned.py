@@ -41,7 +41,7 @@ def build(run_dir: str, dest: str) -> None:
         copy_with_relative_paths(eval_dir, os.path.join(tmp, "eval"),
                                  [n for n in sorted(os.listdir(eval_dir)) if n != "samples.jsonl"])
         mark_shipped_copy(tmp, SHIPPED_NOTE)
-        build_model_card(run_dir, REPO_ID, LICENSE).save(os.path.join(tmp, "README.md"))
+        build_model_card(tmp, REPO_ID, LICENSE).save(os.path.join(tmp, "README.md"))  # the adapter's card: what ships
 
     atomic_save(write, dest)
     print(f"wrote {dest}")
