@@ -64,10 +64,10 @@ from tqdm.auto import tqdm
 from rlhf_demo.config import EvalConfig, prompt_options
 from rlhf_demo.data import build_prompt_dataset
 from rlhf_demo.eval.stats import MEAN_METRICS, METRICS, compute_differences, per_prompt, win_rate
-from rlhf_demo.errors import UserInputError
+from rlhf_demo.errors import MissingInputError, UserInputError
 from rlhf_demo.models import (PRESET_REWARD_MODELS, check_model_path, context_exceeded, is_adapter_folder,
-                              is_policy_config, load_causal_lm, loading_errors, pad_left, resolve_model_path,
-                              response_logprobs)
+                              is_local_path, is_policy_config, load_causal_lm, loading_errors, pad_left,
+                              resolve_model_path, response_logprobs)
 from rlhf_demo.rewards import SentimentReward
 from rlhf_demo.runs import check_output_dir, export_problem, list_checkpoints
 from rlhf_demo.sampling import generate
@@ -163,16 +163,47 @@ def judge_config_name(name: str, offline_names: tuple[str, ...]) -> str:
     return "default" if name in offline_names else os.path.expanduser(name)
 
 
+def load_judge(module: str, name: str, offline_names: tuple[str, ...], role: str, label: str, label_flag: str,
+               upper: bool = False):
+    """The measurement `module` for the judge `name`: its offline default, or a transformers text classifier (a local
+    folder or a Hub id) that must have `label` (compared in upper case with `upper`). Raises MissingInputError /
+    UserInputError naming `role` (its flag) or `label_flag`, before any sampling."""
+    config = judge_config_name(name, offline_names)
+    if config == "default":
+        return load_measurement(module, config)
+    offline = f"Pass {offline_names[0]} (offline, shipped), a local folder of a text classifier or a Hub id"
+    if is_local_path(config):
+        if not os.path.exists(config):
+            raise MissingInputError(f"The {role} {name!r} does not exist. {offline}.")
+        with loading_errors(config, role):
+            judge = load_measurement(module, config)
+    else:
+        try:
+            judge = load_measurement(module, config)
+        except OSError:
+            raise MissingInputError(f"Could not load the {role} {name!r}: it is not a local folder, and as a Hub id "
+                                    f"it could not be downloaded (offline, or no such repository). {offline} that "
+                                    "can be downloaded.") from None
+    labels = [str(v) for v in judge.classifier.model.config.id2label.values()]
+    if (label.upper() not in [v.upper() for v in labels]) if upper else (label not in labels):
+        raise UserInputError(f"Label {label!r} is not a label of the {role} {name!r}; its labels are {sorted(labels)}. "
+                             f"Pass one with {label_flag}.")
+    return judge
+
+
 class Scorers:
     """The reward model and the two judges, loaded once and applied to (queries, responses) text."""
 
     def __init__(self, cfg: EvalConfig):
         path = check_model_path(cfg.reward_model, "reward model (--reward_model)", PRESET_REWARD_MODELS)
         with loading_errors(path, "reward model (--reward_model)"):
-            self.reward = SentimentReward(path, label=cfg.reward_label, kind="logit", batch_size=cfg.batch_size)
-        self.judge = load_measurement("sentiment_judge", judge_config_name(cfg.sentiment_judge, ("vader", "default")))
-        self.toxicity = load_measurement("toxicity",
-                                         judge_config_name(cfg.toxicity_judge, ("profanity-check", "default")))
+            self.reward = SentimentReward(path, label=cfg.reward_label, kind="logit", batch_size=cfg.batch_size,
+                                          label_fix="Pass one with --reward_label.")
+        self.judge = load_judge("sentiment_judge", cfg.sentiment_judge, ("vader", "default"),
+                                "sentiment judge (--sentiment_judge)", cfg.judge_positive_label,
+                                "--judge_positive_label", upper=True)
+        self.toxicity = load_judge("toxicity", cfg.toxicity_judge, ("profanity-check", "default"),
+                                   "toxicity judge (--toxicity_judge)", cfg.toxic_label, "--toxic_label")
         self.distinct = load_measurement("distinct_n")
         self.cfg = cfg
         self.names = {"reward_model": path, "sentiment_judge": cfg.sentiment_judge, "toxicity": cfg.toxicity_judge}
@@ -275,6 +306,7 @@ def run_eval(cfg: EvalConfig) -> dict:
             causal LM or cannot be loaded, or there are no prompts.
     """
     check_inputs(cfg)
+    scorers = Scorers(cfg)  # first: a reward label or judge that cannot be used fails before any model or sampling
     # 1. Models and prompts: prompts in the policy's tokenization; the reference re-tokenizes the text if it must.
     policy, policy_tok = load_causal_lm(cfg.model, "model (--model)")
     reference, ref_tok = load_causal_lm(cfg.reference, "reference (--reference)")
@@ -288,7 +320,6 @@ def run_eval(cfg: EvalConfig) -> dict:
     queries_text = [q for q in prompts["query"] for _ in range(S)]  # prompt-major: episode e = p * S + s
     queries_ids = [list(q) for q in prompts["input_ids"] for _ in range(S)]
     ref_queries_ids = queries_ids if same_tok else tokenize_for(ref_tok, queries_text)
-    scorers = Scorers(cfg)
 
     # 2-4. Both models sample (paired), log-probs give KL and perplexity, then the text scores.
     ref, pol = sample_and_score(cfg, scorers, (policy, policy_tok, queries_ids), (reference, ref_tok, ref_queries_ids),

@@ -189,6 +189,38 @@ def main(argv: list[str] | None = None) -> None:
     except UserInputError as e:  # the user's to fix: one clear line, no traceback; any other exception is a bug
         print(f"error: {one_line(e)}", file=sys.stderr)
         raise SystemExit(2) from None
+    except Exception as e:  # noqa: BLE001 - only the machine's own faults (by errno) become one line; others re-raise
+        message = environment_error(e, command)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def environment_error(error: BaseException, command: str) -> str | None:
+    """One line for a fault of the machine rather than of the package: a full disk (ENOSPC, EDQUOT), a read-only file
+    system (EROFS), or a file the user may not read or write (EACCES, EPERM, with the file named), raised as an
+    OSError or as safetensors' error with its `(os error N)`; None for anything else (a bug keeps its traceback)."""
+    import errno
+    import re
+
+    code, path = None, None
+    if isinstance(error, OSError):
+        code, path = error.errno, error.filename
+    elif type(error).__name__ == "SafetensorError" and (m := re.search(r"\(os error (\d+)\)", str(error))):
+        code = int(m.group(1))
+    where = f" ({path!r})" if path else ""
+    again = (" A training run continues from its last checkpoint with --resume_from_checkpoint latest."
+             if command == "train" else "")
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return (f"No space left on the device{where}; free space on that disk, or write to another one (--output_dir), "
+                f"then run the same command again.{again}")
+    if code == errno.EROFS:
+        return f"A file system is read-only{where}; pass a path on a disk you can write to.{again}"
+    if code in (errno.EACCES, errno.EPERM) and path:
+        return (f"Permission denied on {path!r}; give yourself access to it (chmod / chown), or pass another path."
+                f"{again}")
+    return None
 
 
 if __name__ == "__main__":

@@ -44,18 +44,45 @@ def preset_path(name: str) -> str:
     return os.path.join(PRESETS_DIR, f"{name}.yaml")
 
 
+SECTIONS = ("train", "eval", "push", "generate", "pretrain", "reward-model", "preferences", "loop", "space")
+
+
+class _DuplicateKey(Exception):
+    """A key given twice in one YAML mapping: (key, first line, second line)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML silently keeps the last; the YAML spec
+    requires keys to be unique), so `batch_size: 8` then `batch_size: 16` is not read as 16 without a word."""
+
+    def construct_mapping(self, node, deep=False):
+        lines = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str):
+                if key in lines:
+                    raise _DuplicateKey(key, lines[key], key_node.start_mark.line + 1)
+                lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml_config(path: str, section: str | None = None) -> dict[str, Any]:
     """Read a flat YAML mapping (or its `section` sub-mapping) and resolve `./`-relative paths.
 
-    A preset file holds one section per command (`train`, `eval`, ...), each a mapping of field -> value;
-    a user's file may be flat. Raises MissingInputError or UserInputError (YAML syntax, not UTF-8 text, not a
-    mapping) with the offending file, and the line of a syntax error, named.
+    A preset file holds one section per command (`train`, `eval`, ...: `SECTIONS`), each a mapping of field ->
+    value; a user's file may be flat. Raises MissingInputError or UserInputError (YAML syntax, a key given twice, not
+    UTF-8 text, not a mapping, a section that names no command, e.g. `training:`) with the offending file, and the
+    line of a syntax error, named.
     """
     if not os.path.isfile(path):
         raise MissingInputError(f"Config file {path!r} does not exist; pass a YAML file of option: value lines.")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+            data = yaml.load(f, Loader=_UniqueKeyLoader) or {}
+    except _DuplicateKey as e:
+        key, first, second = e.args
+        raise UserInputError(f"Config file {path!r} gives {key!r} twice (lines {first} and {second}); keep one of "
+                             "them.") from None
     except UnicodeDecodeError as e:
         raise UserInputError(f"Config file {path!r} is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
                              "UTF-8 YAML.") from None
@@ -68,6 +95,12 @@ def load_yaml_config(path: str, section: str | None = None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserInputError(f"Config file {path!r} must hold a mapping of option: value, not "
                              f"{type(data).__name__}.")
+    unknown = [k for k, v in data.items() if isinstance(v, dict) and k not in SECTIONS]  # no option holds a mapping
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), SECTIONS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UserInputError(f"Config file {path!r}: {unknown[0]!r} is not a command's section{hint}; put the options "
+                             f"at the top level, or under one of {', '.join(SECTIONS)}.")
     if section is not None and isinstance(data.get(section), dict):
         data = data[section]
     elif section is not None and any(isinstance(v, dict) for v in data.values()):
@@ -143,6 +176,13 @@ def parse_config(dataclass_types, args: list[str] | None = None, section: str | 
         raise UserInputError(f"Unknown argument(s) {remaining}; {hint}`{prog or 'rlhf-demo COMMAND'} --help` lists "
                              "the options.")
     outputs = [o for o in outputs if dataclasses.is_dataclass(o)]
+    # What the user gave (flags, their --config file), as opposed to dataclass and preset defaults: some checks refuse
+    # only an explicit choice, e.g. an option that another one makes unused but which a preset sets for everyone.
+    given = {a[2:].split("=")[0].replace("-", "_") for a in (args or []) if a.startswith("--")}
+    given |= {k for k, source in sources.items() if source == known.config}
+    for output in outputs:
+        if hasattr(output, "check_given_options"):
+            output.check_given_options(given)
     return outputs[0] if single else tuple(outputs)
 
 
@@ -502,6 +542,19 @@ class PPOConfig:
                 raise UserInputError(f"--push_to_hub needs --hub_model_id NAMESPACE/NAME (a valid Hub repository id), "
                                      f"got {self.hub_model_id!r}.")
 
+    def check_given_options(self, given: set[str]) -> None:
+        """Checks of what the user chose, by flag or in their --config file (`parse_config` calls it with those
+        option names): value_head_on_policy leaves the separate value model's options unused, so giving one with it
+        is refused. A preset's value_model_name_or_path (tiny's) is its default for the separate value model, and
+        stays unused."""
+        if self.value_head_on_policy:
+            unused = [f"--{name}" for name in ("value_model_name_or_path", "value_model_num_layers")
+                      if name in given and getattr(self, name) is not None]
+            if unused:
+                raise UserInputError(f"--value_head_on_policy puts the value head on the policy's trunk, so "
+                                     f"{' and '.join(unused)} (the separate value model) would be unused; drop "
+                                     f"{'them' if len(unused) > 1 else 'it'} or --value_head_on_policy.")
+
     def _check_sizes(self):
         """Counts and sizes: each at least 1 (or 0 where 0 means off), and batches that divide evenly."""
         for name in ("total_episodes", "batch_size", "num_mini_batches", "gradient_accumulation_steps",
@@ -635,6 +688,9 @@ class EvalConfig:
                                  f"{self.frontier_num_prompts}.")
         if self.top_k < 0:
             raise UserInputError(f"top_k must be 0 (off) or positive, got {self.top_k}.")
+        if self.num_report_samples < 0:
+            raise UserInputError(f"num_report_samples must be 0 (no samples in the report) or more, got "
+                                 f"{self.num_report_samples}.")
         check_prompt_options(self)
 
 
@@ -784,3 +840,8 @@ class LoopConfig:
         for name in ("rounds", "pairs_per_round", "fresh_pairs", "ppo_episodes", "eval_num_prompts"):
             if getattr(self, name) < 1:
                 raise UserInputError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        for name in ("rm_epochs", "rm_learning_rate"):  # checked here, not after round 1's sampling and labelling
+            if getattr(self, name) <= 0:
+                raise UserInputError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.annotator_temperature < 0:
+            raise UserInputError(f"annotator_temperature must be >= 0, got {self.annotator_temperature}.")

@@ -79,6 +79,41 @@ def load_split(dataset_name_or_path: str, split: str) -> datasets.Dataset:
     return ds
 
 
+def a_type(value) -> str:
+    """'an int', 'a dict', ...: the type of a value as a message names it (None: 'null')."""
+    if value is None:
+        return "null"
+    name = {"str": "string"}.get(type(value).__name__, type(value).__name__)
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def check_text_column(ds: datasets.Dataset, column: str, name: str, split: str, flag: str | None = "--text_column",
+                      holds: str = "review texts", nulls: bool = True) -> None:
+    """Raise UserInputError unless every value of `column` is text: a column of another type (numbers, objects,
+    lists) and (with `nulls`) a null value are named with their row (counting from 0), before any map over the texts
+    would fail on them with a traceback. The fix names `flag`, the option choosing the column that `holds` the texts
+    (None: a command that always reads `column`).
+    Reads the column's Arrow type and null count, not the rows themselves."""
+    import pyarrow.compute as pc
+
+    feature = ds.features[column]
+    table = ds.with_format("arrow")[:][column] if ds._indices is not None else ds.data.column(column)
+    if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
+        first = pc.index(pc.is_valid(table), True).as_py()
+        value = ds[first][column] if first >= 0 else None
+        what = a_type(value) if first >= 0 else "only nulls"
+        where = f" in row {first} (from 0)" if first >= 0 else ""
+        if isinstance(value, list):
+            where += " (conversational prompts, lists of messages, are not supported: give the text)"
+        fix = f"pass {flag} naming the column of {holds}" if flag else f"put the {holds} in column {column!r}"
+        raise UserInputError(f"Dataset {name!r} split {split!r}: column {column!r} holds {what}{where}, not text; "
+                             f"{fix} (columns found: {ds.column_names}).")
+    if nulls and table.null_count:
+        first = pc.index(pc.is_null(table), True).as_py()
+        raise UserInputError(f"Dataset {name!r} split {split!r}: column {column!r} holds null in row {first} (from 0), "
+                             f"not text ({table.null_count} of {len(ds)} rows are null); fill or drop those rows.")
+
+
 def has_split(dataset_name_or_path: str, split: str) -> bool | None:
     """Whether the dataset (as `load_split` reads it: a single data file is its train split) has `split`; None when
     that cannot be told here (a dataset that does not load: the command's own loading then says why)."""
@@ -119,11 +154,39 @@ def _load_dataset_dict(name: str, path: str, split: str) -> datasets.DatasetDict
         cause = e
         while cause.__cause__ is not None or cause.__context__ is not None:
             cause = cause.__cause__ or cause.__context__
+        cache = _cache_problem(e)
+        if cache:
+            raise UserInputError(f"Could not read the dataset {name!r}: {cache}") from None
         problem = diagnose_data_files(path)
         if problem is None and "corresponds to no data" in str(e):  # datasets' message for a split with no rows
             raise UserInputError(f"Dataset {name!r} is empty: a split holds no reviews ({one_line(e)}).") from None
         problem = problem or f"{type(cause).__name__}: {one_line(cause)}"
         raise UserInputError(f"Could not read the dataset {name!r}: {problem}") from None
+
+
+def _cache_problem(error: BaseException) -> str | None:
+    """What is wrong with the datasets cache, when `error` (or an exception it was raised from) is an OSError of a
+    cache that cannot be written (read-only, no permission, full) on a path under it: a sentence naming the cache and
+    the variables that move it; else None (the dataset itself is at fault)."""
+    import errno
+
+    from datasets import config
+
+    cache = os.path.realpath(os.path.expanduser(str(config.HF_DATASETS_CACHE)))
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC,
+                                                          errno.EDQUOT) and error.filename:
+            where = os.path.realpath(os.path.expanduser(str(error.filename)))
+            if os.path.commonpath([where, cache]) == cache:
+                full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+                fix = ("free space there, or set HF_DATASETS_CACHE (or HF_HOME) to a folder on another disk" if full
+                       else "set HF_DATASETS_CACHE (or HF_HOME) to a folder you can write to")
+                return (f"the datasets cache {cache!r} {'is full' if full else 'is not writable'} ({error.strerror}: "
+                        f"{str(error.filename)!r}); {fix}.")
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def data_files(path: str) -> list[str]:
@@ -227,6 +290,7 @@ def build_prompt_dataset(
             f"{max_query_tokens}."
         )
     ds = load_reviews(dataset_name_or_path, split, text_column)
+    check_text_column(ds, text_column, dataset_name_or_path, split)
     ds = ds.map(lambda b: {"text": [clean_review(t) for t in b[text_column]]}, batched=True,
                 remove_columns=ds.column_names)
     ds = ds.filter(lambda b: [len(t) > min_review_chars for t in b["text"]], batched=True)
@@ -314,6 +378,8 @@ def build_prompt_only_dataset(
         flag = "--prompt_template names" if prompt_template is not None else "--prompt_column is"
         raise UserInputError(f"Dataset {name!r} split {split!r} has no column {', '.join(map(repr, missing))} "
                              f"({flag} it); columns found: {ds.column_names}. Pass the column holding the prompts.")
+    if prompt_template is None:  # a column of numbers or objects: named at its first row (nulls: by prompt_of)
+        check_text_column(ds, prompt_column, name, split, "--prompt_column", "prompts", nulls=False)
     ds = ds.select_columns(columns).add_column(ROW_COLUMN, range(len(ds))).shuffle(seed=seed)
     if num_prompts is not None:
         if num_prompts < 1:
@@ -323,7 +389,7 @@ def build_prompt_only_dataset(
     def prompt_of(row: dict, index: int) -> str:
         for c in columns:
             if not isinstance(row[c], str):
-                what = "missing" if row[c] is None else f"a {type(row[c]).__name__}, not text"
+                what = "missing" if row[c] is None else f"{a_type(row[c])}, not text"
                 hint = (" (conversational prompts, lists of messages, are not supported: give the text)"
                         if isinstance(row[c], list) else "")
                 raise UserInputError(f"Dataset {name!r} split {split!r}: column {c!r} of row {index} (from 0) is "

@@ -25,6 +25,7 @@ from .errors import MissingInputError, UserInputError
 from .runs import read_jsonl
 
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
+PREFERENCE_FILE = "preferences.jsonl"  # the file of a preference folder (`append_preferences`)
 
 
 def read_preferences(path: str) -> list[dict]:
@@ -168,16 +169,35 @@ def load_preference_pairs(paths: list[str]) -> tuple[list[dict], dict[str, int]]
 
 
 def _read_preference_file(path: str) -> list[dict]:
-    """The rows of one preference file in explicit-prompt form, checked (errors as `load_preference_pairs`)."""
+    """The rows of one preference file in explicit-prompt form, checked (errors as `load_preference_pairs`). A folder
+    that holds `preferences.jsonl` (what `rlhf-demo preferences --output FOLDER` writes) reads as that file; a UTF-8
+    byte order mark is skipped."""
+    from .data import a_type
+
+    if os.path.isdir(path):
+        inner = os.path.join(path, PREFERENCE_FILE)
+        if not os.path.isfile(inner):
+            raise MissingInputError(f"Preference folder {path!r} holds no {PREFERENCE_FILE} (the file `rlhf-demo "
+                                    "preferences --output FOLDER` writes); pass the preference file itself.")
+        path = inner
     if not os.path.isfile(path):
         raise MissingInputError(f"Preference file {path!r} does not exist; write one with `rlhf-demo preferences` or "
                                 "the Space's Feedback tab.")
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")  # not splitlines(): texts may hold U+2028, U+0085, ...
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a byte order mark (Windows editors) is not text
+            text = f.read()
     except UnicodeDecodeError as e:
         raise UserInputError(f"Preference file {path!r} is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
                              "UTF-8 JSON lines.") from None
+    if text.lstrip().startswith("["):
+        try:
+            array = isinstance(json.loads(text), list)
+        except ValueError:
+            array = False
+        if array:
+            raise UserInputError(f"Preference file {path!r} is one JSON array, not JSON lines (one object per line); "
+                                 f"convert it, e.g. with `jq -c '.[]' {path} > preferences.jsonl`, and pass that file.")
+    lines = text.split("\n")  # not splitlines(): texts may hold U+2028, U+0085, ...
     rows = []
     for i, line in enumerate(lines, 1):
         if not line.strip():
@@ -192,6 +212,13 @@ def _read_preference_file(path: str) -> list[dict]:
         if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("chosen", "rejected")):
             raise UserInputError(f"Line {i} of preference file {path!r} lacks string `chosen` and `rejected` fields "
                                  "(TRL's preference format: `prompt`, `chosen`, `rejected`).")
+        if "prompt" in row and not isinstance(row["prompt"], str):
+            raise UserInputError(f"Line {i} of preference file {path!r} has a `prompt` that is "
+                                 f"{a_type(row['prompt'])}, not text; write the prompt as a string (or leave "
+                                 "`prompt` out when `chosen` and `rejected` both start with it).")
+        if row.get("tie") is not None and not isinstance(row["tie"], bool):
+            raise UserInputError(f"Line {i} of preference file {path!r} has `tie` {json.dumps(row['tie'])}, "
+                                 f"{a_type(row['tie'])}, not a JSON boolean; write true or false without quotes.")
         rows.append(to_explicit_prompt(row))
     if not rows:
         raise UserInputError(f"Preference file {path!r} is empty; it needs one JSON object per line with `prompt`, "
@@ -276,6 +303,7 @@ def collect_preferences(cfg, annotator_fn=None) -> dict:
     from .models import display_name, load_causal_lm
     from .rewards import build_reward
 
+    check_preference_output(cfg.output)  # before any sampling: a bad --output fails in a second
     model, tokenizer = load_causal_lm(cfg.model, "model (--model)")
     other = load_causal_lm(cfg.other_model, "other model (--other_model)") if cfg.other_model else None
     prompts = build_prompt_dataset(tokenizer, cfg.dataset_name, cfg.split, min_review_chars=cfg.min_review_chars,
@@ -321,13 +349,38 @@ def summarize_preferences(rows: list[dict]) -> str:
 
 
 # ------------------------------------------------------------------------------------------- writing
+def check_preference_output(path: str, flag: str = "--output") -> None:
+    """Raise UserInputError unless `path` is somewhere `append_preferences` can write: a `.jsonl` file (new or
+    existing) in a writable folder, or a folder, existing or new; a new folder is a path without an extension, so
+    `prefs.json` is refused rather than made a folder, and so is an existing file that is not `.jsonl`."""
+    from .runs import check_output_dir
+
+    target = os.path.abspath(os.path.expanduser(path))
+    ext = os.path.splitext(target)[1]
+    if path.endswith(".jsonl"):
+        if os.path.isdir(target):
+            raise UserInputError(f"{flag} {path!r} is a folder; pass a .jsonl file, or a folder path without the "
+                                 ".jsonl ending.")
+        check_output_dir(os.path.dirname(target), f"The folder of {flag} {path!r},")
+        return
+    if os.path.isfile(target):
+        raise UserInputError(f"{flag} {path!r} is an existing file, not a JSON-lines file (.jsonl); pass a .jsonl "
+                             "file to append to, or a folder (existing, or a new path without an extension) that gets "
+                             f"{PREFERENCE_FILE} and a dataset card.")
+    if not os.path.isdir(target) and ext:
+        raise UserInputError(f"{flag} {path!r} ends in {ext!r}: a preference file must end in .jsonl, and a new "
+                             f"folder is a path without an extension; pass {os.path.splitext(path)[0]}.jsonl, or a "
+                             "folder.")
+    check_output_dir(target, flag)
+
+
 def append_preferences(path: str, rows: list[dict]) -> int:
     """Append `rows` to the preference file `path` (a `.jsonl` file, or a folder that gets `preferences.jsonl` and a
     dataset card `README.md`); return the number of rows now stored."""
     if not path.endswith(".jsonl"):
         os.makedirs(path, exist_ok=True)
         write_dataset_card(path)
-        path = os.path.join(path, "preferences.jsonl")
+        path = os.path.join(path, PREFERENCE_FILE)
     store = PreferenceStore(path)
     n = 0
     for row in rows:

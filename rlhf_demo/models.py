@@ -106,10 +106,18 @@ def loading_errors(name_or_path: str, role: str):
     from safetensors import SafetensorError
 
     local = os.path.isdir(name_or_path)
+    if local:
+        check_model_type(name_or_path, role)
     try:
         yield
     except UserInputError:
         raise
+    except RuntimeError as e:
+        if "ignore_mismatched_sizes" not in str(e):  # transformers' refusal of weights that do not fit the config
+            raise
+        raise UserInputError(f"The weights of the {role}, {_weights_file(name_or_path)!r}, do not fit its config.json "
+                             "(tensor shapes differ: the load report above lists them); save the model and its "
+                             "config together with save_pretrained.") from None
     except (SafetensorError, pickle.UnpicklingError, EOFError) as e:
         raise UserInputError(f"The weights of the {role}, {_weights_file(name_or_path)!r}, are truncated or "
                              f"corrupt ({one_line(e)}); save the model again with save_pretrained.") from None
@@ -123,6 +131,23 @@ def loading_errors(name_or_path: str, role: str):
         raise MissingInputError(f"Could not load the {role} {name_or_path!r}: it is not a local folder, and as a Hub "
                                 "id it could not be downloaded (offline, or no such repository). Pass a folder "
                                 "written by save_pretrained, or a preset (tiny).") from None
+
+
+def check_model_type(path: str, role: str) -> None:
+    """Raise UserInputError when the config.json of the local folder `path` names a `model_type` this transformers
+    does not know (a typo, or a model newer than the installed version), before `from_pretrained` fails with two
+    tracebacks. A folder without config.json, or with one that is not JSON, is left to `loading_errors`."""
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+            model_type = json.load(f).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if isinstance(model_type, str) and model_type and model_type not in CONFIG_MAPPING:
+        raise UserInputError(f"The {role} {path!r} has model_type {model_type!r} in its config.json, which the "
+                             "installed transformers does not know; fix model_type there (e.g. gpt2), or upgrade "
+                             "transformers if the model is newer.")
 
 
 def check_tokenizer_files(path: str, role: str) -> None:
@@ -306,7 +331,16 @@ def apply_lora(model, cfg):
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=cfg.lora_target_modules, task_type="SEQ_2_SEQ_LM" if seq2seq else "CAUSAL_LM",
                       fan_in_fan_out=any(isinstance(m, Conv1D) for m in model.modules()))
-    model = get_peft_model(model, lora)
+    try:
+        model = get_peft_model(model, lora)
+    except ValueError as e:
+        if "not found in the base model" not in str(e):  # peft's NoMatchingPeftModuleError
+            raise
+        layers = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
+                         if isinstance(m, (torch.nn.Linear, Conv1D))})
+        raise UserInputError(f"--lora_target_modules {' '.join(cfg.lora_target_modules or [])} matches no module of "
+                             f"the policy {cfg.model_name_or_path!r}; its linear layers are {', '.join(layers)} (leave "
+                             "the option unset for peft's default for the architecture).") from None
     hub_id = hub_id_for(resolve_model_path(cfg.model_name_or_path))  # a preset name (tiny) is no Hub id
     if hub_id:
         model.peft_config["default"].base_model_name_or_path = hub_id
@@ -443,8 +477,14 @@ def build_value_model(name_or_path: str, head_init: str = "zero", reward_label: 
         raise UserInputError(f"value_head_init must be one of {', '.join(VALUE_HEAD_INITS)}, got {head_init!r}.")
     path = check_model_path(name_or_path, "value model backbone")
     with loading_errors(path, "value model backbone"):
-        if is_encoder_decoder(AutoConfig.from_pretrained(path)):  # a head on the decoder's hidden states
+        config = AutoConfig.from_pretrained(path)
+        if is_encoder_decoder(config):  # a head on the decoder's hidden states
             return Seq2SeqValueModel.from_backbone(path)
+        blocks = getattr(config, "num_hidden_layers", None)
+        if num_layers and blocks and num_layers > blocks:  # transformers would add random blocks past the last
+            raise UserInputError(f"--value_model_num_layers {num_layers} is more than the value model backbone "
+                                 f"{name_or_path!r} has: the backbone has {blocks} block{'s' * (blocks != 1)}; pass "
+                                 f"at most {blocks}, or leave it unset for all.")
         depth = {"num_hidden_layers": num_layers} if num_layers else {}  # blocks past it are not loaded
         model = AutoModelForTokenClassification.from_pretrained(path, num_labels=1, dtype=torch.float32,
                                                                 ignore_mismatched_sizes=True, **depth)

@@ -498,25 +498,32 @@ class PPOTrainer:
         acc = self.accelerator
         state = runs.load_checkpoint(path, acc, acc.unwrap_model(self.policy), acc.unwrap_model(self.value_model),
                                      self.optimizer, self.scheduler, adapter_only=self.config.use_peft)
-        self._note_kept_optimizer_settings(path)
+        self._apply_optimizer_settings(path)
         self.kl_ctl.value = state["kl_coef"]
         vars(self.reward_stats).update(state["reward_stats"])
         self.state = {k: state[k] for k in ("step", "episode", "wall_time_s")}
         if acc.is_main_process:  # forget what was logged after the checkpoint: those steps will run again
             runs.truncate_logs(self.config.output_dir, self.state["step"])
 
-    def _note_kept_optimizer_settings(self, path: str) -> None:
-        """A resume continues the checkpoint's optimizer and schedule exactly, so a changed --learning_rate,
-        --adam_eps or --weight_decay is not applied: say so (one line on stderr) instead of ignoring it silently."""
-        cfg, group = self.config, self.optimizer.param_groups[0]
-        saved = {"learning_rate": self.scheduler.base_lrs[0], "adam_eps": group["eps"],
-                 "weight_decay": group["weight_decay"]}
-        kept = [f"{name} {value:g} (not {getattr(cfg, name):g})" for name, value in saved.items()
-                if not math.isclose(value, getattr(cfg, name), rel_tol=1e-9, abs_tol=1e-15)]
-        if kept and self.accelerator.is_main_process:
-            print(f"note: resuming from {path} continues the checkpoint's optimizer and schedule, so it keeps "
-                  f"{', '.join(kept)}; to train with the new values, start a new run (--overwrite_output_dir true).",
-                  file=sys.stderr)
+    def _apply_optimizer_settings(self, path: str) -> None:
+        """After a checkpoint's optimizer and scheduler are loaded, set this run's --learning_rate, --adam_eps and
+        --weight_decay, and the learning rate its schedule gives at the checkpoint's step for this run's length
+        (`base_lr * (1 - step / num_steps)`, what LambdaLR computes, so an unchanged resume is exact); a changed
+        value is said on stderr. Without this, a resume kept the checkpoint's values silently, and a run extended
+        with a larger --total_episodes trained its next step at the old schedule's final rate, 0."""
+        cfg, sched = self.config, self.scheduler
+        group = self.optimizer.param_groups[0]
+        before = {"learning_rate": sched.base_lrs[0], "adam_eps": group["eps"], "weight_decay": group["weight_decay"]}
+        changed = [f"{name} {value:g} -> {getattr(cfg, name):g}" for name, value in before.items()
+                   if not math.isclose(value, getattr(cfg, name), rel_tol=1e-9, abs_tol=1e-15)]
+        sched.base_lrs = [cfg.learning_rate] * len(sched.base_lrs)
+        for g in self.optimizer.param_groups:
+            g.update(initial_lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
+                     lr=cfg.learning_rate * sched.lr_lambdas[0](sched.last_epoch))
+        sched._last_lr = [g["lr"] for g in self.optimizer.param_groups]  # what get_last_lr() reports
+        if changed and self.accelerator.is_main_process:
+            print(f"note: resuming from {path} with other optimizer settings than the checkpoint's: "
+                  f"{', '.join(changed)} (applied from this step on).", file=sys.stderr)
 
     def save_model(self, output_dir: str, final_metrics: dict | None = None) -> None:
         """Save the aligned policy (merged, if LoRA) loadable with `AutoModelForCausalLM.from_pretrained` (an

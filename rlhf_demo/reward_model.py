@@ -23,15 +23,43 @@ from .data import clean_review, load_reviews
 ID2LABEL = {0: "NEGATIVE", 1: "POSITIVE"}
 
 
-def _tokenized(tokenizer, dataset_name: str, split: str, max_length: int, limit: int | None, seed: int):
+def _labelled(dataset_name: str, split: str, limit: int | None, seed: int):
+    """One split of the classifier's data (shuffled by `seed`, its first `limit` rows), checked before any model
+    loads: a `text` column of text and a `label` column of the integers 0 (negative) and 1 (positive). Raises
+    UserInputError naming the column and the first bad row (counting from 0)."""
+    import pyarrow.compute as pc
+    from datasets import ClassLabel, Value
+
+    from .data import a_type, check_text_column
+
     ds = load_reviews(dataset_name, split)
     if "label" not in ds.column_names:
         raise UserInputError(f"Dataset {dataset_name!r} split {split!r} has no 'label' column "
                              "(0=negative, 1=positive); "
                              f"columns: {ds.column_names}.")
+    check_text_column(ds, "text", dataset_name, split, flag=None)
+    feature, labels = ds.features["label"], ds.data.column("label")
+    where = f"Dataset {dataset_name!r} split {split!r}: column 'label'"
+    fix = "the classifier takes the labels 0 (negative) and 1 (positive) only; map the labels to them"
+    if isinstance(feature, ClassLabel):
+        if feature.num_classes != 2:
+            raise UserInputError(f"{where} has {feature.num_classes} classes {feature.names}; {fix}.")
+    elif not (isinstance(feature, Value) and feature.dtype.startswith(("int", "uint"))):
+        first = max(pc.index(pc.is_valid(labels), True).as_py(), 0)
+        raise UserInputError(f"{where} holds {a_type(ds[first]['label'])} ({ds[first]['label']!r}) in row {first} "
+                             f"(from 0), not an integer; {fix}.")
+    bad = pc.invert(pc.fill_null(pc.is_in(labels, value_set=pc.cast([0, 1], labels.type)), False))
+    if pc.any(bad).as_py():
+        first = pc.index(bad, True).as_py()
+        values = sorted(v for v in pc.unique(labels).to_pylist() if v is not None)
+        raise UserInputError(f"{where} holds {ds[first]['label']!r} in row {first} (from 0) (labels found: "
+                             f"{values[:10]}{' ...' if len(values) > 10 else ''}{', null' if labels.null_count else ''}"
+                             f"); {fix}, or drop the other rows.")
     ds = ds.shuffle(seed=seed)
-    if limit is not None:
-        ds = ds.select(range(min(limit, len(ds))))
+    return ds.select(range(min(limit, len(ds)))) if limit is not None else ds
+
+
+def _tokenized(tokenizer, ds, max_length: int):
     return ds.map(lambda b: tokenizer([clean_review(t) for t in b["text"]], truncation=True, max_length=max_length),
                   batched=True, remove_columns=["text"])
 
@@ -64,11 +92,13 @@ def train_reward_model(cfg: RewardModelConfig) -> dict:
 
     check_output_dir(cfg.output_dir)  # before any training: a file or read-only folder fails in a second
     start = time.time()
+    train = _labelled(cfg.dataset_name, "train", cfg.max_train_examples, cfg.seed)  # data first: bad labels fail fast
+    test = _labelled(cfg.dataset_name, "test", cfg.eval_examples, cfg.seed)
     tokenizer, model = load_start(cfg.model_name_or_path, num_labels=2, id2label=ID2LABEL,
                                   label2id={v: k for k, v in ID2LABEL.items()})
     tokenizer.truncation_side = "left"  # keep the end of a review: that is where the verdict usually is
-    train = _tokenized(tokenizer, cfg.dataset_name, "train", cfg.max_length, cfg.max_train_examples, cfg.seed)
-    test = _tokenized(tokenizer, cfg.dataset_name, "test", cfg.max_length, cfg.eval_examples, cfg.seed)
+    train = _tokenized(tokenizer, train, cfg.max_length)
+    test = _tokenized(tokenizer, test, cfg.max_length)
 
     args = TrainingArguments(
         output_dir=os.path.join(cfg.output_dir, "trainer"), per_device_train_batch_size=cfg.batch_size,
@@ -134,6 +164,10 @@ def train_preference_reward_model(cfg: RewardModelConfig) -> dict:
           f"and {counts['duplicates']} repeats dropped, {counts['kept']} kept")
     pairs = datasets.Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
     n_eval = int(round(cfg.eval_fraction * len(pairs))) if len(pairs) > 1 else 0
+    if n_eval >= len(pairs):
+        raise UserInputError(f"--eval_fraction {cfg.eval_fraction:g} holds out {n_eval} of the {len(pairs)} usable "
+                             "pairs, leaving none to train on; lower --eval_fraction (0 holds none out) or label more "
+                             "pairs.")
     split = pairs.train_test_split(test_size=n_eval, seed=cfg.seed) if n_eval else {"train": pairs, "test": None}
 
     tokenizer, model = load_start(cfg.model_name_or_path, num_labels=1, ignore_mismatched_sizes=True)

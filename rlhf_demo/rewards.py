@@ -45,6 +45,7 @@ class SentimentReward:
             (`context_window`). A longer text loses its start (the query), never the response's end: the
             tokenizer truncates on the left here, whatever side it was saved with.
         score_query: score `query + response` (default, as in TRL's gpt2-sentiment) or the response alone.
+        label_fix: how the caller's user names another label (the end of the message for a label the model lacks).
 
     Raises:
         ValueError: the label is not one of the model's labels (the message lists them) or `kind` is unknown.
@@ -52,7 +53,7 @@ class SentimentReward:
 
     def __init__(self, model_name_or_path: str, label: str | None = "POSITIVE", kind: str = "logit",
                  batch_size: int = 64, max_length: int = 512, score_query: bool = True,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", label_fix: str = "Name one after @ in the reward spec."):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from .models import PRESET_REWARD_MODELS, check_model_path, ensure_pad_token, loading_errors, use_fused_gelu
@@ -93,7 +94,7 @@ class SentimentReward:
                                  "logit of a Bradley-Terry reward model; name the label: sentiment=PATH@LABEL.")
         elif label.upper() not in labels:
             raise UserInputError(f"Label {label!r} is not a label of {model_name_or_path!r}; its labels are "
-                                 f"{sorted(labels)}. Name one after @ in the reward spec.")
+                                 f"{sorted(labels)}. {label_fix}")
         else:
             self.label, self.label_id = label.upper(), labels[label.upper()]
         self.kind = kind

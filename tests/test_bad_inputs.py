@@ -77,7 +77,38 @@ def world(tmp_path_factory):
     (root / "syntax.yaml").write_text("kl_coef: [0.1\nbatch_size: 8\n")
     (root / "types.yaml").write_text("batch_size: [8, 16]\n")
     (root / "unknown.yaml").write_text("klcoef: 0.1\n")
+    (root / "section.yaml").write_text("training:\n  batch_size: 8\n")  # a misspelt section: once silently ignored
+    (root / "twice.yaml").write_text("batch_size: 8\nbatch_size: 16\n")
     (root / "huge_reward.py").write_text(REWARDS_MODULE)
+
+    def jsonl(name, rows):
+        (root / name).write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    jsonl("text_int.jsonl", [{"text": 7}] * 4)  # data whose review column is not text
+    jsonl("text_null.jsonl", [{"text": "a good film"}, {"text": None}])
+    jsonl("text_object.jsonl", [{"text": {"body": "a good film"}}] * 4)
+    jsonl("prompt_int.jsonl", [{"prompt": 7}] * 4)
+    pair = {"prompt": "the film", "chosen": " was good", "rejected": " was bad"}  # preference files
+    jsonl("prefs_prompt_int.jsonl", [{**pair, "prompt": 3}])
+    jsonl("prefs_prompt_null.jsonl", [{**pair, "prompt": None}])
+    jsonl("prefs_tie_string.jsonl", [{**pair, "tie": "false"}])
+    jsonl("prefs_three.jsonl", [{**pair, "chosen": f" was good {i}"} for i in range(3)])
+    (root / "prefs_array.json").write_text(json.dumps([pair] * 3, indent=2))
+    for name, labels in (("labels3", [0, 1, 2]), ("labels_str", ["neg", "pos"])):  # classifier data
+        os.makedirs(root / name)
+        jsonl(f"{name}/train.jsonl", [{"text": "a good film", "label": label} for label in labels])
+    for name, key, value in (("unknown_type", "model_type", "gpt7"), ("shape_mismatch", "n_embd", 64)):
+        shutil.copytree(w["policy"], root / name)  # a config.json that does not fit transformers or the weights
+        config = json.loads((root / name / "config.json").read_text())
+        (root / name / "config.json").write_text(json.dumps({**config, key: value}))
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    tok = make_word_tokenizer()  # a classifier with three labels, none of them POSITIVE
+    labels = {0: "NEG", 1: "NEUTRAL", 2: "POS"}
+    GPT2ForSequenceClassification(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=1, n_head=2,
+                                             id2label=labels, label2id={v: k for k, v in labels.items()},
+                                             pad_token_id=tok.pad_token_id)).save_pretrained(root / "rm3")
+    tok.save_pretrained(root / "rm3")
 
     from rlhf_demo.config import parse_config
     from rlhf_demo.ppo import PPOTrainer
@@ -144,6 +175,9 @@ def cases(w):
         ("yaml syntax", ["train", "--config", f"{r}/syntax.yaml"], ["syntax.yaml", "line 2"]),
         ("yaml type", ["train", "--config", f"{r}/types.yaml"], ["types.yaml", "batch_size", "integer"]),
         ("yaml unknown key", ["train", "--config", f"{r}/unknown.yaml"], ["unknown.yaml", "klcoef"]),
+        ("yaml misspelt section", ["train", "--config", f"{r}/section.yaml"], ["'training'", "did you mean train"]),
+        ("yaml key twice", ["train", "--config", f"{r}/twice.yaml"], ["'batch_size' twice", "lines 1 and 2"]),
+        ("loop: reward-model epochs 0", ["loop", "--rm_epochs", "0"], ["rm_epochs"]),
         *[(f"{flag} 0", train_args(w, run, f"--{flag}", "0"), [flag]) for flag in
           ("num_mini_batches", "gradient_accumulation_steps", "num_threads", "logging_steps", "kl_horizon",
            "max_grad_norm")],
@@ -166,6 +200,49 @@ def cases(w):
          ["empty_jsonl/train.jsonl", "empty"]),
         ("causal LM as reward model", train_args(w, new, "--reward", f"sentiment={w['policy']}@LABEL_1"),
          ["not a trained sequence classifier", "score.weight"]),
+        ("review text of ints", train_args(w, new, "--dataset_name", f"{r}/text_int.jsonl"),
+         ["column 'text' holds an int in row 0", "--text_column"]),
+        ("null review text", train_args(w, new, "--dataset_name", f"{r}/text_null.jsonl"),
+         ["column 'text' holds null in row 1"]),
+        ("review text of objects", train_args(w, new, "--dataset_name", f"{r}/text_object.jsonl"),
+         ["column 'text' holds a dict in row 0"]),
+        ("prompt column of ints", train_args(w, new, "--dataset_name", f"{r}/prompt_int.jsonl", "--prompt_column",
+                                             "prompt"), ["column 'prompt' holds an int in row 0", "--prompt_column"]),
+        ("LoRA target module missing", train_args(w, new, "--use_peft", "true", "--lora_target_modules", "nope"),
+         ["--lora_target_modules nope", "c_attn"]),
+        ("value model deeper than its backbone", train_args(w, new, "--value_model_num_layers", "3"),
+         ["--value_model_num_layers 3", "has 1 block"]),
+        ("value head on the policy and a value model", train_args(w, new, "--value_head_on_policy", "true",
+                                                                  "--value_model_name_or_path", w["policy"]),
+         ["--value_model_name_or_path", "unused"]),
+        ("unknown model_type", ["generate", "--model", f"{r}/unknown_type"], ["'gpt7'", "model_type"]),
+        ("config and weights of other shapes", ["generate", "--model", f"{r}/shape_mismatch"],
+         ["shape_mismatch/model.safetensors", "config.json"]),
+        ("eval: reward label missing", ["eval", "--model", w["policy"], "--reference", w["policy"], "--reward_model",
+                                        f"{r}/rm3", "--output_dir", f"{r}/eval_out"], ["'POSITIVE'", "--reward_label"]),
+        ("eval: Hub judge offline", ["eval", "--model", w["policy"], "--reference", w["policy"], "--reward_model",
+                                     f"{r}/rm3", "--reward_label", "POS", "--sentiment_judge", "nobody/no-judge",
+                                     "--output_dir", f"{r}/eval_out"], ["--sentiment_judge", "nobody/no-judge"]),
+        ("eval: negative report samples", ["eval", "--model", w["policy"], "--reference", w["policy"],
+                                           "--num_report_samples", "-2"], ["num_report_samples", "-2"]),
+        ("preferences: output .json", ["preferences", "--model", w["policy"], "--output", f"{r}/prefs.json"],
+         ["prefs.json", ".jsonl"]),
+        ("preferences: output an existing file", ["preferences", "--model", w["policy"], "--output", f"{r}/a_file"],
+         ["a_file", "existing file"]),
+        *[(f"preference file: {name}", ["reward-model", "--model_name_or_path", w["policy"], "--output_dir",
+                                        f"{r}/rm_out", "--preferences", f"{r}/{file}", *extra], expected)
+          for name, file, extra, expected in (
+              ("prompt an int", "prefs_prompt_int.jsonl", (), ["Line 1", "`prompt`", "an int"]),
+              ("prompt null", "prefs_prompt_null.jsonl", (), ["Line 1", "`prompt`", "null"]),
+              ("tie a string", "prefs_tie_string.jsonl", (), ["Line 1", "`tie` \"false\"", "JSON boolean"]),
+              ("a JSON array", "prefs_array.json", (), ["prefs_array.json", "JSON array", "jq"]),
+              ("all pairs held out", "prefs_three.jsonl", ("--eval_fraction", "0.9"),
+               ["--eval_fraction", "3 of the 3"]),
+          )],
+        *[(f"classifier labels: {name}", ["reward-model", "--model_name_or_path", w["policy"], "--output_dir",
+                                          f"{r}/rm_out", "--dataset_name", f"{r}/{folder}"], expected)
+          for name, folder, expected in (("three", "labels3", ["column 'label' holds 2 in row 2", "0 (negative)"]),
+                                         ("strings", "labels_str", ["column 'label' holds a string", "0 (negative)"]))],
         ("rewards of 1e30", train_args(w, run, *resume, "--total_episodes", "32", "--reward",
                                        "python=huge_reward:huge"), ["NaN or infinite", "checkpoints", "--reward_clip"]),
     ]
@@ -182,7 +259,7 @@ def documented_errors():
     return rows
 
 
-@pytest.mark.slow  # about 30 CLI processes: 2 to 4 minutes on 2 busy cores
+@pytest.mark.slow  # about 60 CLI processes: 4 to 7 minutes on 2 busy cores
 def test_every_bad_input_is_one_line_and_the_run_is_unchanged(world):
     before = snapshot(world["run"])
     table = cases(world)

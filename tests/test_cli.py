@@ -40,6 +40,30 @@ def test_bad_flag_value_is_one_clear_line():
 
 
 @needs_tiny
+def test_a_full_disk_or_read_only_file_system_is_one_line(monkeypatch, capsys):
+    import errno
+
+    from safetensors import SafetensorError
+
+    from rlhf_demo import cli
+
+    for error, text in ((OSError(errno.ENOSPC, "No space left on device"), "No space left on the device; free"),
+                        (SafetensorError("I/O error: No space left on device (os error 28)"), "No space left"),
+                        (OSError(errno.EROFS, "Read-only file system", "/mnt/ro/x"), "read-only ('/mnt/ro/x')"),
+                        (PermissionError(errno.EACCES, "Permission denied", "/data/x"), "Permission denied on "
+                                                                                        "'/data/x'")):
+        monkeypatch.setitem(cli.HANDLERS, "train", lambda argv, error=error: (_ for _ in ()).throw(error))
+        with pytest.raises(SystemExit) as e:
+            cli.main(["train"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and text in err and "--resume_from_checkpoint latest" in err
+    monkeypatch.setitem(cli.HANDLERS, "eval", lambda argv: (_ for _ in ()).throw(FileNotFoundError(errno.ENOENT,
+                                                                                                   "gone", "/x")))
+    with pytest.raises(FileNotFoundError):  # any other OSError is a bug: it keeps its traceback
+        cli.main(["eval"])
+
+
 def test_shipped_preset_generates_offline():
     out = run_cli("generate", "--preset", "tiny", "--prompt", "This movie", "--num_samples", "2")
     assert out.returncode == 0, out.stderr

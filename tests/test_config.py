@@ -73,3 +73,19 @@ def test_data_dir_setting(monkeypatch, tmp_path):
     assert data_dir() == str(tmp_path)
     monkeypatch.delenv("RLHF_DEMO_DATA")
     assert data_dir().endswith(os.path.join("shared", "data"))
+
+
+def test_value_head_on_policy_refuses_the_value_model_options_the_user_gave(tmp_path):
+    from rlhf_demo.config import EvalConfig
+    from rlhf_demo.errors import UserInputError
+
+    cfg = parse_config(PPOConfig, ["--preset", "tiny", "--value_head_on_policy", "true"], section="train")
+    assert cfg.value_head_on_policy and cfg.value_model_name_or_path  # the preset's own value model: unused, fine
+    with pytest.raises(UserInputError, match="--value_model_name_or_path .* would be unused"):
+        parse_config(PPOConfig, ["--value_head_on_policy", "true", "--value_model_name_or_path", "x"])
+    path = tmp_path / "c.yaml"
+    path.write_text("value_head_on_policy: true\nvalue_model_num_layers: 2\n")
+    with pytest.raises(UserInputError, match="--value_model_num_layers .* would be unused"):
+        parse_config(PPOConfig, ["--config", str(path)])
+    with pytest.raises(UserInputError, match="num_report_samples must be 0"):
+        EvalConfig(model="a", reference="b", num_report_samples=-2)

@@ -1,5 +1,7 @@
 """Prompt building: cleaning, lengths, determinism, errors, and the real GPT-2 tokenizer (no pad token)."""
 
+import os
+
 import datasets
 import pytest
 
@@ -63,3 +65,37 @@ def test_errors_name_the_problem(tmp_path, gpt2_tokenizer_path):
         load_reviews(str(wrong), "test")
     with pytest.raises(ValueError, match="min_query_tokens"):
         build_prompt_dataset(tok, str(wrong), min_query_tokens=5, max_query_tokens=3)
+
+
+@pytest.mark.parametrize("values,match", [
+    ([7, 8], r"column 'text' holds an int in row 0 \(from 0\), not text; pass --text_column"),
+    (["x" * 20, None], r"column 'text' holds null in row 1 \(from 0\), not text \(1 of 2 rows are null\)"),
+    ([{"body": "x"}, {"body": "y"}], "column 'text' holds a dict in row 0"),
+])
+def test_review_texts_that_are_not_text_name_their_row(tmp_path, values, match):
+    import json
+
+    from conftest import make_word_tokenizer
+
+    from rlhf_demo.errors import UserInputError
+
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("".join(json.dumps({"text": v}) + "\n" for v in values))
+    with pytest.raises(UserInputError, match=match):
+        build_prompt_dataset(make_word_tokenizer(), str(path), min_review_chars=0)
+
+
+def test_a_cache_that_cannot_be_written_is_named(tmp_path):
+    import errno
+
+    from datasets import config
+
+    from rlhf_demo.data import _cache_problem
+
+    inside = os.path.join(str(config.HF_DATASETS_CACHE), "json", "x.lock")
+    error = OSError(errno.EROFS, "Read-only file system", inside)
+    wrapped = RuntimeError("wrapped")
+    wrapped.__cause__ = error
+    assert "datasets cache" in _cache_problem(wrapped) and "HF_DATASETS_CACHE (or HF_HOME)" in _cache_problem(wrapped)
+    assert "is full" in _cache_problem(OSError(errno.ENOSPC, "No space left on device", inside))
+    assert _cache_problem(OSError(errno.EROFS, "Read-only file system", str(tmp_path / "data.csv"))) is None

@@ -81,6 +81,11 @@ def test_ties_equal_pairs_and_repeats_are_dropped_and_counted(tmp_path):
     ('{"prompt": "p", "chosen": "caf\u00e9", "rejected": "b"}\n'.encode("latin-1"), "not UTF-8"),
     (b'{"prompt": "p", "chosen": "a", "rejected": "b", "tie": true}\n', "No usable preference pair"),
     (b'{"prompt": "p", "chosen": "a", "rejected": "a"}\n', "No usable preference pair"),
+    (b'{"prompt": 3, "chosen": "a", "rejected": "b"}\n', "Line 1 .* `prompt` that is an int, not text"),
+    (b'{"prompt": null, "chosen": "a", "rejected": "b"}\n', "Line 1 .* `prompt` that is null, not text"),
+    (b'{"prompt": "p", "chosen": "a", "rejected": "b", "tie": "false"}\n', 'Line 1 .* `tie` "false", a string, not '
+                                                                         "a JSON boolean"),
+    (b'[\n  {"prompt": "p", "chosen": "a", "rejected": "b"}\n]\n', "one JSON array, not JSON lines .*jq -c"),
 ])
 def test_bad_preference_files_get_one_clear_line(tmp_path, content, match):
     path = tmp_path / "bad.jsonl"
@@ -96,6 +101,44 @@ def test_texts_with_unicode_line_separators_stay_one_row(tmp_path):
     store.append({"prompt": "p", "chosen": "a\u2028b\x85c", "rejected": "d"})
     pairs, counts = load_preference_pairs([store.path])
     assert counts["kept"] == 1 and pairs[0]["chosen"] == "a\u2028b\x85c"
+
+
+def test_a_byte_order_mark_and_a_preference_folder_are_read(tmp_path):
+    rows = [{"prompt": "p", "chosen": "a", "rejected": "b"}]  # one row: it must not pass for a torn last line
+    bom = tmp_path / "bom.jsonl"
+    bom.write_text("\ufeff" + json.dumps(rows[0]) + "\n", encoding="utf-8")
+    assert load_preference_pairs([str(bom)])[1]["kept"] == 1
+    folder = tmp_path / "prefs"  # what `rlhf-demo preferences --output FOLDER` writes
+    append_preferences(str(folder), rows)
+    pairs, counts = load_preference_pairs([str(folder)])
+    assert counts["kept"] == 1 and pairs[0]["chosen"] == "a"
+    (tmp_path / "empty_folder").mkdir()
+    with pytest.raises(MissingInputError, match="holds no preferences.jsonl"):
+        load_preference_pairs([str(tmp_path / "empty_folder")])
+
+
+def test_preference_output_is_checked_before_sampling(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from rlhf_demo.feedback import check_preference_output
+
+    check_preference_output(str(tmp_path / "new" / "prefs.jsonl"))  # new file, new folder, existing folder: fine
+    check_preference_output(str(tmp_path / "new_folder"))
+    (tmp_path / "made.json").mkdir()  # an existing folder is a folder, whatever its name
+    check_preference_output(str(tmp_path / "made.json"))
+    with pytest.raises(UserInputError, match=r"ends in '.json': a preference file must end in .jsonl"):
+        check_preference_output(str(tmp_path / "prefs.json"))
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(UserInputError, match="is an existing file, not a JSON-lines file"):
+        check_preference_output(str(tmp_path / "notes.txt"))
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    with pytest.raises(UserInputError, match=r"The folder of --output .*prefs.jsonl', .* is not writable \(Read-only"):
+        check_preference_output(str(tmp_path / "prefs.jsonl"))
 
 
 def test_missing_preference_file(tmp_path):

@@ -178,10 +178,10 @@ def test_a_prompt_dataset_without_test_split_trains_and_says_how_to_evaluate(wor
     assert not (out / "eval").exists()
 
 
-def test_a_resume_with_another_learning_rate_says_which_it_keeps(finished_run, capsys):
-    policy_dir, out = finished_run
-    make_trainer(policy_dir, out, count_word("good"), total_episodes=64, save_steps=1, learning_rate=0.5,
+def test_a_resume_with_another_learning_rate_applies_it_and_says_so(finished_run, capsys):
+    policy_dir, out = finished_run  # 3 steps of 16 episodes at lr 1e-3, decayed linearly to 0
+    make_trainer(policy_dir, out, count_word("good"), total_episodes=96, save_steps=1, learning_rate=0.5,
                  resume_from_checkpoint="latest").train()
-    err = capsys.readouterr().err
-    assert "keeps learning_rate 0.001 (not 0.5)" in err
-    assert max(m["lr"] for m in read_metrics(out)) <= 1e-3  # the checkpoint's schedule went on, not lr 0.5
+    assert "learning_rate 0.001 -> 0.5 (applied from this step on)" in capsys.readouterr().err
+    # Steps 4-6 of a 6-step schedule at the new rate (the old code trained step 4 at the old schedule's end, 0).
+    assert [m["lr"] for m in read_metrics(out)][3:] == pytest.approx([0.5 * 3 / 6, 0.5 * 2 / 6, 0.5 * 1 / 6])

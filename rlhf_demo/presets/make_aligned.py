@@ -2,9 +2,10 @@
 `rlhf-demo train --preset tiny`.
 
 The shipped copy holds the aligned policy in fp16 storage (the config still loads it as fp32), its tokenizer,
-`run_info.json`, `training_config.yaml`, `metrics.jsonl`, `training_curves.png`, the eval report (`eval/`, without the 0.5 MB of
-samples) and the model card that `rlhf-demo push` would upload. `eval/results/tiny/` gets the whole eval folder.
-Absolute paths inside this repository are written relative to its root, so the files read the same on every machine.
+`run_info.json`, `training_config.yaml`, `metrics.jsonl`, `training_curves.png`, the eval report (`eval/`, without
+the 0.5 MB of samples) and the model card that `rlhf-demo push` would upload. `eval/results/tiny/` gets the whole
+eval folder. Absolute paths inside this repository are written relative to its root, so the files read the same
+on every machine.
 
 Usage (after `rlhf-demo train --preset tiny` and
 `rlhf-demo eval --preset tiny --model runs/tiny --output_dir runs/tiny/eval`):
