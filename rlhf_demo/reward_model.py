@@ -71,11 +71,11 @@ def load_start(model_name_or_path: str, **kwargs):
     for a missing or unreadable model (one line naming --model_name_or_path)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from .models import check_model_path, ensure_pad_token, loading_errors
+    from .models import check_model_path, ensure_pad_token, expected_load_report, loading_errors
 
     role = "starting model (--model_name_or_path)"
     path = check_model_path(model_name_or_path, role)
-    with loading_errors(path, role):
+    with loading_errors(path, role), expected_load_report():  # a causal LM's new score head: reported as MISSING
         tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(path))
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32, **kwargs)
     tokenizer.padding_side = "right"
@@ -217,20 +217,15 @@ def pairwise_accuracy(reward_fn, prompts: list[str], chosen: list[str], rejected
 
 
 def _preference_card(report: dict) -> str:
-    """The model card of a Bradley-Terry reward model (Markdown with front matter)."""
+    """The model card of a Bradley-Terry reward model: `huggingface_hub.ModelCard` text, YAML metadata (library
+    transformers, tags) and Markdown."""
+    from huggingface_hub import ModelCard, ModelCardData
+
     acc = report["eval_accuracy"]
     accuracy = f"{acc:.3f} on {report['eval_pairs']} held-out pairs" if acc is not None else "not measured"
     files = " ".join(report["preference_files"])
-    return f"""---
-library_name: transformers
-tags:
-- rlhf
-- reward-model
-- bradley-terry
-- rlhf-demo
----
-
-# Bradley-Terry reward model (rlhf-demo)
+    data = ModelCardData(library_name="transformers", tags=["rlhf", "reward-model", "bradley-terry", "rlhf-demo"])
+    text = f"""# Bradley-Terry reward model (rlhf-demo)
 
 One logit r(prompt + response + EOS), trained on preference pairs with TRL's `RewardTrainer` (loss
 -log sigmoid(r_chosen - r_rejected), Bradley & Terry 1952). Use it as a PPO reward with
@@ -244,3 +239,4 @@ One logit r(prompt + response + EOS), trained on preference pairs with TRL's `Re
 - Wall time: {report['train_s']:.0f} s of training on {report['machine']}.
 - Command: `rlhf-demo reward-model --preferences {files} --model_name_or_path ... --output_dir ...`
 """
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{text}"))

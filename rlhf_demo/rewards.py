@@ -355,3 +355,20 @@ def build_reward(specs: Sequence[str]) -> RewardFn:
     if len(parsed) == 1 and parsed[0][1] == 1.0:
         return parsed[0][0]
     return WeightedSum([f for f, _ in parsed], [w for _, w in parsed])
+
+
+def reward_label_of(model_name_or_path: str, reward_specs: list[str]) -> str | None:
+    """The label rewarded by the `sentiment=` or `preference=` spec in `reward_specs` whose model is
+    `model_name_or_path` (compared as resolved paths): the label after `@`, `""` for a spec without one (a
+    Bradley-Terry model's single logit), None when no spec scores with that model."""
+    from .names import PRESET_REWARD_MODELS, is_local_path, resolve_model_path
+
+    def same(a: str, b: str) -> bool:
+        a, b = resolve_model_path(a, PRESET_REWARD_MODELS), resolve_model_path(b, PRESET_REWARD_MODELS)
+        return os.path.realpath(a) == os.path.realpath(b) if is_local_path(a) and is_local_path(b) else a == b
+
+    for spec in reward_specs:
+        parsed = split_reward_spec(spec)
+        if parsed.kind in ("sentiment", "preference") and same(parsed.target, model_name_or_path):
+            return parsed.label or ""
+    return None

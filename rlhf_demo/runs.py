@@ -149,19 +149,38 @@ def save_half(model, tokenizer, path: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------- JSON lines logs
-def append_jsonl(path: str, rows: Iterable[dict]) -> None:
-    """Append one JSON object per line to `path` (created if missing); after a last line cut short by a crash, the
-    first row starts on a new line (the torn line stays unreadable instead of spoiling the new row)."""
-    torn = False
-    if os.path.isfile(path) and os.path.getsize(path):
-        with open(path, "rb") as f:
+def append_jsonl(path: str, rows: Iterable[dict], durable: bool = False, ensure_ascii: bool = True) -> None:
+    """Append one JSON object per line to `path` (created if missing), all rows in one write. After a last line cut
+    short by a crash, a newline closes it first, in the same write, so the first row starts on a line of its own (the
+    torn line stays unreadable instead of spoiling the new row).
+
+    Args:
+        durable: flush and fsync before returning, and fsync the folder of a newly created file (POSIX), so a crash
+            loses no row appended before it (what a file of human choices needs; logs do without).
+        ensure_ascii: as `json.dumps`; False writes non-ASCII text as UTF-8 (U+2028 and U+0085 raw, which is why
+            readers must split lines on "\\n" only).
+
+    Raises:
+        TypeError / ValueError: a row cannot be written as JSON (nothing is written then).
+        OSError: the file cannot be written.
+    """
+    data = "".join(json.dumps(row, ensure_ascii=ensure_ascii) + "\n" for row in rows).encode("utf-8")
+    created = not os.path.exists(path)
+    with open(path, "a+b") as f:  # "a": every write goes to the end; "+": the last byte can be read
+        if f.seek(0, os.SEEK_END) > 0:
             f.seek(-1, os.SEEK_END)
-            torn = f.read(1) != b"\n"
-    with open(path, "a", encoding="utf-8") as f:
-        if torn:
-            f.write("\n")
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+            if f.read(1) != b"\n":
+                data = b"\n" + data
+        f.write(data)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+    if durable and created and os.name == "posix":
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def read_jsonl(path: str, skipped: list[int] | None = None) -> list[dict]:
@@ -337,18 +356,31 @@ def save_checkpoint(run_dir: str, keep: int, accelerator, policy, value_model, t
     acc.wait_for_everyone()
     tmp, _ = checkpoint_paths(run_dir, step)
     rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    torch.save(rng, os.path.join(tmp, f"rng_state_{acc.process_index}.pth"))
+    _save_state(rng, os.path.join(tmp, f"rng_state_{acc.process_index}.pth"))
     if acc.is_main_process:
         save_policy(policy, os.path.join(tmp, "policy"))
         tokenizer.save_pretrained(os.path.join(tmp, "policy"))
         value_model.save_pretrained(os.path.join(tmp, "value_model"))
-        torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
-        torch.save(scheduler.state_dict(), os.path.join(tmp, "scheduler.pt"))
+        _save_state(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
+        _save_state(scheduler.state_dict(), os.path.join(tmp, "scheduler.pt"))
         write_json(os.path.join(tmp, "trainer_state.json"), {**state, "world_size": acc.num_processes})
     acc.wait_for_everyone()
     final = commit_checkpoint(run_dir, step, keep) if acc.is_main_process else ""
     acc.wait_for_everyone()
     return final
+
+
+def _save_state(obj, path: str) -> None:
+    """`torch.save(obj, path)`; torch reports a disk that fills up mid-write as a RuntimeError ("unexpected pos"),
+    which becomes the OSError ENOSPC it is when the disk is (nearly) full, so the command says so in one line."""
+    import errno
+
+    try:
+        torch.save(obj, path)
+    except RuntimeError as e:
+        if shutil.disk_usage(os.path.dirname(path)).free < 64 * 2**20:
+            raise OSError(errno.ENOSPC, f"No space left on device while writing a checkpoint ({e})", path) from None
+        raise
 
 
 def save_policy(policy, path: str) -> None:

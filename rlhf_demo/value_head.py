@@ -18,6 +18,7 @@ import os
 import torch
 
 from .errors import UserInputError
+from .padding import causal_inputs
 
 CONFIG = {"architectures": ["PolicyValueHead"], "model_type": "rlhf_demo_value_head"}
 
@@ -80,8 +81,6 @@ def policy_value_forward(policy, head: PolicyValueHead, query_ids, query_mask, r
     `models.forward_response` and `models.value_forward` give them (V(s_t), s_t = query + response_<t).
     The logits are the policy's output embeddings applied to its last hidden state, as its own forward computes
     them (checked against `models.forward_response` in tests/test_value_head.py)."""
-    from .models import causal_inputs
-
     hidden = policy.base_model(**causal_inputs(query_ids, query_mask, responses, response_mask)).last_hidden_state
     h = hidden[:, query_ids.shape[1] - 1 : -1]  # position L - 1 + t predicts response token t
     values = head(h)

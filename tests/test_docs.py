@@ -11,9 +11,12 @@ import pytest
 from rlhf_demo.cli import HANDLERS, main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOCUMENTS = ["README.md", "space/README.md", "space/app.py", "space/publish.py", "space/shared.py",
-             "benchmarks/README.md", "docs/ppo_details.md", "docs/errors.md", "rlhf_demo/reward_model.py",
-             "rlhf_demo/presets/tiny/policy/README.md", "rlhf_demo/presets/tiny/reward_model/README.md"]
+DOCUMENTS = ["README.md", "space/README.md", "benchmarks/README.md", "docs/ppo_details.md", "docs/errors.md",
+             "rlhf_demo/presets/tiny/policy/README.md", "rlhf_demo/presets/tiny/reward_model/README.md",
+             "rlhf_demo/reward_model.py",
+             # the Space's pages, whichever of its modules writes them
+             *sorted(os.path.join("space", name) for name in os.listdir(os.path.join(REPO, "space"))
+                     if name.endswith(".py"))]
 MENTION = re.compile(r"rlhf-demo ([a-z][a-z-]*)([^`\n|\"']*)")
 
 

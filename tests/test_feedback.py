@@ -1,22 +1,22 @@
-"""Human feedback: the simulated annotator, preference files (explicit and implicit prompt, bad files), a
-Bradley-Terry reward model that learns a known reward, the Space's file as its input, and the CLI end to end."""
+"""Human feedback: preference files (explicit and implicit prompt, bad files, the strict and the tolerant reader, the
+durable appender, the dataset card), a Bradley-Terry reward model that learns a known reward (and its card), and the
+Space's file as its input. The simulated annotator and `rlhf-demo preferences` are tested in test_annotate.py."""
 
 import json
-import math
 import os
 import random
-import subprocess
-import sys
 import types
 
 import pytest
 import torch
 from conftest import WORDS, make_tiny_gpt2, make_word_tokenizer
 
+from rlhf_demo import runs
+from rlhf_demo.annotate import SimulatedAnnotator
 from rlhf_demo.config import RewardModelConfig
 from rlhf_demo.errors import MissingInputError, UserInputError
-from rlhf_demo.feedback import (PreferenceStore, SimulatedAnnotator, append_preferences, load_preference_pairs,
-                                to_explicit_prompt)
+from rlhf_demo.feedback import (PreferenceStore, append_preferences, dataset_card, load_preference_pairs,
+                                read_preferences, to_explicit_prompt)
 from rlhf_demo.rewards import PreferenceReward, build_reward, split_reward_spec
 
 
@@ -28,23 +28,6 @@ def write_jsonl(path, rows):
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     return str(path)
-
-
-# ------------------------------------------------------------------------------------------- annotator
-def test_noiseless_annotator_prefers_the_higher_score_and_ties_within_the_margin():
-    ann = SimulatedAnnotator(count_good, temperature=0, tie_margin=0.5)
-    rows = ann.label(["p", "p"], ["good good", "bad"], ["good", "bad"])
-    assert rows[0]["chosen"] == "good good" and rows[0]["chosen_score"] == 2.0 and not rows[0]["tie"]
-    assert rows[1]["tie"] and rows[1]["chosen_score"] == rows[1]["rejected_score"] == 0.0
-
-
-def test_annotator_noise_follows_bradley_terry():
-    # P(A preferred) = sigmoid((s_A - s_B) / tau): with a score gap of 1 and tau 2, sigmoid(0.5) = 0.622.
-    ann = SimulatedAnnotator(count_good, temperature=2.0, seed=1)
-    n = 4000
-    rows = ann.label(["p"] * n, ["good"] * n, ["bad"] * n)
-    share = sum(r["chosen"] == "good" for r in rows) / n
-    assert share == pytest.approx(1 / (1 + math.exp(-0.5)), abs=0.025)  # 3 standard errors
 
 
 def test_reward_specs_without_a_model():
@@ -117,30 +100,6 @@ def test_a_byte_order_mark_and_a_preference_folder_are_read(tmp_path):
         load_preference_pairs([str(tmp_path / "empty_folder")])
 
 
-def test_preference_output_is_checked_before_sampling(tmp_path, monkeypatch):
-    import errno
-    import tempfile
-
-    from rlhf_demo.feedback import check_preference_output
-
-    check_preference_output(str(tmp_path / "new" / "prefs.jsonl"))  # new file, new folder, existing folder: fine
-    check_preference_output(str(tmp_path / "new_folder"))
-    (tmp_path / "made.json").mkdir()  # an existing folder is a folder, whatever its name
-    check_preference_output(str(tmp_path / "made.json"))
-    with pytest.raises(UserInputError, match=r"ends in '.json': a preference file must end in .jsonl"):
-        check_preference_output(str(tmp_path / "prefs.json"))
-    (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(UserInputError, match="is an existing file, not a JSON-lines file"):
-        check_preference_output(str(tmp_path / "notes.txt"))
-
-    def read_only(*args, **kwargs):
-        raise OSError(errno.EROFS, "Read-only file system")
-
-    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
-    with pytest.raises(UserInputError, match=r"The folder of --output .*prefs.jsonl', .* is not writable \(Read-only"):
-        check_preference_output(str(tmp_path / "prefs.jsonl"))
-
-
 def test_missing_preference_file(tmp_path):
     with pytest.raises(MissingInputError, match="does not exist"):
         load_preference_pairs([str(tmp_path / "nope.jsonl")])
@@ -154,6 +113,84 @@ def test_a_preference_folder_gets_a_dataset_card_and_loads_with_datasets(tmp_pat
     assert n == 1 and (folder / "README.md").read_text().startswith("---\nconfigs:")
     ds = datasets.load_dataset("json", data_files=str(folder / "preferences.jsonl"), split="train")
     assert ds[0]["chosen"] == "a"
+
+
+GOOD = {"prompt": "p", "chosen": "a", "rejected": "b"}
+
+
+@pytest.mark.parametrize("bad", [
+    b"not json",
+    b'{"prompt": "p", "chosen": "a"}',
+    b"[1, 2]",
+    b'{"prompt": 3, "chosen": "a", "rejected": "b"}',
+    b'{"prompt": "p", "chosen": "a", "rejected": "b", "tie": "false"}',
+])
+def test_the_tolerant_reader_skips_what_the_strict_one_refuses_with_its_message(tmp_path, bad):
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + bad + b"\n" + json.dumps(GOOD).encode() + b"\n")
+    with pytest.raises(UserInputError, match="Line 2 ") as e:
+        load_preference_pairs([str(path)])
+    problems = []
+    assert read_preferences(str(path), problems) == [GOOD, GOOD] and problems == [str(e.value)]
+
+
+def test_the_tolerant_reader_on_whole_file_problems_and_rows_without_a_prompt(tmp_path):
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"prompt": "p", "chosen": "café", "rejected": "b"}\n'.encode("latin-1"))
+    array = tmp_path / "array.jsonl"
+    array.write_text(json.dumps([GOOD], indent=2))
+    for path, rows in ((latin, [{"prompt": "p", "chosen": "caf\ufffd", "rejected": "b"}]), (array, [])):
+        with pytest.raises(UserInputError) as e:
+            load_preference_pairs([str(path)])
+        problems = []
+        assert read_preferences(str(path), problems) == rows and problems == [str(e.value)]
+    implicit = write_jsonl(tmp_path / "implicit.jsonl", [{"chosen": "q x", "rejected": "q y"}, GOOD])
+    problems = []
+    assert read_preferences(implicit, problems) == [GOOD] and "Line 1 " in problems[0] and "no `prompt`" in problems[0]
+    assert load_preference_pairs([implicit])[1]["kept"] == 2  # the strict reader splits the prompt off instead
+
+
+def test_the_durable_appender(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    path = str(tmp_path / "rows.jsonl")
+    runs.append_jsonl(path, [{"t": "café"}], durable=True, ensure_ascii=False)
+    assert len(synced) == (2 if os.name == "posix" else 1)  # the file, and the folder of a new file
+    with open(path, "a", encoding="utf-8") as f:
+        f.write('{"t": "cut')  # a crash in the middle of a write
+    runs.append_jsonl(path, [{"t": "x"}, {"t": "é"}])  # not durable (logs): no fsync, ASCII as before
+    assert len(synced) == (2 if os.name == "posix" else 1)
+    assert open(path, "rb").read() == '{"t": "café"}\n{"t": "cut\n{"t": "x"}\n{"t": "\\u00e9"}\n'.encode()
+    with pytest.raises(TypeError):
+        runs.append_jsonl(path, [{"t": "y"}, {"t": object()}], durable=True)
+    assert runs.read_jsonl(path) == [{"t": "café"}, {"t": "x"}, {"t": "é"}]  # nothing written
+    store = PreferenceStore(str(tmp_path / "prefs.jsonl"))
+    store.append(GOOD)
+    with pytest.raises(ValueError, match="must be JSON-serialisable"):
+        store.append({**GOOD, "seed": object()})
+    assert store.rows() == [GOOD]
+
+
+def test_the_cards_parse_back_with_their_metadata(tmp_path):
+    from huggingface_hub import DatasetCard, ModelCard
+
+    from rlhf_demo.reward_model import _preference_card
+
+    append_preferences(str(tmp_path / "prefs"), [GOOD])
+    text = (tmp_path / "prefs" / "README.md").read_text(encoding="utf-8")
+    assert text == str(dataset_card())
+    data = DatasetCard(text).data
+    assert data.configs == [{"config_name": "default", "data_files": "preferences.jsonl"}]
+    assert data.tags == ["rlhf", "preference", "trl"] and "# Preference pairs (rlhf-demo)" in DatasetCard(text).text
+    report = {"eval_accuracy": 0.9, "eval_pairs": 40, "preference_files": ["a.jsonl"], "train_pairs": 360,
+              "pairs": {"read": 400, "ties": 1, "same": 2, "duplicates": 3}, "initialised_from": "tiny",
+              "epochs": 3, "max_length": 32, "train_s": 12.3, "machine": "a CPU"}
+    card = ModelCard(_preference_card(report))
+    assert card.data.library_name == "transformers"
+    assert card.data.tags == ["rlhf", "reward-model", "bradley-terry", "rlhf-demo"]
+    assert "Held-out pairwise accuracy: 0.900 on 40 held-out pairs." in card.text and "400 read" in card.text
+    assert "Held-out pairwise accuracy: not measured." in _preference_card({**report, "eval_accuracy": None})
 
 
 # ------------------------------------------------------------------------------------------- Bradley-Terry
@@ -229,30 +266,3 @@ def test_the_spaces_preference_file_trains_a_reward_model(word_lm_dir, tmp_path)
         max_length=16, eval_fraction=0.0))
     assert report["pairs"] == {"read": 6, "ties": 1, "same": 0, "duplicates": 0, "kept": 5}
     assert os.path.isfile(tmp_path / "rm" / "model.safetensors")
-
-
-@pytest.mark.slow
-def test_preferences_and_reward_model_commands_on_the_tiny_preset(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    out = tmp_path / "prefs"
-
-    def cli(*args):
-        proc = subprocess.run([sys.executable, "-m", "rlhf_demo.cli", *args], capture_output=True, text=True, env=env,
-                              timeout=600)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        return proc
-
-    cli("preferences", "--preset", "tiny", "--output", str(out), "--num_pairs", "24", "--annotator_temperature", "0")
-    rows = [json.loads(line) for line in open(out / "preferences.jsonl")]
-    assert len(rows) == 24 and all(r["chosen_score"] >= r["rejected_score"] for r in rows)  # tau 0: noiseless
-    assert rows[0]["annotator"].startswith("sentiment=tiny/reward_model") and "/work" not in rows[0]["annotator"]
-    cli("preferences", "--preset", "tiny", "--output", str(out), "--num_pairs", "8", "--round", "1")  # appends
-    assert sum(1 for _ in open(out / "preferences.jsonl")) == 32
-    from rlhf_demo.config import PRESETS_DIR
-
-    cli("reward-model", "--preferences", str(out / "preferences.jsonl"), "--output_dir", str(tmp_path / "rm"),
-        "--model_name_or_path", os.path.join(PRESETS_DIR, "tiny", "policy"), "--batch_size", "8")
-    report = json.load(open(tmp_path / "rm" / "reward_model_report.json"))
-    assert report["pairs"]["read"] == 32 and report["eval_pairs"] == 3
-    scores = build_reward([f"preference={tmp_path / 'rm'}"])(["This movie"] * 2, [" was great.", " was bad."])
-    assert len(scores) == 2 and all(math.isfinite(s) for s in scores)

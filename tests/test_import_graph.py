@@ -7,9 +7,9 @@ import os
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = {"rlhf_demo": "rlhf_demo", "rlhf_demo.eval": "eval", "rlhf_demo.space": "space"}
 # The entry points: each runs one `rlhf-demo` command (or the Space); the library below them never imports them.
-COMMANDS = {"rlhf_demo.cli", "rlhf_demo.loop", "rlhf_demo.pretrain", "rlhf_demo.reward_model", "rlhf_demo.hub",
-            "rlhf_demo.space_deploy", "rlhf_demo.space.app", "rlhf_demo.space.publish", "rlhf_demo.space.screenshot",
-            "rlhf_demo.presets.make_aligned", "rlhf_demo.presets.make_smollm2_aligned",
+COMMANDS = {"rlhf_demo.cli", "rlhf_demo.loop", "rlhf_demo.pretrain", "rlhf_demo.reward_model", "rlhf_demo.annotate",
+            "rlhf_demo.space_deploy", "rlhf_demo.space.app",
+            "rlhf_demo.space.screenshot", "rlhf_demo.presets.make_aligned", "rlhf_demo.presets.make_smollm2_aligned",
             "rlhf_demo.presets.make_prompt_heads"}
 
 

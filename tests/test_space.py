@@ -622,8 +622,9 @@ def test_methods_table_says_which_model_each_row_shows():
 
 def test_space_texts_name_no_machine_path_and_say_how_to_load_the_preferences():
     texts = {}
-    for name in ("app.py", "shared.py", "publish.py", "methods.py", "README.md", "screenshot.py", "__init__.py",
-                 "requirements.txt"):
+    modules = sorted(n for n in os.listdir(os.path.join(ROOT, "space")) if n.endswith(".py"))  # every module
+    assert {"app.py", "compare.py", "feedback_tab.py", "options.py", "shared.py"} <= set(modules)
+    for name in (*modules, "README.md", "requirements.txt"):
         with open(os.path.join(ROOT, "space", name), encoding="utf-8") as f:
             texts[name] = f.read()
     for name, text in texts.items():

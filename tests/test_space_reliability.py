@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import gradio as gr  # noqa: E402
 
 from rlhf_demo.feedback import PreferenceStore, read_preferences  # noqa: E402
-from rlhf_demo.space import app  # noqa: E402
+from rlhf_demo.space import app, options  # noqa: E402
 from rlhf_demo.space.shared import JudgedPairs, TempFolders, visitor_reason  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,7 +56,7 @@ def unwritable_store(tmp_path) -> tuple[PreferenceStore, str]:
 def clean_env(monkeypatch):
     for name in SPACE_ENV_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(app, "_SET_ASIDE_SERVER_PORT", None)
+    monkeypatch.setattr(options, "_SET_ASIDE_SERVER_PORT", None)
     return monkeypatch
 
 

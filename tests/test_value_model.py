@@ -7,7 +7,8 @@ from conftest import make_word_tokenizer
 from transformers import AutoModelForSequenceClassification, GPT2Config, GPT2ForSequenceClassification
 
 from rlhf_demo.errors import UserInputError
-from rlhf_demo.models import PRESET_REWARD_MODELS, build_value_model, reward_label_of, value_forward
+from rlhf_demo.models import PRESET_REWARD_MODELS, build_value_model, value_forward
+from rlhf_demo.rewards import reward_label_of
 
 TINY_RM = PRESET_REWARD_MODELS["tiny"]
 
