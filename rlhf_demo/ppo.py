@@ -31,7 +31,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from . import __version__, runs
+from . import __version__, runs, tracking
 from .config import PPOConfig, prompt_options, save_config
 from .errors import TrainingDivergedError, UserInputError
 from .models import (build_ppo_models, check_context_length, ensure_pad_token, forward_response,
@@ -102,7 +102,9 @@ class PPOTrainer:
             runs.check_new_run_dir(cfg.output_dir, cfg.overwrite_output_dir)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        # --report_to: accelerate's trackers; one with its package missing is refused here, before any model loads.
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                                       **tracking.accelerator_kwargs(cfg.report_to, cfg.output_dir))
         torch.manual_seed(cfg.seed + self.accelerator.process_index)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -439,7 +441,8 @@ class PPOTrainer:
         self.accelerator.wait_for_everyone()
         if self.resume_path:
             self.load_checkpoint(self.resume_path)
-        logger = runs.RunLogger(cfg.output_dir, cfg.report_to, cfg) if main else None
+        logger = runs.RunLogger(cfg.output_dir) if main else None
+        tracking.start(self.accelerator, cfg)
         if main and not os.path.exists(os.path.join(cfg.output_dir, runs.RUN_INFO_FILE)):  # a finished run's: kept
             save_config(cfg, os.path.join(cfg.output_dir, runs.TRAINING_CONFIG_FILE))  # until the export replaces it
         bar = tqdm(total=self.num_steps * self.global_batch, initial=self.state["episode"], unit="episode", desc="PPO",
@@ -457,6 +460,7 @@ class PPOTrainer:
             step = self.state["step"]
             if main and (step % cfg.logging_steps == 0 or step == self.num_steps):
                 logger.log(metrics)
+                self.accelerator.log(metrics, step=int(metrics["episode"]))
             if main and cfg.sample_steps and (step % cfg.sample_steps == 0 or step == 1):
                 r = self.last_rollout
                 rows = logger.log_samples(step, r.queries_text, r.responses_text, r.raw_scores.tolist(),
@@ -468,8 +472,7 @@ class PPOTrainer:
         bar.close()
         self.save_checkpoint()
         self.save_model(cfg.output_dir, metrics)
-        if logger is not None:
-            logger.close()
+        tracking.finish(self.accelerator)
         return metrics
 
     # ---- checkpoints and export (the files themselves: runs.py) ----------------------------------------------

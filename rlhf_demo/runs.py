@@ -22,7 +22,9 @@ leaves the previous checkpoint or model whole.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import glob
 import json
 import os
 import platform
@@ -31,7 +33,8 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -50,19 +53,48 @@ _CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 
 
 # ------------------------------------------------------------------------------------------- atomic writes
-def atomic_save(save_fn: Callable[[str], None], path: str) -> None:
-    """Call `save_fn(tmp_dir)` then move the folder to `path` with a rename, so `path` is never half written."""
-    path = os.path.normpath(path)  # "dir/" + ".tmp" would land inside the folder it replaces
-    tmp, old = path + ".tmp", path + ".old"
-    if not os.path.exists(path) and os.path.isdir(old):  # a crash between the two renames below: restore it
-        os.replace(old, path)
-    shutil.rmtree(tmp, ignore_errors=True)
+@contextlib.contextmanager
+def atomic_dir(path: str, replace: bool = True) -> Iterator[str]:
+    """Yield a new empty folder beside `path` to write into. When the block ends, the folder is swapped in with
+    renames (the previous `path` moved aside, then removed), so `path` is always whole: the old folder or the new one.
+    An exception in the block removes the temporary folder and leaves `path` untouched.
+
+    The temporary name is unique (`.tmp-NAME-PID-HEX`), so two processes writing one folder never share it: the last
+    to finish wins, or with `replace=False` the first (a cache entry: a later one is dropped, the first is kept).
+    A crash between the two renames leaves `.old-NAME-*` beside a missing `path`; the next call restores it first."""
+    path = os.path.normpath(os.path.abspath(path))  # "dir/" would put the temporary folder inside the one it replaces
+    parent, name = os.path.split(path)
+    if not os.path.lexists(path):
+        aside = glob.glob(os.path.join(glob.escape(parent), glob.escape(f".old-{name}-") + "*"))
+        if aside:
+            os.replace(max(aside, key=os.path.getmtime), path)
+    tag = f"{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp, old = os.path.join(parent, f".tmp-{tag}"), os.path.join(parent, f".old-{tag}")
     os.makedirs(tmp)
-    save_fn(tmp)
-    if os.path.exists(path):
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        yield tmp
+        if not replace or not os.path.lexists(path):
+            try:
+                os.rename(tmp, path)  # fails, atomically, when another process made a non-empty `path` meanwhile
+            except OSError:
+                if replace or not os.path.isdir(path):
+                    raise
+        else:
+            os.replace(path, old)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # an error, or a folder dropped for the one already there
+
+
+def atomic_save(save_fn: Callable[[str], None], path: str) -> None:
+    """Call `save_fn(tmp_dir)` then swap the folder in at `path` (`atomic_dir`), so `path` is never half written."""
+    with atomic_dir(path) as tmp:
+        save_fn(tmp)
 
 
 def write_json(path: str, obj, indent: int = 2) -> None:
@@ -220,36 +252,15 @@ def truncate_logs(run_dir: str, step: int) -> None:
 
 
 class RunLogger:
-    """Writes a run's `metrics.jsonl` and `samples.jsonl` and mirrors metrics to TensorBoard or Trackio.
+    """Writes a run's `metrics.jsonl` and `samples.jsonl` (the resumable logs: `truncate_logs`); experiment trackers
+    (`--report_to`) are the trainer's Accelerator's (`tracking.py`)."""
 
-    Args:
-        run_dir: the run folder (exists).
-        report_to: `none`, `tensorboard` (event files under RUN/runs/) or `trackio`.
-        config: the run's config dataclass, given to Trackio.
-    """
-
-    def __init__(self, run_dir: str, report_to: str = "none", config=None):
-        self.run_dir, self.report_to, self.writer = run_dir, report_to, None
-        if report_to == "tensorboard":
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(os.path.join(run_dir, "runs"))
-        elif report_to == "trackio":
-            import dataclasses
-
-            import trackio
-
-            trackio.init(project="rlhf-demo", config=dataclasses.asdict(config) if config is not None else None)
-            self.writer = trackio
+    def __init__(self, run_dir: str):
+        self.run_dir = run_dir
 
     def log(self, metrics: dict[str, float]) -> None:
         """Append one line of metrics (with its `episode` and `step`)."""
         append_jsonl(os.path.join(self.run_dir, METRICS_FILE), [metrics])
-        if self.report_to == "tensorboard":
-            for k, v in metrics.items():
-                self.writer.add_scalar(k, v, int(metrics["episode"]))
-        elif self.report_to == "trackio":
-            self.writer.log(metrics, step=int(metrics["episode"]))
 
     def log_samples(self, step: int, queries: list[str], responses: list[str], scores: list[float],
                     n: int) -> list[dict]:
@@ -258,12 +269,6 @@ class RunLogger:
                 s in zip(queries, responses, scores)][:n]
         append_jsonl(os.path.join(self.run_dir, SAMPLES_FILE), rows)
         return rows
-
-    def close(self) -> None:
-        if self.report_to == "tensorboard":
-            self.writer.close()
-        elif self.report_to == "trackio":
-            self.writer.finish()
 
 
 # ------------------------------------------------------------------------------------------- checkpoints
@@ -297,7 +302,7 @@ def resolve_checkpoint(run_dir: str, spec: str) -> str:
 def resume_config(config) -> dict:
     """The settings of a PPO config a checkpoint must share with the run resuming it (`RESUME_FIELDS`: batch size,
     seed, models), model paths made absolute; saved in trainer_state.json under `config`."""
-    from .models import is_local_path
+    from .names import is_local_path
 
     def norm(v):
         return os.path.abspath(os.path.expanduser(v)) if isinstance(v, str) and is_local_path(v) else v

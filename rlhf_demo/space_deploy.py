@@ -83,7 +83,7 @@ def space_models(cfg: PushConfig) -> dict[str, str]:
     when the run's prompts are on the Hub, `eval_dataset`. Raises UserInputError when the reference or the reward
     model is a local folder and no --space_reference / --space_reward_model names it on the Hub."""
     from rlhf_demo.models import PRESET_POLICIES, PRESET_REWARD_MODELS, is_local_path
-    from rlhf_demo.publish import eval_reward_model, read_training_config
+    from rlhf_demo.eval.for_run import eval_reward_model, read_training_config
 
     train = read_training_config(cfg.model) if not (cfg.space_reference and cfg.space_reward_model) else {}
     reference = _hub_or_preset(cfg.space_reference or train.get("model_name_or_path"), PRESET_POLICIES,

@@ -89,3 +89,52 @@ def test_value_head_on_policy_refuses_the_value_model_options_the_user_gave(tmp_
         parse_config(PPOConfig, ["--config", str(path)])
     with pytest.raises(UserInputError, match="num_report_samples must be 0"):
         EvalConfig(model="a", reference="b", num_report_samples=-2)
+
+
+def test_flat_file_with_an_env_block_sets_the_variables_and_keeps_its_options(tmp_path, monkeypatch):
+    # TRL's documented `env:` block; it once made the file look sectioned, and its options were dropped (10,000
+    # episodes trained instead of the file's 64).
+    monkeypatch.setenv("RLHF_DEMO_TEST_VAR", "before")  # restored (removed) after the test
+    path = tmp_path / "flat.yaml"
+    path.write_text("total_episodes: 64\nbatch_size: 8\nenv:\n  RLHF_DEMO_TEST_VAR: 1\n")
+    cfg = parse_config(PPOConfig, ["--config", str(path), "--batch_size", "4"], section="train")
+    assert cfg.total_episodes == 64 and cfg.batch_size == 4  # the file's value, and the flag over the file
+    assert os.environ["RLHF_DEMO_TEST_VAR"] == "1"
+
+
+def test_sectioned_file_and_a_file_mixing_sections_with_options(tmp_path, monkeypatch):
+    from rlhf_demo.config import EvalConfig
+    from rlhf_demo.errors import UserInputError
+
+    monkeypatch.setenv("RLHF_DEMO_TEST_VAR", "before")
+    path = tmp_path / "sections.yaml"
+    path.write_text("env:\n  RLHF_DEMO_TEST_VAR: x\ntrain:\n  total_episodes: 64\neval:\n  model: a\n  reference: b\n")
+    assert parse_config(PPOConfig, ["--config", str(path)], section="train").total_episodes == 64
+    assert parse_config(EvalConfig, ["--config", str(path)], section="eval").reference == "b"
+    assert os.environ["RLHF_DEMO_TEST_VAR"] == "x"
+    path.write_text("total_episodes: 64\ntrain:\n  batch_size: 8\n")
+    with pytest.raises(UserInputError, match=r"mixes command sections \(train\) with top-level options "
+                                             r"\(total_episodes\)") as e:
+        parse_config(PPOConfig, ["--config", str(path)], section="train")
+    assert "\n" not in str(e.value)
+    path.write_text("env: [A]\ntotal_episodes: 64\n")
+    with pytest.raises(UserInputError, match="'env' must map environment variable names to values"):
+        parse_config(PPOConfig, ["--config", str(path)], section="train")
+
+
+def test_the_parser_lives_in_parsing_and_the_shared_option_groups():
+    from rlhf_demo import config, parsing
+    from rlhf_demo.errors import UserInputError
+
+    assert config.parse_config is parsing.parse_config and config.load_yaml_config is parsing.load_yaml_config
+    assert issubclass(config.PPOConfig, config.PromptOptions) and issubclass(config.EvalConfig, config.PromptOptions)
+    assert issubclass(config.GenerateConfig, config.SamplingOptions)
+    assert issubclass(config.PreferencesConfig, config.SamplingOptions)
+    with pytest.raises(UserInputError, match=r"top_k must be 0 \(off\) or positive and top_p in \(0, 1\]"):
+        config.EvalConfig(model="a", reference="b", top_p=0.0)
+    with pytest.raises(UserInputError, match="temperature must be positive"):
+        config.PreferencesConfig(temperature=0.0)
+    config.check_repo_id("me/x", "--repo_id")
+    config.check_repo_id("x", "--repo_id", namespace=False)  # the Hub puts a bare name under the token's user
+    with pytest.raises(UserInputError, match=r"--repo_id 'a/b/c' is not a valid Hub repository id"):
+        config.check_repo_id("a/b/c", "--repo_id", namespace=False)

@@ -698,9 +698,9 @@ def test_an_hour_long_retry_after_on_preupload_ends_the_push_at_once(run_dir, hf
 def test_retry_after_on_commit_is_honoured_capped_and_408_retried(run_dir, hf_logs, monkeypatch):
     """h05: our retries wait what the Hub's Retry-After asks (1 s here, where the backoff says 0 s), at most
     RETRY_AFTER_CAP_S (1.5 s here, for an asked hour), and the log says so; a 408 is retried too."""
-    import rlhf_demo.hub
+    import rlhf_demo.hub_http
 
-    monkeypatch.setattr(rlhf_demo.hub, "RETRY_AFTER_CAP_S", 1.5)
+    monkeypatch.setattr(rlhf_demo.hub_http, "RETRY_AFTER_CAP_S", 1.5)  # read there, by the request layer
     with FakeHub() as hub:
         hub.fail_next("POST", r"/commit/", 429, headers={"Retry-After": "1"})
         hub.fail_next("POST", r"/commit/", 503, headers={"Retry-After": "3600"})
@@ -712,7 +712,8 @@ def test_retry_after_on_commit_is_honoured_capped_and_408_retried(run_dir, hf_lo
         # Lower bounds are the waits; the upper ones leave room for a busy CI machine's commit attempt itself.
         assert 1.0 <= gaps[0] < 3.0 and 1.5 <= gaps[1] < 4.0 and gaps[2] < gaps[0], gaps
         assert hub.commit_count(REPO) == 2
-    warnings = [r.getMessage() for r in hf_logs.records if r.name == "rlhf_demo.hub" and r.levelno == logging.WARNING]
+    warnings = [r.getMessage() for r in hf_logs.records  # our retries log in the request layer
+                if r.name == "rlhf_demo.hub_http" and r.levelno == logging.WARNING]
     assert "retry 1/3 in 1.0 s (the Hub asked for 1 s)." in warnings[0], warnings
     assert "HTTP 503 on POST /api/models/test-user/tiny-ppo/commit/main); retry 2/3 in 1.5 s (the Hub asked for " \
            "3600 s; capped at 1.5 s)." in warnings[1], warnings

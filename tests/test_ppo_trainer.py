@@ -180,7 +180,16 @@ def test_report_to_tensorboard_writes_events(word_policy_dir, tmp_path):
     out = tmp_path / "tb"
     make_trainer(word_policy_dir, out, count_word("good"), total_episodes=32, report_to="tensorboard",
                  sample_steps=1).train()
-    events = [f for _, _, files in os.walk(out / "runs") for f in files if f.startswith("events.out.tfevents")]
-    assert events
+    events = [os.path.join(d, f) for d, _, files in os.walk(out / "runs") for f in files
+              if f.startswith("events.out.tfevents")]
+    assert events  # under RUN/runs/, which push uploads for the Hub's metrics tab
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for path in events:
+        acc = EventAccumulator(path)
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert {"objective/kl", "objective/scores"} <= tags
     samples = [json.loads(line) for line in open(out / "samples.jsonl")]
     assert samples and {"step", "query", "response", "score"} <= set(samples[0])

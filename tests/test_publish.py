@@ -1,6 +1,7 @@
 """`rlhf-demo train` ends with the evaluation of the run (and, with --push_to_hub, its push); `rlhf-demo push` then
 publishes a complete, portable model. The evaluation's settings come from the run's own config
-(`rlhf_demo.publish`). The end-to-end test runs the CLI as a user would, on the tiny preset, against the loopback Hub.
+(`rlhf_demo.eval.for_run`). The end-to-end test runs the CLI as a user would, on the tiny preset, against the loopback
+Hub.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from huggingface_hub import ModelCard
 
 from rlhf_demo.config import PPOConfig, PushConfig, parse_config, save_config
 from rlhf_demo.errors import UserInputError
+from rlhf_demo.eval.for_run import DEFAULT_EVAL_REWARD, eval_config_for_run, eval_reward_model
 from rlhf_demo.models import PRESET_POLICIES, PRESET_REWARD_MODELS
-from rlhf_demo.publish import DEFAULT_EVAL_REWARD, eval_config_for_run, eval_reward_model
 
 sys.path.insert(0, os.path.dirname(__file__))
 from hub_server import FakeHub  # noqa: E402
