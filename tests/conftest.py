@@ -106,3 +106,34 @@ def crashing_on_call(n, reward_fn):
 def count_word_good(queries, responses):
     """A reward named as `python=conftest:count_word_good` in tests: the number of "good" in each response."""
     return [float(r.split().count("good")) for r in responses]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(url: str, proc, timeout: float = 240, output=None) -> None:
+    """Wait until `url` answers HTTP 200, polling every half second; AssertionError when the server process `proc`
+    exits first (with `output()`, its log, when given) or after `timeout` seconds."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the server exited ({proc.returncode}):\n{(output() if output else '')[-5000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {timeout:g} s")
+

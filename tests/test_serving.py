@@ -2,24 +2,16 @@
 endpoint (the tiny preset has no chat template, so completions, not chat)."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
+from conftest import free_port, wait_until_serving
 
 from rlhf_demo.runs import RUN_INFO_FILE
 
 ALIGNED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "rlhf_demo", "presets", "tiny",
                        "aligned")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -33,16 +25,7 @@ def test_transformers_serve_answers_completions_for_the_shipped_aligned_model():
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:] if proc.poll() else ""
-            time.sleep(1)
+        wait_until_serving(f"http://127.0.0.1:{port}/health", proc, timeout=120, output=lambda: proc.stdout.read())
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="not-needed")
         out = client.completions.create(model=ALIGNED, prompt="This movie was", max_tokens=12, temperature=1.0)
         text = out.choices[0].text

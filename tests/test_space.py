@@ -12,13 +12,13 @@ import json
 import os
 import random
 import shutil
-import socket
 import sys
 import tempfile
 import threading
 import time
 
 import pytest
+from conftest import free_port
 import torch
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -105,12 +105,6 @@ def served(models, hub, tmp_path_factory):
         yield demo, client, prefs, demo.local_url
     finally:
         demo.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def app_error(client, match, *args, api_name):

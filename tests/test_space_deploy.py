@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 import yaml
+
+from conftest import free_port, wait_until_serving
 
 from rlhf_demo.config import PushConfig, data_dir
 
@@ -56,28 +56,6 @@ def build_models(root):
     with open(os.path.join(paths["aligned"], "run_info.json"), "w") as f:  # a finished export names its files
         json.dump({"base_model": paths["reference"], "export_files": ["model.safetensors", "config.json"]}, f)
     return paths
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_up(url, proc, timeout=240):
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the Space exited ({proc.returncode}):\n{proc.stdout.read()[-5000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise AssertionError("the Space did not start in time")
 
 
 @pytest.mark.slow
@@ -137,7 +115,7 @@ def test_space_pushed_to_the_hub_runs_from_it_and_compares_in_chromium(tmp_path,
                                 stderr=subprocess.STDOUT, text=True)
         url = f"http://127.0.0.1:{env['GRADIO_SERVER_PORT']}/"
         try:
-            wait_until_up(url, proc)
+            wait_until_serving(url, proc, output=lambda: proc.stdout.read())
             downloaded = {p.split("/resolve/")[0] for m, p, s in hub.requests if "/resolve/" in p and s == 200}
             assert {f"/{repo}" for repo in HUB_IDS.values()} <= downloaded, downloaded
             with sync_playwright() as p:

@@ -11,10 +11,10 @@ test_space.py drives the events through gradio_client on tiny random models; thi
 import os
 import subprocess
 import sys
-import time
 
 import pytest
-from test_space import CHROMIUM, CHROMIUM_ARGS, free_port
+from conftest import free_port, wait_until_serving
+from test_space import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is missing "
@@ -26,8 +26,6 @@ PROMPT = "The acting in this film"
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
     """The default Space in a subprocess, as `rlhf-demo space` starts it; yields its URL."""
-    import httpx
-
     root = tmp_path_factory.mktemp("journey")
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false"}
@@ -38,18 +36,7 @@ def space(tmp_path_factory):
                             cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"the Space exited with {proc.returncode}:\n{log.read()[-3000:]}")
-            assert time.monotonic() < deadline, "the Space did not start serving in 120 s"
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        wait_until_serving(url, proc, timeout=120, output=lambda: (log.seek(0), log.read())[1])
         yield url
     finally:
         proc.terminate()
