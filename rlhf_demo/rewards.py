@@ -81,7 +81,7 @@ class SentimentReward:
         # LEFT (the query's start) to the model's own context, whatever side the tokenizer was saved with.
         self.window = context_window(self.model, self.tokenizer, max_length)
         self.tokenizer.truncation_side = "left"
-        self.truncated = 0  # texts cut to the window by the last call
+        self.truncated: list[bool] = []  # per text of the last call: cut to the window
         self._warned = False
         if getattr(self.model.config, "pad_token_id", None) is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
@@ -110,10 +110,10 @@ class SentimentReward:
         logits_out: list[float] = []
         probs_out: list[float] = []
         lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
-        self.truncated = sum(n > self.window for n in lengths)
-        if self.truncated and not self._warned:
+        self.truncated = [n > self.window for n in lengths]
+        if any(self.truncated) and not self._warned:
             self._warned = True
-            print(f"warning: {self.truncated} of {len(texts)} texts exceed the {self.window}-token window of the "
+            print(f"warning: {sum(self.truncated)} of {len(texts)} texts exceed the {self.window}-token window of the "
                   f"reward model {self.name!r}; their start (the query's) is cut so the response is scored whole "
                   "(counted in objective/reward_truncated_frac). Shorten prompts with --max_prompt_length.",
                   file=sys.stderr)
@@ -150,12 +150,11 @@ def context_window(model, tokenizer, max_length: int | None = None) -> int:
 
 
 def truncated_count(reward_fn) -> int | None:
-    """Texts that the reward function's models cut to their window on the last call (summed over a WeightedSum's
-    parts), or None for a reward without models."""
-    if isinstance(reward_fn, WeightedSum):
-        counts = [c for c in map(truncated_count, reward_fn.reward_fns) if c is not None]
-        return sum(counts) if counts else None
-    return getattr(reward_fn, "truncated", None) if isinstance(reward_fn, SentimentReward) else None
+    """Texts of the last call that some model of the reward function cut to its window (a text cut by two parts of a
+    WeightedSum counts once), or None for a reward without models."""
+    parts = reward_fn.reward_fns if isinstance(reward_fn, WeightedSum) else [reward_fn]
+    flags = [part.truncated for part in parts if isinstance(part, SentimentReward)]
+    return sum(map(any, zip(*flags))) if flags else None
 
 
 class ToxicityReward(SentimentReward):

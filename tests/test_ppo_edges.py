@@ -7,7 +7,7 @@ from conftest import count_word, make_word_tokenizer
 from test_ppo_trainer import make_trainer, read_metrics
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
-from rlhf_demo.rewards import SentimentReward, context_window, truncated_count
+from rlhf_demo.rewards import SentimentReward, WeightedSum, context_window, truncated_count
 
 
 def small_classifier(tmp_path, n_positions=16):
@@ -37,6 +37,9 @@ def test_long_query_never_hides_the_response_from_the_reward_model(tmp_path):
     # the old fixed 512-token window, an IndexError past the 16 positions).
     assert abs(scores[0] - scores[1]) > 1e-3
     assert truncated_count(reward) == 2
+    both = WeightedSum([reward, reward])  # two models that cut the same texts: each text counts once
+    both([query, query], [" good good great", " bad bad awful"])
+    assert truncated_count(both) == 2
     short = reward(["the movie"], [" good"])
     assert truncated_count(reward) == 0 and len(short) == 1
 
