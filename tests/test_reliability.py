@@ -147,7 +147,7 @@ def test_reward_models_are_saved_through_atomic_save(word_policy_dir, tmp_path, 
         model_name_or_path=word_policy_dir, output_dir=str(tmp_path / "rm"), preferences=[str(prefs)], batch_size=4,
         max_length=16, eval_fraction=0.25))
     assert calls == [str(tmp_path / "rm")] and (tmp_path / "rm" / "reward_model_report.json").is_file()
-    assert not (tmp_path / "rm.tmp").exists() and not (tmp_path / "rm.old").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith((".tmp-rm-", ".old-rm-"))]  # no leftovers
 
 
 def test_a_causal_lm_is_refused_as_a_reward_model(word_policy_dir):
