@@ -21,9 +21,10 @@ import random
 import string
 
 import datasets
+import numpy as np
 
 from .errors import MissingInputError, UserInputError, one_line
-from .models import is_local_path
+from .names import is_local_path
 
 DEFAULT_DATASET = "stanfordnlp/imdb"
 ROW_COLUMN = "__row__"  # a prompt's row in its split, for error messages
@@ -245,6 +246,30 @@ def _json_lines_problem(text: str) -> str | None:
         except ValueError:
             return f"line {i}"
     return None
+
+
+class QueryOrder:
+    """The order in which PPO reads its training queries: a seeded permutation of `dataset` (rows with `input_ids`
+    and `query`) for each pass over it (numpy's `default_rng(seed + pass)`), so a resumed run reads exactly the
+    queries an uninterrupted one would, and each process its own slice of every step's global batch."""
+
+    def __init__(self, dataset: datasets.Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+        self._pass, self._perm = None, None
+
+    def batch(self, step: int, global_batch: int, process_index: int, batch_size: int) -> tuple[list[list[int]],
+                                                                                                 list[str]]:
+        """(query token lists, query texts) of PPO step `step` for process `process_index`: `batch_size` rows."""
+        n = len(self.dataset)
+        start = step * global_batch + process_index * batch_size
+        idx = []
+        for pos in range(start, start + batch_size):
+            epoch, offset = divmod(pos, n)
+            if self._pass != epoch:  # one permutation per pass, cached
+                self._perm, self._pass = np.random.default_rng(self.seed + epoch).permutation(n), epoch
+            idx.append(int(self._perm[offset]))
+        rows = self.dataset.select(idx)
+        return rows["input_ids"], rows["query"]
 
 
 def build_prompt_dataset(

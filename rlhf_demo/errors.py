@@ -22,6 +22,14 @@ class TrainingDivergedError(UserInputError):
     before saving anything of that step, so the last checkpoint stays intact. The message names the quantity, the
     step, and the settings that tame it (reward scale, --reward_clip, --normalize_reward, --learning_rate)."""
 
+    @classmethod
+    def at_step(cls, step: int, what: str, detail: str, checkpoints_dir: str) -> TrainingDivergedError:
+        """The error that stops PPO step `step` because `what` turned NaN or infinite (`detail`: the numbers that
+        say why), before anything of the step is saved, so the checkpoints in `checkpoints_dir` are intact."""
+        return cls(f"PPO step {step}: {what} turned NaN or infinite ({detail}). The run stopped before saving anything "
+                   f"of this step, so the checkpoints in {checkpoints_dir} are intact. Scale the reward down, or set "
+                   "--reward_clip or --normalize_reward, or lower --learning_rate.")
+
 
 def one_line(error: BaseException) -> str:
     """The message of `error` as one line (the lines of a multi-line message joined by spaces), for the CLI."""

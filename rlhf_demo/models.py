@@ -393,6 +393,16 @@ def forward_response(model, query_ids, query_mask, responses, response_mask, tem
     return logits / temperature if temperature != 1.0 else logits
 
 
+def reference_logits(policy, ref_policy, query_ids, query_mask, responses, response_mask, temperature: float = 1.0):
+    """The reference's response logits (B, T, V) divided by `temperature` (`forward_response`): `ref_policy`'s, or,
+    when it is None (LoRA), the policy's own with its adapter disabled (peft's `disable_adapter`), so the reference
+    is the base model without a second copy in memory."""
+    if ref_policy is not None:
+        return forward_response(ref_policy, query_ids, query_mask, responses, response_mask, temperature)
+    with policy.disable_adapter():
+        return forward_response(policy, query_ids, query_mask, responses, response_mask, temperature)
+
+
 def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """log softmax(logits)[token] = logit[token] - logsumexp(logits): (B, T, V), (B, T) -> (B, T) in nats.
 

@@ -19,7 +19,6 @@ different models, and the value model is saved with the run.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import random
 import sys
@@ -31,12 +30,13 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from . import __version__, runs, tracking
+from . import checkpoints, runs, tracking
 from .config import PPOConfig, prompt_options, save_config
+from .data import QueryOrder, build_prompt_dataset
 from .errors import TrainingDivergedError, UserInputError
-from .models import (build_ppo_models, check_context_length, ensure_pad_token, forward_response,
+from .models import (build_ppo_models, check_context_length, ensure_pad_token,
                      is_trunk_value_head, loading_errors, load_tokenizer, logits_and_values, logprobs_from_logits,
-                     pad_left)
+                     pad_left, reference_logits)
 from .ppo_math import (AdaptiveKLController, FixedKLController, RunningMoments, compute_gae, entropy_from_logits,
                        kl_per_token, masked_mean, masked_whiten, nonfinite, policy_loss, value_loss)
 from .rewards import build_reward, check_scores, reward_label_of, truncated_count
@@ -93,13 +93,8 @@ class PPOTrainer:
     def __init__(self, config: PPOConfig, policy=None, tokenizer=None, reward_fn=None, train_dataset=None,
                  value_model=None, ref_policy=None):
         self.config = cfg = config
-        runs.check_output_dir(cfg.output_dir)  # before any work, as is the checkpoint a resume continues
-        self.resume_path = cfg.resume_from_checkpoint and runs.resolve_checkpoint(cfg.output_dir,
-                                                                                  cfg.resume_from_checkpoint)
-        if self.resume_path:
-            runs.check_resume_config(self.resume_path, cfg, cfg.resume_with_changed_config)
-        else:  # a finished or interrupted run in the folder is never silently overwritten
-            runs.check_new_run_dir(cfg.output_dir, cfg.overwrite_output_dir)
+        # Before any work: a writable folder, and the checkpoint a resume continues or no other run to overwrite.
+        self.resume_path = checkpoints.check_run_start(cfg)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         # --report_to: accelerate's trackers; one with its package missing is refused here, before any model loads.
@@ -117,10 +112,18 @@ class PPOTrainer:
                                                                 reward_label_of(backbone, cfg.reward))
         with loading_errors(" ".join(cfg.reward), "reward (--reward)"):  # a reward model folder that cannot load
             self.reward_fn = reward_fn if reward_fn is not None else build_reward(cfg.reward)
-        self.train_dataset = train_dataset if train_dataset is not None else self._build_dataset()
-        if len(self.train_dataset) == 0:
+        if train_dataset is None:  # the train split of --dataset_name, tokenized with the policy's tokenizer
+            train_dataset = build_prompt_dataset(self.tokenizer, cfg.dataset_name, "train", text_column=cfg.text_column,
+                                                 seed=cfg.seed, min_review_chars=cfg.min_review_chars,
+                                                 min_query_tokens=cfg.min_query_tokens,
+                                                 max_query_tokens=cfg.max_query_tokens, **prompt_options(cfg))
+        if len(train_dataset) == 0:
             raise UserInputError("The training dataset holds no queries; pass another --dataset_name.")
-        query_tokens, query_flag = self._longest_query()
+        self.train_dataset, self.query_order = train_dataset, QueryOrder(train_dataset, cfg.seed)
+        # The longest query the models' context must hold: review heads' bound, or a prompt-only dataset's longest.
+        query_tokens, query_flag = cfg.max_query_tokens, "--max_query_tokens"
+        if cfg.prompt_column is not None or cfg.prompt_template is not None:
+            query_tokens, query_flag = max(map(len, train_dataset["input_ids"])), "--max_prompt_length"
         self.value_on_policy = is_trunk_value_head(value_model)  # one network: value_head.py
         for model, flag in ((policy, "--model_name_or_path"), (value_model, "--value_model_name_or_path")):
             check_context_length(model, query_tokens, cfg.response_length, flag, query_flag)  # a head has no context
@@ -159,39 +162,6 @@ class PPOTrainer:
         self.state = {"step": 0, "episode": 0, "wall_time_s": 0.0}
         self.last_rollout: Rollout | None = None  # the last step's episodes, for the samples log and inspection
 
-    # ---- data ------------------------------------------------------------------------------------------
-    def _build_dataset(self):
-        """The training queries of `config.dataset_name` (its train split), tokenized with the policy's tokenizer."""
-        from .data import build_prompt_dataset
-
-        cfg = self.config
-        return build_prompt_dataset(self.tokenizer, cfg.dataset_name, "train", text_column=cfg.text_column,
-                                    seed=cfg.seed, min_review_chars=cfg.min_review_chars,
-                                    min_query_tokens=cfg.min_query_tokens, max_query_tokens=cfg.max_query_tokens,
-                                    **prompt_options(cfg))
-
-    def _longest_query(self) -> tuple[int, str]:
-        """(tokens, flag): the bound on query length that must fit the models' context, and the flag that sets it.
-        Review heads: --max_query_tokens; a prompt-only dataset: its longest prompt (at most --max_prompt_length)."""
-        cfg = self.config
-        if cfg.prompt_column is None and cfg.prompt_template is None:
-            return cfg.max_query_tokens, "--max_query_tokens"
-        return max(len(q) for q in self.train_dataset["input_ids"]), "--max_prompt_length"
-
-    def _query_batch(self, step: int) -> tuple[list[list[int]], list[str]]:
-        """Queries for PPO step `step` on this process: a seeded permutation per pass over the dataset, so a resumed
-        run sees exactly the data it would have seen."""
-        n = len(self.train_dataset)
-        start = step * self.global_batch + self.accelerator.process_index * self.config.batch_size
-        idx = []
-        for pos in range(start, start + self.config.batch_size):
-            epoch, offset = divmod(pos, n)
-            if getattr(self, "_perm_epoch", None) != epoch:  # one permutation per pass, cached
-                self._perm, self._perm_epoch = np.random.default_rng(self.config.seed + epoch).permutation(n), epoch
-            idx.append(int(self._perm[offset]))
-        rows = self.train_dataset.select(idx)
-        return rows["input_ids"], rows["query"]
-
     # ---- one PPO iteration, top to bottom ---------------------------------------------------------------
     def step(self) -> dict[str, float]:
         """Run one PPO iteration (rollout, score, KL-shaped reward, GAE, PPO epochs, adapt beta); return its metrics."""
@@ -221,7 +191,8 @@ class PPOTrainer:
         """Sample this step's episodes and compute everything the update needs: steps 1-5 of the PPO iteration."""
         cfg, device = self.config, self.accelerator.device
         # 1. Queries, left-padded.
-        query_lists, queries_text = self._query_batch(self.state["step"])
+        query_lists, queries_text = self.query_order.batch(self.state["step"], self.global_batch,
+                                                           self.accelerator.process_index, cfg.batch_size)
         query_ids, query_mask = (t.to(device) for t in pad_left(query_lists, self.tokenizer.pad_token_id))
         # 2. Responses with log-probs of policy and reference (logits / temperature), values and entropy.
         responses, response_mask, logprobs, ref_logprobs, values, entropy = self._generate(query_ids, query_mask)
@@ -269,13 +240,8 @@ class PPOTrainer:
             logprobs = logprobs_from_logits(logits, responses) * response_mask
             entropy = entropy_from_logits(logits) * response_mask
             del logits
-            if self.ref_policy is None:  # LoRA: the reference is the base model, adapter off
-                with policy.disable_adapter():
-                    ref_logits = forward_response(policy, query_ids, query_mask, responses, response_mask,
-                                                  cfg.temperature)
-            else:
-                ref_logits = forward_response(self.ref_policy, query_ids, query_mask, responses, response_mask,
-                                              cfg.temperature)
+            ref_logits = reference_logits(policy, self.ref_policy, query_ids, query_mask, responses, response_mask,
+                                          cfg.temperature)  # LoRA (ref_policy None): the policy with its adapter off
             ref_logprobs = logprobs_from_logits(ref_logits, responses) * response_mask
             del ref_logits
             values = logits_and_values(policy, value_model, query_ids, query_mask, responses, response_mask,
@@ -290,13 +256,8 @@ class PPOTrainer:
         cfg, pad_id = self.config, self.tokenizer.pad_token_id
         responses_text = self.tokenizer.batch_decode(responses * response_mask + pad_id * (1 - response_mask),
                                                      skip_special_tokens=True)
-        scores_out = self.reward_fn(queries_text, responses_text)
-        try:  # the reward function's output is the user's to fix: one line, no traceback
-            raw = check_scores(scores_out, len(responses_text), self.reward_fn)
-        except UserInputError:
-            raise
-        except ValueError as e:
-            raise UserInputError(str(e)) from None
+        # The reward function's output is the user's to fix: UserInputError, one line, no traceback.
+        raw = check_scores(self.reward_fn(queries_text, responses_text), len(responses_text), self.reward_fn)
         raw_scores = torch.tensor(raw, dtype=torch.float32, device=responses.device)
         scores = raw_scores.clone()
         if cfg.missing_eos_penalty is not None:
@@ -397,12 +358,8 @@ class PPOTrainer:
         return loss
 
     def _diverged(self, what: str, detail: str) -> TrainingDivergedError:
-        """The error that stops a degenerate run at the current step, before anything of it is saved."""
-        return TrainingDivergedError(
-            f"PPO step {self.state['step'] + 1}: {what} turned NaN or infinite ({detail}). The run stopped before "
-            f"saving anything of this step, so the checkpoints in "
-            f"{os.path.join(self.config.output_dir, runs.CHECKPOINTS)} are intact. Scale the reward down, or set "
-            "--reward_clip or --normalize_reward, or lower --learning_rate.")
+        return TrainingDivergedError.at_step(self.state["step"] + 1, what, detail,
+                                             os.path.join(self.config.output_dir, runs.CHECKPOINTS))
 
     def _rollout_metrics(self, r: Rollout, beta: float, mean_kl: float) -> dict[str, float]:
         """The rollout's TRL-named metrics, averaged over all processes."""
@@ -432,12 +389,8 @@ class PPOTrainer:
         Returns the last step's metrics. The final aligned policy goes to `output_dir` (see `save_model`).
         """
         cfg, main = self.config, self.accelerator.is_main_process
-        if main:
-            os.makedirs(cfg.output_dir, exist_ok=True)
-            if not self.resume_path and cfg.overwrite_output_dir:
-                runs.clear_run_dir(cfg.output_dir)
-            for name in runs.remove_leftover_checkpoints(cfg.output_dir):
-                print(f"Removed {name}, a checkpoint a crash left half written.", file=sys.stderr)
+        if main:  # a new run with --overwrite_output_dir clears the old one; a crash's half-written checkpoint goes
+            checkpoints.prepare_run_dir(cfg.output_dir, bool(self.resume_path), cfg.overwrite_output_dir)
         self.accelerator.wait_for_everyone()
         if self.resume_path:
             self.load_checkpoint(self.resume_path)
@@ -463,10 +416,8 @@ class PPOTrainer:
                 self.accelerator.log(metrics, step=int(metrics["episode"]))
             if main and cfg.sample_steps and (step % cfg.sample_steps == 0 or step == 1):
                 r = self.last_rollout
-                rows = logger.log_samples(step, r.queries_text, r.responses_text, r.raw_scores.tolist(),
-                                          cfg.num_samples_logged)
-                for row in rows[:2]:
-                    bar.write(f"[step {step}] {row['query']!r} -> {row['response']!r} (score {row['score']:.2f})")
+                logger.log_samples(step, r.queries_text, r.responses_text, r.raw_scores.tolist(),
+                                   cfg.num_samples_logged, show=bar.write)
             if cfg.save_steps and step % cfg.save_steps == 0 and step < self.num_steps:
                 self.save_checkpoint()
         bar.close()
@@ -475,66 +426,22 @@ class PPOTrainer:
         tracking.finish(self.accelerator)
         return metrics
 
-    # ---- checkpoints and export (the files themselves: runs.py) ----------------------------------------------
+    # ---- checkpoints and export (the files themselves: checkpoints.py, runs.py) -------------------------------
     def save_checkpoint(self) -> str:
         """Write `output_dir/checkpoints/checkpoint-<step>` atomically and keep the last `save_total_limit`; it holds
         everything `load_checkpoint` needs to continue exactly. Returns its path (on the main process)."""
-        acc = self.accelerator
-        state = {**self.state, "kl_coef": self.kl_ctl.value, "reward_stats": vars(self.reward_stats),
-                 "config": runs.resume_config(self.config)}
-        return runs.save_checkpoint(self.config.output_dir, self.config.save_total_limit, acc,
-                                    acc.unwrap_model(self.policy), acc.unwrap_model(self.value_model), self.tokenizer,
-                                    self.optimizer, self.scheduler, state)
+        return checkpoints.save_trainer(self)
 
     def load_checkpoint(self, path: str) -> None:
-        """Restore a checkpoint of `save_checkpoint`, so training continues as if never interrupted (UserInputError when
-        it was written by another number of processes)."""
-        acc = self.accelerator
-        state = runs.load_checkpoint(path, acc, acc.unwrap_model(self.policy), acc.unwrap_model(self.value_model),
-                                     self.optimizer, self.scheduler, adapter_only=self.config.use_peft)
-        self._apply_optimizer_settings(path)
-        self.kl_ctl.value = state["kl_coef"]
-        vars(self.reward_stats).update(state["reward_stats"])
-        self.state = {k: state[k] for k in ("step", "episode", "wall_time_s")}
-        if acc.is_main_process:  # forget what was logged after the checkpoint: those steps will run again
-            runs.truncate_logs(self.config.output_dir, self.state["step"])
-
-    def _apply_optimizer_settings(self, path: str) -> None:
-        """After a checkpoint's optimizer and scheduler are loaded, set this run's --learning_rate, --adam_eps and
-        --weight_decay, and the learning rate its schedule gives at the checkpoint's step for this run's length
-        (`base_lr * (1 - step / num_steps)`, what LambdaLR computes, so an unchanged resume is exact); a changed
-        value is said on stderr. Without this, a resume kept the checkpoint's values silently, and a run extended
-        with a larger --total_episodes trained its next step at the old schedule's final rate, 0."""
-        cfg, sched = self.config, self.scheduler
-        group = self.optimizer.param_groups[0]
-        before = {"learning_rate": sched.base_lrs[0], "adam_eps": group["eps"], "weight_decay": group["weight_decay"]}
-        changed = [f"{name} {value:g} -> {getattr(cfg, name):g}" for name, value in before.items()
-                   if not math.isclose(value, getattr(cfg, name), rel_tol=1e-9, abs_tol=1e-15)]
-        sched.base_lrs = [cfg.learning_rate] * len(sched.base_lrs)
-        for g in self.optimizer.param_groups:
-            g.update(initial_lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
-                     lr=cfg.learning_rate * sched.lr_lambdas[0](sched.last_epoch))
-        sched._last_lr = [g["lr"] for g in self.optimizer.param_groups]  # what get_last_lr() reports
-        if changed and self.accelerator.is_main_process:
-            print(f"note: resuming from {path} with other optimizer settings than the checkpoint's: "
-                  f"{', '.join(changed)} (applied from this step on).", file=sys.stderr)
+        """Restore a checkpoint of `save_checkpoint`, so training continues as if never interrupted (UserInputError
+        when it was written by another number of processes); this run's optimizer settings apply from here on."""
+        checkpoints.load_trainer(self, path)
 
     def save_model(self, output_dir: str, final_metrics: dict | None = None) -> None:
         """Save the aligned policy (merged, if LoRA) loadable with `AutoModelForCausalLM.from_pretrained` (an
-        encoder-decoder policy: `AutoModelForSeq2SeqLM`), its
-        tokenizer and sampling settings, the value model (`value_model/`), training_config.yaml and `run_info.json`,
-        atomically (`runs.export_model`)."""
-        acc, cfg = self.accelerator, self.config
-        if not acc.is_main_process:
-            return
-        run_info = {
-            "base_model": cfg.model_name_or_path, "reward_functions": [repr(self.reward_fn)],
-            "dataset": cfg.dataset_name,
-            "episodes": self.state["episode"], "steps": self.state["step"], "wall_time_s": self.state["wall_time_s"],
-            "machine": runs.machine_description(), "processes": acc.num_processes, "rlhf_demo_version": __version__,
-            "final_metrics": final_metrics or {},
-        }
-        sampling = {"top_k": cfg.top_k, "top_p": cfg.top_p, "temperature": cfg.temperature,
-                    "max_new_tokens": cfg.response_length}
-        runs.export_model(output_dir, acc.unwrap_model(self.policy), self.tokenizer, acc.unwrap_model(self.value_model),
-                          sampling, run_info, merge_adapter=cfg.use_peft, config=cfg)
+        encoder-decoder policy: `AutoModelForSeq2SeqLM`), its tokenizer and sampling settings, the value model
+        (`value_model/`), training_config.yaml and `run_info.json`, atomically (`runs.export_run`)."""
+        if self.accelerator.is_main_process:
+            unwrap = self.accelerator.unwrap_model
+            runs.export_run(output_dir, self.config, unwrap(self.policy), self.tokenizer, unwrap(self.value_model),
+                            self.reward_fn, self.state, self.accelerator.num_processes, final_metrics)

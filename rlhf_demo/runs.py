@@ -1,4 +1,5 @@
-"""The run folder of `rlhf-demo train --output_dir RUN`: its layout, checkpoints, logs, final export and machine facts.
+"""The run folder of `rlhf-demo train --output_dir RUN`: its layout, atomic writes, logs, final export and machine facts
+(the checkpoints' own files and how a resume reads them: checkpoints.py).
 
     RUN/
       config.json, model.safetensors, generation_config.json, tokenizer files   the aligned policy
@@ -11,9 +12,7 @@
       metrics.jsonl                one line of TRL-named metrics per logged PPO step
       training_curves.png          reward, KL, KL coefficient and value loss against episodes (curves.py), exported
       samples.jsonl                a few sampled completions every `sample_steps` steps
-      checkpoints/checkpoint-<step>/
-        policy/, value_model/      weights (policy/ holds the adapter only with LoRA)
-        optimizer.pt, scheduler.pt, trainer_state.json, rng_state_<rank>.pth
+      checkpoints/checkpoint-<step>/   what a resume needs (checkpoints.py)
       eval/                        `rlhf-demo eval --output_dir RUN/eval`
 
 Everything that writes a folder does it atomically (a temporary folder, then a rename), so a crash at any moment
@@ -28,7 +27,6 @@ import glob
 import json
 import os
 import platform
-import random
 import re
 import shutil
 import sys
@@ -36,10 +34,9 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 
-import numpy as np
 import torch
 
-from .errors import MissingInputError, UserInputError, one_line
+from .errors import UserInputError
 
 CHECKPOINTS = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
@@ -47,8 +44,6 @@ SAMPLES_FILE = "samples.jsonl"
 RUN_INFO_FILE = "run_info.json"
 TRAINING_CONFIG_FILE = "training_config.yaml"
 EXPORT_TMP = ".tmp-export"
-RESUME_FIELDS = ("model_name_or_path", "value_model_name_or_path", "value_model_num_layers", "value_head_on_policy",
-                 "use_peft", "batch_size", "seed")
 _CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 
 
@@ -157,16 +152,6 @@ def clear_run_dir(run_dir: str) -> None:
         shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
 
 
-def remove_leftover_checkpoints(run_dir: str) -> list[str]:
-    """Delete the `.tmp-checkpoint-*` folders a crash left (a full disk, a kill mid-save): never a finished
-    checkpoint, only space. Returns the names removed."""
-    root = os.path.join(run_dir, CHECKPOINTS)
-    names = sorted(n for n in os.listdir(root) if n.startswith(".tmp-checkpoint-")) if os.path.isdir(root) else []
-    for name in names:
-        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-    return names
-
-
 def save_half(model, tokenizer, path: str) -> None:
     """Save weights as fp16 safetensors (half the size) while the config still asks for fp32 on load."""
     model.to(torch.float16).save_pretrained(path)
@@ -262,12 +247,15 @@ class RunLogger:
         """Append one line of metrics (with its `episode` and `step`)."""
         append_jsonl(os.path.join(self.run_dir, METRICS_FILE), [metrics])
 
-    def log_samples(self, step: int, queries: list[str], responses: list[str], scores: list[float],
-                    n: int) -> list[dict]:
-        """Append the first `n` (query, response, score) episodes of `step`; return the rows written."""
+    def log_samples(self, step: int, queries: list[str], responses: list[str], scores: list[float], n: int,
+                    show: Callable[[str], None] | None = None) -> list[dict]:
+        """Append the first `n` (query, response, score) episodes of `step`; `show` (e.g. the progress bar's
+        `write`) gets the first two as lines. Returns the rows written."""
         rows = [{"step": step, "query": q, "response": r, "score": s} for q, r,
                 s in zip(queries, responses, scores)][:n]
         append_jsonl(os.path.join(self.run_dir, SAMPLES_FILE), rows)
+        for row in rows[:2] if show else []:
+            show(f"[step {step}] {row['query']!r} -> {row['response']!r} (score {row['score']:.2f})")
         return rows
 
 
@@ -282,112 +270,6 @@ def list_checkpoints(run_dir: str) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def resolve_checkpoint(run_dir: str, spec: str) -> str:
-    """The checkpoint folder `spec` names: `latest` (the newest under RUN/checkpoints) or a checkpoint-<step> path.
-
-    Raises MissingInputError when there is none or `spec` is not a checkpoint folder (no trainer_state.json).
-    """
-    if spec == "latest":
-        found = list_checkpoints(run_dir)
-        if not found:
-            raise MissingInputError(f"No checkpoint under {os.path.join(run_dir, CHECKPOINTS)} to resume from; "
-                                    "drop --resume_from_checkpoint to start fresh.")
-        return found[-1][1]
-    if not os.path.isfile(os.path.join(spec, "trainer_state.json")):
-        raise MissingInputError(f"{spec!r} is not a checkpoint folder (no trainer_state.json); pass a checkpoint-N "
-                                "folder or `latest`.")
-    return spec
-
-
-def resume_config(config) -> dict:
-    """The settings of a PPO config a checkpoint must share with the run resuming it (`RESUME_FIELDS`: batch size,
-    seed, models), model paths made absolute; saved in trainer_state.json under `config`."""
-    from .names import is_local_path
-
-    def norm(v):
-        return os.path.abspath(os.path.expanduser(v)) if isinstance(v, str) and is_local_path(v) else v
-
-    return {name: norm(getattr(config, name)) for name in RESUME_FIELDS}
-
-
-def check_resume_config(path: str, config, allow_changes: bool = False) -> None:
-    """Raise UserInputError when checkpoint `path` was written with other `RESUME_FIELDS` than `config` (naming each
-    field with both values), unless `allow_changes`. A checkpoint that saved no config is not checked."""
-    saved = _read_json(os.path.join(path, "trainer_state.json")).get("config") or {}
-    now = resume_config(config)
-    changed = [name for name in RESUME_FIELDS if name in saved and saved[name] != now[name]]
-    if changed and not allow_changes:
-        diffs = "; ".join(f"{name}: {saved[name]!r} in the checkpoint, {now[name]!r} now" for name in changed)
-        raise UserInputError(f"Checkpoint {path!r} was written with another config ({diffs}); resume with the same "
-                             "values, or pass --resume_with_changed_config true to resume anyway.")
-
-
-def checkpoint_paths(run_dir: str, step: int) -> tuple[str, str]:
-    """(temporary, final) folders of the checkpoint of `step`: write into the first, then `commit_checkpoint`."""
-    root = os.path.join(run_dir, CHECKPOINTS)
-    return os.path.join(root, f".tmp-checkpoint-{step}"), os.path.join(root, f"checkpoint-{step}")
-
-
-def begin_checkpoint(run_dir: str, step: int) -> str:
-    """Create the empty temporary folder of the checkpoint of `step` (removing a leftover one) and return it."""
-    tmp, _ = checkpoint_paths(run_dir, step)
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    return tmp
-
-
-def commit_checkpoint(run_dir: str, step: int, keep: int) -> str:
-    """Rename the temporary checkpoint of `step` into place and delete all but the last `keep`; return its path."""
-    tmp, final = checkpoint_paths(run_dir, step)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    done = list_checkpoints(run_dir)
-    for _, old in done[: max(0, len(done) - keep)]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def save_checkpoint(run_dir: str, keep: int, accelerator, policy, value_model, tokenizer, optimizer, scheduler,
-                    state: dict) -> str:
-    """Write `RUN/checkpoints/checkpoint-<state["step"]>` atomically (a temporary folder, then a rename) and keep the
-    last `keep`. Every process saves its RNG states; the main process the unwrapped `policy` (its adapter only, for a
-    PEFT model) and `value_model`, the tokenizer, optimizer and scheduler states and `state` (JSON-serialisable: step,
-    episode, wall time, KL coefficient, reward statistics) as trainer_state.json. Returns the path ("" off the main
-    process)."""
-    acc, step = accelerator, state["step"]
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        begin_checkpoint(run_dir, step)
-    acc.wait_for_everyone()
-    tmp, _ = checkpoint_paths(run_dir, step)
-    rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    _save_state(rng, os.path.join(tmp, f"rng_state_{acc.process_index}.pth"))
-    if acc.is_main_process:
-        save_policy(policy, os.path.join(tmp, "policy"))
-        tokenizer.save_pretrained(os.path.join(tmp, "policy"))
-        value_model.save_pretrained(os.path.join(tmp, "value_model"))
-        _save_state(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
-        _save_state(scheduler.state_dict(), os.path.join(tmp, "scheduler.pt"))
-        write_json(os.path.join(tmp, "trainer_state.json"), {**state, "world_size": acc.num_processes})
-    acc.wait_for_everyone()
-    final = commit_checkpoint(run_dir, step, keep) if acc.is_main_process else ""
-    acc.wait_for_everyone()
-    return final
-
-
-def _save_state(obj, path: str) -> None:
-    """`torch.save(obj, path)`; torch reports a disk that fills up mid-write as a RuntimeError ("unexpected pos"),
-    which becomes the OSError ENOSPC it is when the disk is (nearly) full, so the command says so in one line."""
-    import errno
-
-    try:
-        torch.save(obj, path)
-    except RuntimeError as e:
-        if shutil.disk_usage(os.path.dirname(path)).free < 64 * 2**20:
-            raise OSError(errno.ENOSPC, f"No space left on device while writing a checkpoint ({e})", path) from None
-        raise
-
-
 def save_policy(policy, path: str) -> None:
     """`policy.save_pretrained(path)`; a peft model writes its adapter only (adapter_config.json,
     adapter_model.safetensors), without the base's embedding matrices: PPO never resizes the vocabulary, and peft's
@@ -400,103 +282,26 @@ def save_policy(policy, path: str) -> None:
         policy.save_pretrained(path)
 
 
-def load_checkpoint(path: str, accelerator, policy, value_model, optimizer, scheduler,
-                    adapter_only: bool = False) -> dict:
-    """Load a checkpoint of `save_checkpoint` into the given (unwrapped) models, optimizer and scheduler, restore this
-    process's RNG states, and return trainer_state.json's dict.
-
-    No code runs from a checkpoint: weights are safetensors, and optimizer.pt, scheduler.pt and rng_state_<rank>.pth
-    are read with `torch.load(weights_only=True)` (tensors, numbers, strings and containers only; numpy's RNG array
-    allowed as transformers' Trainer allows it), so a checkpoint downloaded from someone else cannot run its author's
-    code (torch docs, "torch.load with weights_only").
-
-    Raises UserInputError naming the file: a file that is not a safe checkpoint (a pickle with other objects), one
-    that is truncated or corrupt, a missing one; or a checkpoint written by another number of processes (its RNG
-    states and data positions would not match)."""
-    state = _read_json(os.path.join(path, "trainer_state.json"))
-    if state.get("world_size", 1) != accelerator.num_processes:
-        raise UserInputError(f"Checkpoint {path} was written by {state['world_size']} processes; resume with the "
-                             f"same number (now {accelerator.num_processes}).")
-    if adapter_only:
-        from peft import set_peft_model_state_dict
-
-        set_peft_model_state_dict(policy, _load_weights(os.path.join(path, "policy", "adapter_model.safetensors")))
-    else:
-        policy.load_state_dict(_load_weights(os.path.join(path, "policy", "model.safetensors")), strict=False)
-    value_model.load_state_dict(_load_weights(os.path.join(path, "value_model", "model.safetensors")), strict=False)
-    optimizer.load_state_dict(_load_state(os.path.join(path, "optimizer.pt")))
-    scheduler.load_state_dict(_load_state(os.path.join(path, "scheduler.pt")))
-    rng = _load_state(os.path.join(path, f"rng_state_{accelerator.process_index}.pth"))
-    try:
-        torch.set_rng_state(rng["torch"])
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise UserInputError(f"The RNG states in {os.path.join(path, f'rng_state_{accelerator.process_index}.pth')!r} "
-                             f"are not those of an rlhf-demo checkpoint ({type(e).__name__}: {e}); resume from "
-                             "another checkpoint.") from None
-    return state
-
-
-_BAD_CHECKPOINT_FIX = ("resume from another checkpoint (pass its checkpoint-N folder to --resume_from_checkpoint), or "
-                       "delete this one")
-
-
-def _missing(path: str) -> MissingInputError:
-    return MissingInputError(f"The checkpoint file {path!r} is missing; {_BAD_CHECKPOINT_FIX}.")
-
-
-def _read_json(path: str) -> dict:
-    """A checkpoint's JSON file as a dict; UserInputError naming the file when it is missing or not whole JSON."""
-    if not os.path.isfile(path):
-        raise _missing(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UserInputError(f"The checkpoint file {path!r} is not valid JSON ({e}); {_BAD_CHECKPOINT_FIX}.") from None
-    if not isinstance(data, dict):
-        raise UserInputError(f"The checkpoint file {path!r} does not hold a JSON object; {_BAD_CHECKPOINT_FIX}.")
-    return data
-
-
-def _load_weights(path: str) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint's safetensors file; UserInputError naming the file when missing or corrupt."""
-    from safetensors.torch import load_file
-
-    if not os.path.isfile(path):
-        raise _missing(path)
-    try:
-        return load_file(path)
-    except Exception as e:  # safetensors raises its own SafetensorError (and OSError) on a cut or foreign file
-        raise UserInputError(f"The checkpoint weights {path!r} are truncated or corrupt ({type(e).__name__}: "
-                             f"{one_line(e)}); {_BAD_CHECKPOINT_FIX}.") from None
-
-
-def _load_state(path: str):
-    """A checkpoint's optimizer, scheduler or RNG state, read with `torch.load(weights_only=True)`: nothing in the
-    file is executed. UserInputError naming the file when it is missing, corrupt, or not a safe checkpoint file."""
-    import pickle
-
-    from transformers.trainer_pt_utils import safe_globals
-
-    if not os.path.isfile(path):
-        raise _missing(path)
-    try:
-        with safe_globals():  # numpy's RNG state array, as transformers' Trainer allows it; nothing else
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()
-        detail = next((line for line in first if "GLOBAL" in line or "Unsupported" in line), first[0] if first else "")
-        raise UserInputError(f"Refused to load {path!r}: it is not a safe checkpoint file (it asks to run code or "
-                             f"build objects other than tensors and numbers: {detail.strip()[:200]}); nothing in it "
-                             f"was run. Only resume from checkpoints you trust; {_BAD_CHECKPOINT_FIX}.") from None
-    except (RuntimeError, OSError, EOFError, ValueError) as e:
-        raise UserInputError(f"The checkpoint file {path!r} is truncated or corrupt ({type(e).__name__}: "
-                             f"{one_line(e)[:200]}); {_BAD_CHECKPOINT_FIX}.") from None
-
-
 # ------------------------------------------------------------------------------------------- final export
+def export_run(run_dir: str, config, policy, tokenizer, value_model, reward_fn, state: dict, processes: int,
+               final_metrics: dict | None = None) -> None:
+    """`export_model` of a finished PPO run (`config`, a PPOConfig; `state`: its step, episode and wall time), with
+    the sampling settings of training and a run_info.json that says what the run was: base model, reward functions,
+    dataset, episodes, steps, wall time, machine, processes, version and the last step's metrics."""
+    from . import __version__
+
+    cfg = config
+    run_info = {
+        "base_model": cfg.model_name_or_path, "reward_functions": [repr(reward_fn)], "dataset": cfg.dataset_name,
+        "episodes": state["episode"], "steps": state["step"], "wall_time_s": state["wall_time_s"],
+        "machine": machine_description(), "processes": processes, "rlhf_demo_version": __version__,
+        "final_metrics": final_metrics or {},
+    }
+    sampling = {"top_k": cfg.top_k, "top_p": cfg.top_p, "temperature": cfg.temperature,
+                "max_new_tokens": cfg.response_length}
+    export_model(run_dir, policy, tokenizer, value_model, sampling, run_info, merge_adapter=cfg.use_peft, config=cfg)
+
+
 def export_model(run_dir: str, policy, tokenizer, value_model, sampling: dict, run_info: dict,
                  merge_adapter: bool = False, config=None) -> None:
     """Write the run's final model: the policy at the top level (merged into its base when `merge_adapter`, the

@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import WORDS, make_tiny_gpt2, make_word_tokenizer
 
-from rlhf_demo import runs
+from rlhf_demo import checkpoints, runs
 from rlhf_demo.config import PPOConfig
 from rlhf_demo.errors import TrainingDivergedError, UserInputError
 
@@ -342,11 +342,11 @@ def test_resume_with_changed_config_needs_the_flag(world):
 
     checkpoint = os.path.join(world["run"], "checkpoints", "checkpoint-2")
     same = parse_config(PPOConfig, train_args(world, world["run"], "--total_episodes", "64")[1:])
-    runs.check_resume_config(checkpoint, same)  # a longer run is fine
+    checkpoints.check_resume_config(checkpoint, same)  # a longer run is fine
     other = parse_config(PPOConfig, train_args(world, world["run"], "--batch_size", "4")[1:])
     with pytest.raises(UserInputError, match="batch_size: 8 in the checkpoint, 4 now"):
-        runs.check_resume_config(checkpoint, other)
-    runs.check_resume_config(checkpoint, other, allow_changes=True)
+        checkpoints.check_resume_config(checkpoint, other)
+    checkpoints.check_resume_config(checkpoint, other, allow_changes=True)
 
 
 class Killed(Exception):
