@@ -287,7 +287,7 @@ def sample_best_of_n(s: Setup, ns: list[int], proxy) -> list[dict]:
     from rlhf_demo.data import build_prompt_dataset
     from rlhf_demo.eval.suite import load_measurement
     from rlhf_demo.models import load_causal_lm
-    from rlhf_demo.rewards import SentimentReward
+    from rlhf_demo.rewards import ClassifierReward
     from rlhf_demo.sampling import generate
 
     model, tok = load_causal_lm(s.policy, "policy")
@@ -301,7 +301,8 @@ def sample_best_of_n(s: Setup, ns: list[int], proxy) -> list[dict]:
                      desc=f"best-of-{n_max} samples").texts
     proxy_scores = np.asarray(proxy(queries, texts), dtype=float).reshape(P, n_max)
     seconds = time.perf_counter() - t0
-    gold = np.asarray(SentimentReward(s.gold_model, label=s.gold_label, kind="logit")(queries, texts)).reshape(P, n_max)
+    gold_fn = ClassifierReward(s.gold_model, label=s.gold_label, kind="logit")
+    gold = np.asarray(gold_fn(queries, texts)).reshape(P, n_max)
     judge = load_measurement("sentiment_judge", "default")
     positive = np.asarray(judge.compute(data=[q + t for q, t in zip(queries, texts)])["positive"],
                           dtype=float).reshape(P, n_max)

@@ -159,12 +159,12 @@ class HeldOutEval:
     def __init__(self, args, reward_fn=None):
         from rlhf_demo.data import build_prompt_dataset
         from rlhf_demo.models import load_policy, load_tokenizer, pad_left
-        from rlhf_demo.rewards import SentimentReward
+        from rlhf_demo.rewards import ClassifierReward
 
         self.args = args
         self.tokenizer = load_tokenizer(args.policy)
         self.ref = load_policy(args.policy).requires_grad_(False)
-        self.reward_fn = reward_fn or SentimentReward(args.reward_model, label="POSITIVE", kind="logit")
+        self.reward_fn = reward_fn or ClassifierReward(args.reward_model, label="POSITIVE", kind="logit")
         ds = build_prompt_dataset(self.tokenizer, args.dataset, "test", num_prompts=args.eval_prompts, seed=0)
         self.queries = list(ds["query"])
         self.query_ids, self.query_mask = pad_left(list(ds["input_ids"]), self.tokenizer.pad_token_id)
@@ -277,9 +277,9 @@ def build_rlhf_demo_ppo(args):
     from rlhf_demo.config import PPOConfig
     from rlhf_demo.models import load_tokenizer
     from rlhf_demo.ppo import PPOTrainer
-    from rlhf_demo.rewards import SentimentReward
+    from rlhf_demo.rewards import ClassifierReward
 
-    reward_fn = SentimentReward(args.reward_model, label="POSITIVE", kind="logit")
+    reward_fn = ClassifierReward(args.reward_model, label="POSITIVE", kind="logit")
     tokenizer = load_tokenizer(args.policy)
     cfg = PPOConfig(
         output_dir=os.path.join(args.work_dir, "rlhf_demo_ppo"), model_name_or_path=args.policy,
@@ -325,7 +325,7 @@ def run_trl_online(args, kind: str) -> dict:
     from transformers import TrainerCallback
 
     from rlhf_demo.models import load_tokenizer
-    from rlhf_demo.rewards import SentimentReward
+    from rlhf_demo.rewards import ClassifierReward
 
     if kind == "rloo":
         from trl import RLOOConfig as Config
@@ -334,7 +334,7 @@ def run_trl_online(args, kind: str) -> dict:
         from trl import GRPOConfig as Config
         from trl import GRPOTrainer as Trainer
 
-    sentiment = SentimentReward(args.reward_model, label="POSITIVE", kind="logit")
+    sentiment = ClassifierReward(args.reward_model, label="POSITIVE", kind="logit")
 
     def positive_logit(prompts, completions, **kwargs):
         return sentiment(list(prompts), list(completions))

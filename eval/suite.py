@@ -11,7 +11,7 @@ same seeds and sampling settings (so every comparison is paired), scores them, a
 - `samples.jsonl`: one line per episode: prompt, both responses (text and token ids), their scores.
 
 Measurements (sentiment judge, toxicity, distinct-n) are `evaluate` modules under `eval/measurements/`;
-the reward model is the training reward (`rlhf_demo.rewards.SentimentReward`); KL and perplexity need
+the reward model is the training reward (`rlhf_demo.rewards.ClassifierReward`); KL and perplexity need
 both models' log-probs and are plain functions here.
 
 `eval_results.json` schema (schema_version 1)::
@@ -66,7 +66,7 @@ from rlhf_demo.errors import MissingInputError, UserInputError
 from rlhf_demo.models import (PRESET_REWARD_MODELS, check_model_path, context_exceeded, is_adapter_folder,
                               is_local_path, is_policy_config, load_causal_lm, loading_errors, pad_left,
                               resolve_model_path, response_logprobs)
-from rlhf_demo.rewards import SentimentReward
+from rlhf_demo.rewards import ClassifierReward
 from rlhf_demo.runs import atomic_dir, check_output_dir, export_problem, list_checkpoints
 from rlhf_demo.sampling import generate
 
@@ -195,7 +195,7 @@ class Scorers:
     def __init__(self, cfg: EvalConfig):
         path = check_model_path(cfg.reward_model, "reward model (--reward_model)", PRESET_REWARD_MODELS)
         with loading_errors(path, "reward model (--reward_model)"):
-            self.reward = SentimentReward(path, label=cfg.reward_label, kind="logit", batch_size=cfg.batch_size,
+            self.reward = ClassifierReward(path, label=cfg.reward_label, kind="logit", batch_size=cfg.batch_size,
                                           label_fix="Pass one with --reward_label.")
         self.judge = load_judge("sentiment_judge", cfg.sentiment_judge, ("vader", "default"),
                                 "sentiment judge (--sentiment_judge)", cfg.judge_positive_label,

@@ -145,7 +145,7 @@ def parse_reward(spec: Any) -> dict:
     text = str(spec)
     parsed = _split_spec(text)
     if parsed is None or parsed[0] not in REWARD_TASKS:
-        shown = portable_text(text.split("(")[0] if "(" in text else text)  # e.g. "SentimentReward('path', ...)"
+        shown = portable_text(text.split("(")[0] if "(" in text else text)  # e.g. "ClassifierReward('path', ...)"
         return {"kind": None, "target": shown, "model": f"`{shown}`", "label": None, "weight": 1.0, "hub_id": None,
                 "shown": shown}
     kind, arg, label, weight = parsed

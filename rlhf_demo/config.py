@@ -1,22 +1,27 @@
-"""Configs: one dataclass per command (pretrain, reward-model, train, generate, eval, push, preferences, loop), with
-`--help` text on every field and `__post_init__` checks whose errors say what to change. Options that several commands
-declare alike live once in `PromptOptions` and `SamplingOptions`, which those commands inherit; the checks that several
-commands share are `check_numbers`, `check_prompt_options`, `check_sampling` and `check_repo_id`.
+"""Configs: one dataclass per command (pretrain, reward-model, train, generate, eval, push, preferences, loop, space),
+with `--help` text on every field and `__post_init__` checks whose errors say what to change. Options that several
+commands declare alike live once in `PromptOptions` and `SamplingOptions`, which those commands inherit; the checks
+(the shared `check_numbers`, `check_prompt_options`, `check_sampling`, `check_repo_id`, and the long ones of train,
+eval and push) live in `config_checks.py`, so this file reads as the declarations.
 
-`parsing.py` reads a command line into these dataclasses (defaults < preset < --config YAML < flags, as TRL's
-`TrlParser`); `parse_config`, `load_yaml_config` and `preset_path` are re-exported here, where callers import them.
+`parsing.py` reads a command line into these dataclasses (defaults < preset < --config YAML < environment variables
+a config declares (the Space's) < flags, as TRL's `TrlParser`); `parse_config`, `load_yaml_config` and `preset_path`
+are re-exported here, where callers import them.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
+from .config_checks import (MAX_SEED, check_eval_config, check_numbers, check_ppo_config,  # noqa: F401
+                            check_prompt_options, check_push_config, check_repo_id, check_sampling)
 from .errors import UserInputError
 from .names import PRESET_NAMES, PRESETS_DIR  # noqa: F401 (also imported from here)
 from .parsing import SECTIONS, load_yaml_config, parse_config, preset_path  # noqa: F401 (imported from here)
@@ -32,12 +37,14 @@ def data_dir() -> str:
     return os.environ.get(DATA_DIR_ENV) or os.path.normpath(os.path.join(repo_root, "..", "shared", "data"))
 
 
-def arg(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:
-    """A config field with its `--help` text (what `HfArgumentParser` reads from `metadata["help"]`); a list or dict
-    default is copied for each instance. Without `default` the flag is required (unless a YAML file gives it)."""
+def arg(default: Any = dataclasses.MISSING, help: str = "", aliases: tuple[str, ...] = (), **kwargs) -> Any:
+    """A config field with its `--help` text and other flag names (what `HfArgumentParser` reads from
+    `metadata["help"]` and `metadata["aliases"]`); a list or dict default is copied for each instance. Without
+    `default` the flag is required (unless a YAML file gives it)."""
+    metadata = {"help": help, **({"aliases": list(aliases)} if aliases else {})}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help}, **kwargs)
-    return field(default=default, metadata={"help": help}, **kwargs)
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
 
 
 @dataclass
@@ -60,22 +67,6 @@ class PromptOptions:
                                        "end, where a template puts the instruction) or right.")
 
 
-def check_prompt_options(cfg) -> None:
-    """The checks of `PromptOptions` (train, eval); UserInputError naming the fix."""
-    if cfg.prompt_column is not None and cfg.prompt_template is not None:
-        raise UserInputError("Pass --prompt_column or --prompt_template, not both: a template names its columns "
-                             "itself, as {column}.")
-    if cfg.max_prompt_length is not None:
-        if cfg.prompt_column is None and cfg.prompt_template is None:
-            raise UserInputError("--max_prompt_length applies to prompt-only datasets; add --prompt_column or "
-                                 "--prompt_template, or drop it (review heads are cut by --max_query_tokens).")
-        if cfg.max_prompt_length < 1:
-            raise UserInputError(f"max_prompt_length must be at least 1 (or unset to keep prompts whole), got "
-                                 f"{cfg.max_prompt_length}.")
-    if cfg.truncation_side not in ("left", "right"):
-        raise UserInputError(f"truncation_side must be 'left' or 'right', got {cfg.truncation_side!r}.")
-
-
 def prompt_options(cfg) -> dict:
     """The `PromptOptions` of a config, as keyword arguments of `data.build_prompt_dataset`."""
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(PromptOptions)}
@@ -88,62 +79,6 @@ class SamplingOptions:
     KL), so those commands declare their own; `check_sampling` checks every command's."""
 
     temperature: float = arg(1.0, "Sampling temperature.")
-
-
-def check_sampling(cfg, stochastic: bool = False) -> None:
-    """The one check of a config's sampler: temperature positive, top_k 0 (off) or positive, top_p in (0, 1] (a
-    config without top_k / top_p, as preferences', has them off). `stochastic` (PPO's) also refuses top_k 1, which
-    makes sampling greedy as top_p 0 would. Raises UserInputError naming the option."""
-    if cfg.temperature <= 0:
-        raise UserInputError(f"temperature must be positive, got {cfg.temperature}.")
-    top_k, top_p = getattr(cfg, "top_k", 0), getattr(cfg, "top_p", 1.0)
-    if stochastic and (top_k < 0 or top_k == 1 or not 0 < top_p <= 1):
-        raise UserInputError(f"top_k must be 0 (off) or at least 2 and top_p in (0, 1], got top_k={top_k}, "
-                             f"top_p={top_p}: PPO needs a stochastic policy, and top_k 1 or top_p 0 make sampling "
-                             "greedy.")
-    if top_k < 0 or not 0 < top_p <= 1:
-        raise UserInputError(f"top_k must be 0 (off) or positive and top_p in (0, 1], got top_k={top_k}, "
-                             f"top_p={top_p}.")
-
-
-def check_repo_id(value: str | None, flag: str, namespace: bool = True, message: str | None = None) -> None:
-    """The one check of a Hub repository id given by option `flag`: valid for `huggingface_hub` and, with
-    `namespace`, of the form NAMESPACE/NAME (without, a bare NAME, which the Hub puts under the token's user, also
-    passes). Raises UserInputError with `message`, in which {value!r} and {reason} are filled in (default: the flag,
-    the value and the reason)."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    reason = None
-    try:
-        validate_repo_id(value or "")
-    except HFValidationError as e:
-        reason = str(e)
-    if reason is None and namespace and "/" not in value:
-        reason = "it has no NAMESPACE/"
-    if reason is not None:
-        message = message or f"{flag} {{value!r}} is not a valid Hub repository id (NAMESPACE/NAME): {{reason}}"
-        raise UserInputError(message.format(value=value, reason=reason))
-
-
-MAX_SEED = 2**32 - 1  # numpy's seeds lie in [0, 2**32 - 1]
-
-
-def check_numbers(cfg, allow_inf: tuple[str, ...] = ()) -> None:
-    """The checks every config runs first: each float option is a finite number (NaN passes every `x < 0` test and
-    would fail steps later with a message blaming something else), except the options in `allow_inf`, for which
-    inf means "off"; each `seed` option lies in [0, 2**32 - 1]. Raises UserInputError naming the option."""
-    import math
-
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            if math.isnan(value) or f.name not in allow_inf:
-                allowed = " (or inf, for off)" if f.name in allow_inf else ""
-                raise UserInputError(f"{f.name} must be a finite number{allowed}, got {value}; pass a number such as "
-                                     f"the default {f.default!r}.")
-        if f.name == "seed" and isinstance(value, int) and not 0 <= value <= MAX_SEED:
-            raise UserInputError(f"seed must be an integer in [0, {MAX_SEED}], got {value}.")
 
 
 def save_config(config, path: str) -> None:
@@ -246,7 +181,8 @@ class PPOConfig(PromptOptions):
     model_name_or_path: str = arg("openai-community/gpt2", "Policy to align (Hub id or folder); its frozen copy is the "
                                                            "reference.")
     reward: list[str] = arg(["sentiment=lvwerra/distilbert-imdb@POSITIVE"], "Reward function(s) as "
-            "KIND=PATH_OR_ID[@LABEL][:WEIGHT], KIND in sentiment, toxicity, keyword; repeat the flag to sum several.")
+            "KIND=TARGET[@LABEL][:WEIGHT]: sentiment=CLASSIFIER@LABEL, toxicity=CLASSIFIER, keyword=WORD, "
+            "preference=REWARD_MODEL, python=MODULE:FUNCTION, or vader; repeat the flag to sum several.")
     value_model_name_or_path: str | None = arg(None, "Backbone for the value model (needs the policy's tokenizer); "
                                                      "None: the policy. Stiennon et al. 2020 and TRL start it "
                                                      "from the reward model.")
@@ -353,51 +289,7 @@ class PPOConfig(PromptOptions):
     progress_bar: bool = arg(True, "Show a tqdm progress bar over episodes.")
 
     def __post_init__(self):
-        check_numbers(self, allow_inf=("cliprange", "cliprange_value", "max_grad_norm"))
-        self._check_sizes()
-        self._check_sampling()
-        check_prompt_options(self)
-        if self.value_head_init not in ("auto", "zero", "reward_model"):
-            raise UserInputError(f"value_head_init must be auto, zero or reward_model, got {self.value_head_init!r}.")
-        if self.value_head_on_policy and (self.use_peft or self.value_head_init == "reward_model"):
-            raise UserInputError("value_head_on_policy needs full fine-tuning (no --use_peft) and a head that starts "
-                                 "at 0 (value_head_init auto or zero); drop one of the options.")
-        if self.kl_estimator not in ("k1", "k3"):
-            raise UserInputError(f"kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}.")
-        if self.missing_eos_penalty is not None and not self.stop_at_eos:
-            raise UserInputError("missing_eos_penalty needs stop_at_eos: without stopping at EOS no response contains "
-                                 "one by design.")
-        from .tracking import parse_report_to
-
-        parse_report_to(self.report_to)  # the names only: a missing package is refused by PPOTrainer, before training
-        for name in ("cliprange", "cliprange_value", "learning_rate", "adam_eps", "max_grad_norm"):
-            if not getattr(self, name) > 0:  # max_grad_norm <= 0 would zero (or flip) every gradient
-                raise UserInputError(f"{name} must be positive, got {getattr(self, name)}.")
-        for name in ("vf_coef", "ent_coef", "weight_decay"):
-            if getattr(self, name) < 0:
-                raise UserInputError(f"{name} must be >= 0, got {getattr(self, name)}.")
-        if self.reward_clip is not None and self.reward_clip <= 0:
-            raise UserInputError(f"reward_clip must be positive (or unset), got {self.reward_clip}.")
-        if not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
-            raise UserInputError(f"gamma and lam must lie in [0, 1], got gamma={self.gamma}, lam={self.lam}.")
-        if self.kl_coef < 0 or self.target_kl <= 0:
-            raise UserInputError(f"kl_coef must be >= 0 and target_kl > 0, got {self.kl_coef} and "
-                                 f"{self.target_kl}.")
-        if self.use_peft and (self.lora_r < 1 or self.lora_alpha <= 0):
-            raise UserInputError(f"LoRA needs lora_r >= 1 and lora_alpha > 0; got {self.lora_r} and "
-                                 f"{self.lora_alpha}.")
-        if self.lora_dropout != 0:
-            raise UserInputError(f"lora_dropout must be 0, got {self.lora_dropout}: PPO runs the policy in eval mode "
-                                 "(no dropout, so old and new log-probs agree), where LoRA dropout would do nothing.")
-        if self.value_model_num_layers is not None and self.value_model_num_layers < 1:
-            raise UserInputError(f"value_model_num_layers must be at least 1 (or unset for all), got "
-                                 f"{self.value_model_num_layers}.")
-        if self.eval_num_prompts < 0:
-            raise UserInputError(f"eval_num_prompts must be 0 (no evaluation) or positive, got "
-                                 f"{self.eval_num_prompts}.")
-        if self.push_to_hub:
-            check_repo_id(self.hub_model_id, "--hub_model_id", message="--push_to_hub needs --hub_model_id "
-                          "NAMESPACE/NAME (a valid Hub repository id), got {value!r}.")
+        check_ppo_config(self)
 
     def check_given_options(self, given: set[str]) -> None:
         """Checks of what the user chose, by flag or in their --config file (`parse_config` calls it with those
@@ -411,38 +303,6 @@ class PPOConfig(PromptOptions):
                 raise UserInputError(f"--value_head_on_policy puts the value head on the policy's trunk, so "
                                      f"{' and '.join(unused)} (the separate value model) would be unused; drop "
                                      f"{'them' if len(unused) > 1 else 'it'} or --value_head_on_policy.")
-
-    def _check_sizes(self):
-        """Counts and sizes: each at least 1 (or 0 where 0 means off), and batches that divide evenly."""
-        for name in ("total_episodes", "batch_size", "num_mini_batches", "gradient_accumulation_steps",
-                     "num_ppo_epochs", "logging_steps", "kl_horizon", "save_total_limit", "min_query_tokens"):
-            if getattr(self, name) < 1:
-                raise UserInputError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        for name in ("sample_steps", "save_steps", "num_samples_logged", "min_review_chars"):
-            if getattr(self, name) < 0:
-                raise UserInputError(f"{name} must be 0 or more, got {getattr(self, name)}.")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise UserInputError(f"num_threads must be at least 1 (or unset for torch's default), got "
-                                 f"{self.num_threads}.")
-        if self.max_query_tokens < self.min_query_tokens:
-            raise UserInputError(f"max_query_tokens ({self.max_query_tokens}) must be at least min_query_tokens "
-                                 f"({self.min_query_tokens}).")
-        if self.batch_size % self.num_mini_batches:
-            raise UserInputError(f"batch_size ({self.batch_size}) must be divisible by num_mini_batches "
-                                 f"({self.num_mini_batches}).")
-        if (self.batch_size // self.num_mini_batches) % self.gradient_accumulation_steps:
-            raise UserInputError(f"The minibatch ({self.batch_size // self.num_mini_batches} episodes) must be "
-                                 f"divisible by gradient_accumulation_steps ({self.gradient_accumulation_steps}).")
-
-    def _check_sampling(self):
-        """Response lengths and a sampler PPO can train with: stochastic (top_k 1 or top_p 0 would be greedy)."""
-        if self.response_length < 1:
-            raise UserInputError(f"response_length must be at least 1, got {self.response_length}.")
-        if self.min_response_length is not None and not 1 <= self.min_response_length <= self.response_length:
-            raise UserInputError(f"min_response_length must be in [1, response_length={self.response_length}], got "
-                                 f"{self.min_response_length}.")
-        check_sampling(self, stochastic=True)
-
 
 @dataclass
 class GenerateConfig(SamplingOptions):
@@ -507,30 +367,7 @@ class EvalConfig(PromptOptions):
     num_report_samples: int = arg(5, "Sample pairs shown in eval_report.md.")
 
     def __post_init__(self):
-        check_numbers(self)
-        if not self.model:
-            raise UserInputError("--model is required: the aligned policy (a folder written by `rlhf-demo train` or a "
-                                 "Hub id).")
-        if not self.reference:
-            raise UserInputError("--reference is required: the policy before alignment (a folder, a Hub id, or a "
-                                 "preset such as tiny).")
-        if self.num_prompts < 1:
-            raise UserInputError(f"num_prompts must be at least 1, got {self.num_prompts}; the evaluation needs "
-                                 "prompts to compare on.")
-        for name in ("samples_per_prompt", "max_new_tokens", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UserInputError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        if self.bootstrap_samples < 100:
-            raise UserInputError(f"bootstrap_samples must be at least 100 for a 95% interval,"
-                                 f" got {self.bootstrap_samples}.")
-        check_sampling(self)
-        if self.frontier_num_prompts < 0:
-            raise UserInputError("frontier_num_prompts must be 0 (all prompts) or positive, got "
-                                 f"{self.frontier_num_prompts}.")
-        if self.num_report_samples < 0:
-            raise UserInputError(f"num_report_samples must be 0 (no samples in the report) or more, got "
-                                 f"{self.num_report_samples}.")
-        check_prompt_options(self)
+        check_eval_config(self)
 
 
 @dataclass
@@ -571,32 +408,7 @@ class PushConfig:
     space_wheel: str | None = arg(None, "rlhf-demo wheel to upload with the Space (None: built from this checkout).")
 
     def __post_init__(self):
-        check_numbers(self)
-        if not self.model:
-            raise ValueError("--model is required: the run directory written by `rlhf-demo train --output_dir`.")
-        check_repo_id(self.repo_id, "--repo_id", namespace=False)
-        if not self.revision:
-            raise ValueError("--revision must name a branch, e.g. main.")
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}.")
-        if not 0 <= self.retry_base_wait <= 600:
-            raise ValueError(f"retry_base_wait must be 0 to 600 seconds, got {self.retry_base_wait}.")
-        if self.output_dir is not None and not self.dry_run:
-            raise ValueError("--output_dir is only used with --dry_run; add --dry_run or drop --output_dir.")
-        if self.dry_run and self.output_dir is None:
-            self.output_dir = os.path.normpath(self.model) + "_hub"
-        if self.push_deadline <= 0:
-            raise UserInputError(f"push_deadline must be positive seconds, got {self.push_deadline}.")
-        if self.connect_timeout <= 0 or self.timeout <= 0:
-            raise UserInputError(f"connect_timeout and timeout must be positive seconds, got {self.connect_timeout} "
-                                 f"and {self.timeout}.")
-        if self.eval_num_prompts < 0:
-            raise UserInputError(f"eval_num_prompts must be 0 (push without evaluating) or positive, got "
-                                 f"{self.eval_num_prompts}.")
-        if self.space is not None:
-            check_repo_id(self.space, "--space", message="--space {value!r} is not a Space id NAMESPACE/NAME.")
-        if self.eval_only and (self.space or self.include_checkpoints):
-            raise UserInputError("--eval_only uploads eval/ and the card only; drop --space and --include_checkpoints.")
+        check_push_config(self)
 
 
 @dataclass
@@ -671,3 +483,74 @@ class LoopConfig:
                 raise UserInputError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.annotator_temperature < 0:
             raise UserInputError(f"annotator_temperature must be >= 0, got {self.annotator_temperature}.")
+
+
+TINY_PROMPTS = os.path.join(PRESETS_DIR, "tiny", "prompts")  # heads of IMDB reviews shipped with the tiny preset
+
+
+@dataclass
+class SpaceConfig:
+    """`rlhf-demo space`: the Gradio Space (reference vs aligned side by side, evaluation, human feedback,
+    publishing). A hosted Space sets its options as environment variables (each named in its help), which override a
+    `--config` file (env SPACE_CONFIG; what `rlhf-demo push --space` writes) and a preset's `space:` section; flags
+    override them all. The page's wording (title ... score_label) defaults to the tiny preset's."""
+
+    reference: str = arg("tiny", "Policy before PPO: preset (tiny, gpt2, smollm2), folder or Hub id (env "
+                                 "REFERENCE_MODEL).", aliases=("--reference_model",))
+    aligned: str = arg(os.path.join(PRESETS_DIR, "tiny", "aligned"), "Aligned policy: folder or Hub id (env "
+                       "ALIGNED_MODEL; default the tiny preset's committed PPO run).", aliases=("--aligned_model",))
+    reward_model: str = arg("tiny", "Reward model PPO optimised: preset (tiny, gpt2, smollm2), folder or Hub id (env "
+                                    "REWARD_MODEL).")
+    reward_label: str = arg("POSITIVE", "Label of the reward model whose logit is the reward (env REWARD_LABEL).")
+    preferences: str = arg("preferences.jsonl", "JSONL file the Feedback tab appends to (env PREFERENCES_FILE).")
+    preferences_dataset: str | None = arg(None, "Hub dataset NAMESPACE/NAME that keeps the preferences across "
+                                                "restarts, uploaded every 5 minutes with the Space's HF_TOKEN (env "
+                                                "PREFERENCES_DATASET; default: the local file only).")
+    eval_dataset: str = arg(TINY_PROMPTS if os.path.isdir(TINY_PROMPTS) else "stanfordnlp/imdb", "Prompts of the "
+                            "Evaluate tab: Hub id or local folder with a test split (env EVAL_DATASET; default the "
+                            "tiny preset's shipped IMDB review heads when present, else stanfordnlp/imdb).")
+    eval_prompt_column: str | None = arg(None, "A prompt-only --eval_dataset: the column whose text is each prompt "
+                                               "(env EVAL_PROMPT_COLUMN).")
+    eval_prompt_template: str | None = arg(None, "A prompt-only --eval_dataset: template with {column} fields that "
+                                                 "builds each prompt (env EVAL_PROMPT_TEMPLATE).")
+    eval_max_prompt_length: int | None = arg(None, "A prompt-only --eval_dataset: cut longer prompts to this many "
+                                                   "tokens, from the left (env EVAL_MAX_PROMPT_LENGTH).")
+    runs_dir: str = arg("runs", "Folder of training runs the Publish tab offers (env RUNS_DIR).")
+    generation_timeout: float = arg(60.0, "Seconds before a generation request is stopped (env GENERATION_TIMEOUT).")
+    concurrency_limit: int = arg(2, "Requests of each kind that run at once (at least 1).")
+    host: str | None = arg(None, "Address to serve on (default: GRADIO_SERVER_NAME, else 127.0.0.1).")
+    port: int | None = arg(None, "Port, 1-65535 (default: GRADIO_SERVER_PORT, else 7860 or the next free one).")
+    share: bool = arg(False, "Also serve through a public gradio.live link.")
+    # What the page says (a preset's `space:` section; unset: the tiny preset's wording).
+    title: str | None = arg(None, "The page's heading and the browser tab's title.")
+    description: str | None = arg(None, "The task, one or two sentences under the heading.")
+    prompt_placeholder: str | None = arg(None, "Placeholder of the Compare tab's prompt box.")
+    examples_label: str | None = arg(None, "Label of the Compare tab's example prompts.")
+    example_prompts: list[str] | None = arg(None, "Example prompts of the Compare tab.")
+    score_label: str | None = arg(None, "What a higher reward means, on the score bars and in the table (unset: "
+                                        "from --reward_label, e.g. positive for POSITIVE).")
+
+    ENV_VARIABLES: ClassVar[dict[str, str]] = {
+        "reference": "REFERENCE_MODEL", "aligned": "ALIGNED_MODEL", "reward_model": "REWARD_MODEL",
+        "reward_label": "REWARD_LABEL", "preferences": "PREFERENCES_FILE", "preferences_dataset": "PREFERENCES_DATASET",
+        "eval_dataset": "EVAL_DATASET", "eval_prompt_column": "EVAL_PROMPT_COLUMN",
+        "eval_prompt_template": "EVAL_PROMPT_TEMPLATE", "eval_max_prompt_length": "EVAL_MAX_PROMPT_LENGTH",
+        "runs_dir": "RUNS_DIR", "generation_timeout": "GENERATION_TIMEOUT"}
+    # option -> (check, what a value must be): `parse_config` names the flag, variable or file of a value out of range.
+    RANGES: ClassVar[dict[str, tuple]] = {
+        "eval_max_prompt_length": (lambda n: n >= 1, "a whole number of tokens, at least 1"),
+        "generation_timeout": (lambda t: 0 < t < math.inf, "a number of seconds greater than 0"),
+        "concurrency_limit": (lambda n: n >= 1, "at least 1"),
+        "port": (lambda n: 1 <= n <= 65535, "a port number in 1-65535")}
+
+    def __post_init__(self):
+        for name, (check, what) in self.RANGES.items():
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not check(value)):
+                raise UserInputError(f"{name} must be {what}, got {value!r}.")
+
+    def check_given_options(self, given: set[str]) -> None:
+        """A --score_label written for another reward label is forgotten when the user picks the label (by flag,
+        variable or --config file) without a score label of their own: the new label's is derived from it."""
+        if "reward_label" in given and "score_label" not in given:
+            self.score_label = None

@@ -1,6 +1,9 @@
 """Command lines into config dataclasses, as TRL's `TrlParser` does: values come, in increasing priority, from the
 dataclass defaults, a preset (`--preset tiny|gpt2|smollm2|flan-t5-detox`, a YAML file in `rlhf_demo/presets/`), a YAML
-file of the user's (`--config FILE.yaml`) and command-line flags, so a flag always overrides a file's value.
+file of the user's (`--config FILE.yaml`) and command-line flags, so a flag always overrides a file's value. A config
+may also declare environment variables for some options (`ENV_VARIABLES`: the Space's, as a hosted Space is
+configured), read above the files and below the flags, and value ranges (`RANGES`) checked where the value comes
+from, so an error names the flag, the variable or the file.
 
 A YAML file is either flat (option: value lines, as TRL's) or holds one section per command (`train:`, `eval:`, ...:
 `SECTIONS`), as the presets do; either may have an `env:` block of environment variables, set before parsing (as
@@ -189,13 +192,30 @@ def parse_config(dataclass_types, args: list[str] | None = None, section: str | 
         raise UserInputError(f"Unknown option(s) in the config: {unknown} (in {', '.join(files)}); {hint}"
                              f"`{prog or 'rlhf-demo COMMAND'} --help` lists the options.")
     hints = {name: hint for t in types for name, hint in typing.get_type_hints(t).items()}
-    defaults = {k: _yaml_value(v, hints.get(k), k, sources[k]) for k, v in defaults.items()}
+    ranges = {name: rule for t in types for name, rule in getattr(t, "RANGES", {}).items()}
+    defaults = {k: _typed(v, hints.get(k), f"Config file {sources[k]!r}: option {k!r}", ranges.get(k),
+                          "; fix its value in the file") for k, v in defaults.items()}
     os.environ.update(env)  # as TRL's TrlParser: before parsing, so what the configs read at parse time sees them
+    # Options a config reads from environment variables (the Space's, as a hosted Space sets them): above the files.
+    from_env: set[str] = set()
+    for name, variable in ((n, v) for t in types for n, v in getattr(t, "ENV_VARIABLES", {}).items()):
+        if variable in os.environ:
+            defaults[name] = _typed(os.environ[variable], hints.get(name), f"the environment variable {variable}",
+                                    ranges.get(name), "", raw=True)
+            sources[name] = variable
+            from_env.add(name)
     # As TRL's TrlParser: a value from a YAML file is the default of its flag, and a flag that argparse would require
     # (a dataclass field without default, e.g. push's --model) is no longer required once the file gives it.
     for action in parser._actions:
         if action.dest in defaults:
             action.default, action.required = defaults[action.dest], False
+    flags = {a[2:].split("=")[0].replace("-", "_") for a in (args or []) if a.startswith("--")}
+    if ranges:  # a flag out of its range, named as the flag (the file's and variables' were named above)
+        namespace = parser.parse_known_args(args)[0]
+        for name, (check, what) in ranges.items():
+            value = getattr(namespace, name, None)
+            if name in flags and value is not None and not _passes(check, value):
+                raise UserInputError(f"--{name} must be {what}, got {value!r}.")
     try:
         *outputs, remaining = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
     except UserInputError:
@@ -211,37 +231,63 @@ def parse_config(dataclass_types, args: list[str] | None = None, section: str | 
     outputs = [o for o in outputs if dataclasses.is_dataclass(o)]
     # What the user gave (flags, their --config file), as opposed to dataclass and preset defaults: some checks refuse
     # only an explicit choice, e.g. an option that another one makes unused but which a preset sets for everyone.
-    given = {a[2:].split("=")[0].replace("-", "_") for a in (args or []) if a.startswith("--")}
-    given |= {k for k, source in sources.items() if source == known.config}
+    given = flags | from_env | {k for k, source in sources.items() if source == known.config}
     for output in outputs:
         if hasattr(output, "check_given_options"):
             output.check_given_options(given)
     return outputs[0] if single else tuple(outputs)
 
 
-def _yaml_value(value: Any, hint: Any, key: str, source: str) -> Any:
-    """`value` of option `key` from YAML file `source`, converted to the field's type `hint` (int, float, bool, str,
-    list[str], each optionally `| None`). YAML reads `1e-5` as a string and a flag as a list, which argparse would
-    otherwise refuse without naming the file, or pass on unchecked. Raises UserInputError naming the file and key."""
+def _passes(check, value) -> bool:
+    """Whether `value` passes a `RANGES` check (a check that raises on it does not pass)."""
+    try:
+        return bool(check(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _typed(value: Any, hint: Any, where: str, rule: tuple | None = None, fix: str = "", raw: bool = False) -> Any:
+    """`value` of an option from a YAML file or an environment variable (`where` names it), converted to the field's
+    type `hint` (int, float, bool, str, list[str], each optionally `| None`) and checked against its `RANGES` rule
+    `(check, what a value must be)` when it has one. YAML reads `1e-5` as a string and a flag as a list, which
+    argparse would otherwise refuse without naming the file, or pass on unchecked; an environment variable is always
+    a string (`raw`: converted from its text, "true"/"false" for a bool). Raises UserInputError: `where` must be
+    WHAT, got VALUE, then `fix`."""
     args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else ()
     if args:
         if value is None and type(None) in args:
             return None
         hint = next((a for a in args if a is not type(None)), hint)
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    origin, expected = typing.get_origin(hint), names.get(hint, str(hint))
+    if raw and hint is bool and isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        value = value.strip().lower() in ("true", "1")
+    elif raw and hint in (int, float) and isinstance(value, str):
+        value = value.strip()
+    converted = _convert(value, hint)
+    if converted is _BAD or (rule is not None and not _passes(rule[0], converted)):
+        names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+        expected = names.get(hint, "a list of strings" if typing.get_origin(hint) is list else hint)
+        expected = rule[1] if rule else expected
+        shown = f"{value!r}" if raw else f"{value!r} ({type(value).__name__})"
+        raise UserInputError(f"{where} must be {expected}, got {shown}{fix}.")
+    return converted
+
+
+_BAD = object()
+
+
+def _convert(value: Any, hint: Any) -> Any:
+    """`value` as type `hint` (see `_typed`), or `_BAD` when it is not one."""
     try:
         if hint is bool and isinstance(value, bool):
             return value
         if hint in (int, float) and isinstance(value, (int, float, str)) and not isinstance(value, bool):
             converted = hint(value)
             if hint is int and isinstance(value, float) and converted != value:
-                raise ValueError(value)
+                return _BAD
             return converted
         if hint is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        if origin is list:
-            expected = "a list of strings"
+        if typing.get_origin(hint) is list:
             items = value if isinstance(value, list) else [value]
             if all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in items):
                 return [str(x) for x in items]
@@ -249,5 +295,4 @@ def _yaml_value(value: Any, hint: Any, key: str, source: str) -> Any:
             return value  # a type this check does not know: argparse and __post_init__ check it
     except ValueError:
         pass
-    raise UserInputError(f"Config file {source!r}: option {key!r} must be {expected}, got {value!r} "
-                         f"({type(value).__name__}); fix its value in the file.")
+    return _BAD

@@ -8,7 +8,8 @@ One PPO iteration (`PPOTrainer.step`) reads top to bottom:
 Sources: Schulman et al. 2017 (PPO), Schulman et al. 2016 (GAE), Ziegler et al. 2019 (KL-shaped reward,
 adaptive KL controller), Huang et al. 2024 "The N+ Implementation Details of RLHF with PPO" (padding,
 temperature, whitening, value clipping). The list of details and why lives in docs/ppo_details.md; the pure math
-in ppo_math.py; models, sampling and the run folder in models.py, sampling.py and runs.py.
+in ppo_math.py; models, sampling, the run folder and its checkpoints in models.py, sampling.py, runs.py and
+checkpoints.py.
 
 Value model choice: a separate network (the policy's or the reward model's backbone with a scalar head), as in
 Stiennon et al. 2020 and TRL's PPO (Ziegler et al. 2019's code puts a zero-initialised head on the policy's trunk:

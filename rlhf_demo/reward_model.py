@@ -104,6 +104,7 @@ def train_reward_model(cfg: RewardModelConfig) -> dict:
         output_dir=os.path.join(cfg.output_dir, "trainer"), per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=2 * cfg.batch_size, learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.num_train_epochs,
+        # transformers 5: a float in [0, 1) as warmup_steps is a share of the steps (warmup_ratio is deprecated).
         warmup_steps=cfg.warmup_ratio, lr_scheduler_type="linear", weight_decay=0.01, logging_steps=50,
         save_strategy="steps",
         save_steps=200, save_total_limit=1, report_to="none", seed=cfg.seed, use_cpu=not torch.cuda.is_available(),
@@ -173,7 +174,8 @@ def train_preference_reward_model(cfg: RewardModelConfig) -> dict:
     tokenizer, model = load_start(cfg.model_name_or_path, num_labels=1, ignore_mismatched_sizes=True)
     args = RewardConfig(
         output_dir=os.path.join(cfg.output_dir, "trainer"), per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate, num_train_epochs=cfg.num_train_epochs, warmup_steps=cfg.warmup_ratio,
+        learning_rate=cfg.learning_rate, num_train_epochs=cfg.num_train_epochs,
+        warmup_steps=cfg.warmup_ratio,  # a share of the steps (transformers 5: a float in [0, 1))
         lr_scheduler_type="linear", max_length=cfg.max_length, logging_steps=25, save_strategy="no",
         report_to="none", seed=cfg.seed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
         # TRL's defaults are bf16 autocast (many times slower than fp32 on a CPU without bf16 units) and gradient

@@ -3,7 +3,7 @@
 Rewards score decoded text, never the policy's token ids, so a reward model may use its own tokenizer
 (TRL issue #2778). Provided, with their `--reward` spec:
 
-- `SentimentReward` (`sentiment=PATH@LABEL`): a sequence classifier's logit (or probability) of one label, e.g.
+- `ClassifierReward` (`sentiment=PATH@LABEL`): a sequence classifier's logit (or probability) of one label, e.g.
   POSITIVE as in Ziegler et al. (2019) and TRL's gpt2-sentiment example with `lvwerra/distilbert-imdb`.
 - `PreferenceReward` (`preference=PATH`): a Bradley-Terry reward model's one logit, trained on preference pairs.
 - `ToxicityReward` (`toxicity=PATH`): minus a toxicity classifier's probability of its toxic label.
@@ -29,7 +29,7 @@ from .errors import UserInputError
 RewardFn = Callable[[list[str], list[str]], list[float]]
 
 
-class SentimentReward:
+class ClassifierReward:
     """Score of one label of an `AutoModelForSequenceClassification`, on `query + response` text.
 
     A model with a single output (a Bradley-Terry reward model, `num_labels=1`) is scored on
@@ -131,7 +131,7 @@ class SentimentReward:
         return probs if self.kind == "probability" else logits
 
     def __repr__(self) -> str:
-        return f"SentimentReward({self.name!r}, label={self.label!r}, kind={self.kind!r})"
+        return f"ClassifierReward({self.name!r}, label={self.label!r}, kind={self.kind!r})"
 
 
 def context_window(model, tokenizer, max_length: int | None = None) -> int:
@@ -153,11 +153,14 @@ def truncated_count(reward_fn) -> int | None:
     """Texts of the last call that some model of the reward function cut to its window (a text cut by two parts of a
     WeightedSum counts once), or None for a reward without models."""
     parts = reward_fn.reward_fns if isinstance(reward_fn, WeightedSum) else [reward_fn]
-    flags = [part.truncated for part in parts if isinstance(part, SentimentReward)]
+    flags = [part.truncated for part in parts if isinstance(part, ClassifierReward)]
     return sum(map(any, zip(*flags))) if flags else None
 
 
-class ToxicityReward(SentimentReward):
+SentimentReward = ClassifierReward  # its former name (the IMDB sentiment reward), kept one release
+
+
+class ToxicityReward(ClassifierReward):
     """Minus the probability of a toxicity classifier's toxic label (default label `hate`, as in
     `facebook/roberta-hate-speech-dynabench-r4-target`), scored on the response alone. Reward in [-1, 0]."""
 
@@ -190,7 +193,7 @@ class KeywordReward:
         return f"KeywordReward({self.keyword!r})"
 
 
-class PreferenceReward(SentimentReward):
+class PreferenceReward(ClassifierReward):
     """The one logit of a Bradley-Terry reward model (`rlhf-demo reward-model --preferences`), on
     `query + response + EOS`: the text as TRL's `RewardTrainer` saw it in training (it appends EOS), so PPO scores
     what the model was fit on. Any 1-logit `AutoModelForSequenceClassification` works.
@@ -285,7 +288,7 @@ def check_scores(scores, n: int, fn=None) -> list[float]:
     return scores
 
 
-REWARD_KINDS = {"sentiment": SentimentReward, "toxicity": ToxicityReward, "keyword": KeywordReward,
+REWARD_KINDS = {"sentiment": ClassifierReward, "toxicity": ToxicityReward, "keyword": KeywordReward,
                 "preference": PreferenceReward, "vader": VaderReward, "python": PythonReward}
 NO_TARGET_KINDS = ("vader",)  # kinds written without `=TARGET`
 
@@ -294,7 +297,7 @@ NO_TARGET_KINDS = ("vader",)  # kinds written without `=TARGET`
 class RewardSpec:
     """One `--reward KIND=TARGET[@LABEL][:WEIGHT]`, parsed without loading anything (`split_reward_spec`)."""
 
-    kind: str  # sentiment, toxicity or keyword
+    kind: str  # a key of REWARD_KINDS: sentiment, toxicity, keyword, preference, vader or python
     target: str  # the classifier (Hub id or path), or the keyword
     label: str | None  # the classifier's label (None: the reward class's default)
     weight: float

@@ -1,10 +1,11 @@
 """The Space's options: what `rlhf-demo space` (and a deployed Space's `app.py`) is told to serve, and whether it can.
 
-Each value comes from its flag, else its environment variable (a hosted Space's variables: `REFERENCE_MODEL`,
-`ALIGNED_MODEL`, `REWARD_MODEL`, ...), else the `--config` file (env SPACE_CONFIG, what `rlhf-demo push --space`
-writes), else the `space:` section of `--preset`'s YAML file, else the default (`parse_args`); a number out of its
-range, a malformed config file or a bad GRADIO_SERVER_PORT ends the program with one line naming where the value came
-from. `missing_models` names every model of the options that cannot be loaded here, before any is loaded.
+The options are `rlhf_demo.config.SpaceConfig`, parsed as every command's: each value comes from its flag, else its
+environment variable (a hosted Space's variables: `REFERENCE_MODEL`, `ALIGNED_MODEL`, `REWARD_MODEL`, ...), else the
+`--config` file (env SPACE_CONFIG, what `rlhf-demo push --space` writes), else the `space:` section of `--preset`'s
+YAML file, else the default (`parse_args`); a value out of its range, a malformed config file or a bad
+GRADIO_SERVER_PORT ends the program with one line naming where the value came from. `missing_models` names every
+model of the options that cannot be loaded here, before any is loaded.
 
 Imported before Gradio (`space/app.py` imports it first): Gradio reads its environment when it is imported, so the
 variables set here (no analytics, no run history) and a malformed GRADIO_SERVER_PORT set aside here take effect.
@@ -13,7 +14,6 @@ variables set here (no analytics, no run history) and a malformed GRADIO_SERVER_
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 
@@ -29,164 +29,55 @@ try:
 except ValueError:
     _SET_ASIDE_SERVER_PORT = os.environ.pop("GRADIO_SERVER_PORT")
 
-import yaml  # noqa: E402
-
-from rlhf_demo.space.shared import (  # noqa: E402  (imports Gradio)
-    DEFAULT_ALIGNED,
-    DEFAULT_EVAL_DATASET,
-    DEFAULT_PREFERENCES,
-    DEFAULT_REFERENCE,
-    DEFAULT_REWARD_MODEL,
-    DEFAULT_RUNS_DIR,
-    SpaceText,
-)
-
-
-def _config_file(argv: list[str]) -> dict:
-    """The mapping of `--preset NAME` (the `space` section of the preset's YAML file, `./` paths resolved) updated by
-    `--config FILE` (YAML or JSON: option -> value, what `rlhf-demo push --space` writes for a deployed Space); {}
-    without either. Raises SystemExit with one line for a missing or malformed file."""
-    from rlhf_demo.config import PRESET_NAMES, load_yaml_config, preset_path
-
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=os.environ.get("SPACE_CONFIG"))
-    pre.add_argument("--preset", choices=PRESET_NAMES, default=None)
-    known = pre.parse_known_args(argv)[0]
-    preset = load_yaml_config(preset_path(known.preset), "space") if known.preset else {}
-    path = known.config
-    if not path:
-        return preset
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise SystemExit(f"error: cannot read the Space config {path!r}: {type(e).__name__}") from None
-    if not isinstance(data, dict):
-        raise SystemExit(f"error: the Space config {path!r} must hold a mapping of option: value.")
-    return {**preset, **data}
-
-
-# The number options of `rlhf-demo space`: name -> (environment variable or None, type, check, what a value must
-# be, default). `parse_args` checks a value wherever it comes from and names that place when it is wrong.
-_NUMBER_OPTIONS = {
-    "eval_max_prompt_length": ("EVAL_MAX_PROMPT_LENGTH", int, lambda n: n >= 1, "a whole number of tokens, at least 1",
-                               None),
-    "generation_timeout": ("GENERATION_TIMEOUT", float, lambda t: 0 < t < math.inf,
-                           "a number of seconds greater than 0", 60.0),
-    "concurrency_limit": (None, int, lambda n: n >= 1, "at least 1", 2),
-    "port": (None, int, lambda n: 1 <= n <= 65535, "a port number in 1-65535", None),
-}
-
-
-def _number(value, kind: type, check, source: str, what: str):
-    """`value` (a flag's number, or an environment variable's or config file's value) as `kind` (int or float) when
-    it passes `check`; SystemExit with one line `error: SOURCE must be WHAT, got VALUE.` otherwise."""
-    try:
-        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
-            raise ValueError(value)
-        number = kind(value.strip() if isinstance(value, str) else value)
-        ok = check(number)
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise SystemExit(f"error: {source} must be {what}, got {value!r}.")
-    return number
+from rlhf_demo.space.shared import SpaceText  # noqa: E402  (imports Gradio)
 
 
 def _check_server_port_variable() -> None:
     """SystemExit with one line when GRADIO_SERVER_PORT (where Gradio starts looking for a free port without
     --port) is not a port number; see `_SET_ASIDE_SERVER_PORT` for a value Gradio could not even import with."""
     value = os.environ.get("GRADIO_SERVER_PORT", _SET_ASIDE_SERVER_PORT)
-    if value is not None:
-        _number(value, int, lambda n: 1 <= n <= 65535, "the environment variable GRADIO_SERVER_PORT",
-                "a port number in 1-65535 (or unset it)")
+    if value is None:
+        return
+    try:
+        ok = 1 <= int(value.strip()) <= 65535
+    except ValueError:
+        ok = False
+    if not ok:
+        raise SystemExit(f"error: the environment variable GRADIO_SERVER_PORT must be a port number in 1-65535 (or "
+                         f"unset it), got {value!r}.")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The flags of `rlhf-demo space`. Each value comes from the flag, else its environment variable (a hosted
-    Space's variables), else the `--config FILE` (env SPACE_CONFIG), else the default.
+    """The options of `rlhf-demo space` (`rlhf_demo.config.SpaceConfig`, parsed as every command's config is:
+    defaults < `--preset`'s `space:` section < `--config FILE` (env SPACE_CONFIG) < environment variables < flags),
+    as a namespace of those options plus `text`, the page's wording (`SpaceText`).
 
-    A number that is not one, or out of its range, ends the program with one line `error: ...` naming the flag, the
-    environment variable or the config entry it came from (SystemExit), as does a missing or malformed config file.
+    A value of the wrong type or out of its range, a malformed config file, a page text that is not one, or a bad
+    GRADIO_SERVER_PORT ends the program with one line `error: ...` naming the flag, the environment variable or the
+    file it came from (SystemExit); argparse exits on an unknown flag.
     """
-    from rlhf_demo.config import PRESET_NAMES
+    from rlhf_demo.config import SpaceConfig, parse_config
+    from rlhf_demo.errors import UserInputError, one_line
 
-    argv = sys.argv[1:] if argv is None else argv
-    conf = _config_file(argv)
-
-    def default(env: str, key: str, value):
-        return os.environ.get(env, conf.get(key, value))
-
-    p = argparse.ArgumentParser(prog="rlhf-demo space", description="Launch the Gradio Space: reference vs aligned "
-                                "side by side, evaluation, human feedback, publishing.")
-    p.add_argument("--config", default=os.environ.get("SPACE_CONFIG"),
-                   help="YAML file of option: value (env SPACE_CONFIG); flags and environment variables override it.")
-    p.add_argument("--preset", choices=PRESET_NAMES, default=None,
-                   help="Serve a preset's Space: its `space` section names the models and what the page says (title, "
-                   "description, example prompts, score label), e.g. smollm2: SmolLM2-135M-Instruct before and after "
-                   "LoRA PPO; a preset whose models are not here is refused. --config, environment variables and "
-                   "flags override it.")
-    p.add_argument("--reference", "--reference_model", dest="reference",
-                   default=default("REFERENCE_MODEL", "reference", DEFAULT_REFERENCE),
-                   help="Policy before PPO: preset (tiny, gpt2, smollm2), folder or Hub id (env REFERENCE_MODEL; "
-                   "default tiny).")
-    p.add_argument("--aligned", "--aligned_model", dest="aligned",
-                   default=default("ALIGNED_MODEL", "aligned", DEFAULT_ALIGNED),
-                   help="Aligned policy: folder or Hub id (env ALIGNED_MODEL; default the tiny preset's committed "
-                   "PPO run).")
-    p.add_argument("--reward_model", default=default("REWARD_MODEL", "reward_model", DEFAULT_REWARD_MODEL),
-                   help="Reward model PPO optimised: preset (tiny, gpt2, smollm2), folder or Hub id (env REWARD_MODEL; "
-                   "default tiny).")
-    p.add_argument("--reward_label", default=default("REWARD_LABEL", "reward_label", "POSITIVE"),
-                   help="Label of the reward model whose logit is the reward (env REWARD_LABEL).")
-    p.add_argument("--preferences", default=default("PREFERENCES_FILE", "preferences", DEFAULT_PREFERENCES),
-                   help="JSONL file the Feedback tab appends to (env PREFERENCES_FILE; default ./preferences.jsonl).")
-    p.add_argument("--preferences_dataset", default=default("PREFERENCES_DATASET", "preferences_dataset", None),
-                   help="Hub dataset NAMESPACE/NAME that keeps the preferences across restarts, uploaded every 5 "
-                   "minutes with the Space's HF_TOKEN (env PREFERENCES_DATASET; default: the local file only).")
-    p.add_argument("--eval_dataset", default=default("EVAL_DATASET", "eval_dataset", DEFAULT_EVAL_DATASET),
-                   help="Prompts of the Evaluate tab: Hub id or local folder with a test split (env EVAL_DATASET; "
-                   "default the tiny preset's shipped IMDB review heads when present, else stanfordnlp/imdb).")
-    p.add_argument("--eval_prompt_column", default=default("EVAL_PROMPT_COLUMN", "eval_prompt_column", None),
-                   help="A prompt-only --eval_dataset: the column whose text is each prompt (env EVAL_PROMPT_COLUMN).")
-    p.add_argument("--eval_prompt_template", default=default("EVAL_PROMPT_TEMPLATE", "eval_prompt_template", None),
-                   help="A prompt-only --eval_dataset: template with {column} fields that builds each prompt (env "
-                   "EVAL_PROMPT_TEMPLATE).")
-    p.add_argument("--eval_max_prompt_length", type=int, default=None,
-                   help="A prompt-only --eval_dataset: cut longer prompts to this many tokens, from the left (env "
-                   "EVAL_MAX_PROMPT_LENGTH).")
-    p.add_argument("--runs_dir", default=default("RUNS_DIR", "runs_dir", DEFAULT_RUNS_DIR),
-                   help="Folder of training runs the Publish tab offers (env RUNS_DIR; default ./runs).")
-    p.add_argument("--generation_timeout", type=float, default=None,
-                   help="Seconds before a generation request is stopped (env GENERATION_TIMEOUT; default 60).")
-    p.add_argument("--concurrency_limit", type=int, default=None,
-                   help="Requests of each kind that run at once (at least 1; default 2).")
-    p.add_argument("--host", default=None, help="Address to serve on (default: GRADIO_SERVER_NAME, else 127.0.0.1).")
-    p.add_argument("--port", type=int, default=None,
-                   help="Port, 1-65535 (default: GRADIO_SERVER_PORT, else 7860 or the next free one).")
-    p.add_argument("--share", action="store_true",
-                   help="Also serve through a public gradio.live link (off by default).")
-    args = p.parse_args(argv)
-    for name, (env, kind, check, what, fallback) in _NUMBER_OPTIONS.items():
-        if getattr(args, name) is not None:
-            value = _number(getattr(args, name), kind, check, f"--{name}", what)
-        elif env and env in os.environ:
-            value = _number(os.environ[env], kind, check, f"the environment variable {env}", what)
-        elif env and conf.get(name) is not None:
-            value = _number(conf[name], kind, check, f"{name} in the Space config", what)
-        else:
-            value = fallback
-        setattr(args, name, value)
-    if args.port is None:
-        _check_server_port_variable()
-    text_conf = dict(conf)
-    if args.reward_label != conf.get("reward_label", args.reward_label):  # another label: its own score label
-        text_conf.pop("score_label", None)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if os.environ.get("SPACE_CONFIG") and not any(a == "--config" or a.startswith("--config=") for a in argv):
+        argv = ["--config", os.environ["SPACE_CONFIG"], *argv]
     try:
-        args.text = SpaceText.from_config(text_conf, args.reward_label)
+        config = parse_config(SpaceConfig, argv, section="space", prog="rlhf-demo space",
+                              description=SpaceConfig.__doc__.split("\n\n")[0])
+    except UserInputError as e:
+        raise SystemExit(f"error: {one_line(e)}") from None
+    if config.port is None:
+        _check_server_port_variable()
+    files = argparse.ArgumentParser(add_help=False)  # the two files parse_config read, kept for missing_models
+    files.add_argument("--preset")
+    files.add_argument("--config")
+    text = {k: getattr(config, k) for k in SpaceText.KEYS if getattr(config, k) is not None}
+    try:
+        return argparse.Namespace(**vars(config), **vars(files.parse_known_args(argv)[0]),
+                                  text=SpaceText.from_config(text, config.reward_label))
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    return args
 
 
 def missing_models(args: argparse.Namespace) -> str | None:

@@ -16,16 +16,15 @@ import weakref
 
 import gradio as gr
 
-from rlhf_demo.config import PRESETS_DIR, load_yaml_config, preset_path
+from rlhf_demo.config import TINY_PROMPTS, SpaceConfig, load_yaml_config, preset_path  # noqa: F401 (TINY_PROMPTS)
 from rlhf_demo.portable import portable_text
 
-DEFAULT_REFERENCE = "tiny"
-DEFAULT_ALIGNED = os.path.join(PRESETS_DIR, "tiny", "aligned")
-DEFAULT_REWARD_MODEL = "tiny"
-TINY_PROMPTS = os.path.join(PRESETS_DIR, "tiny", "prompts")  # heads of IMDB reviews shipped with the tiny preset
-DEFAULT_EVAL_DATASET = TINY_PROMPTS if os.path.isdir(TINY_PROMPTS) else "stanfordnlp/imdb"
-DEFAULT_PREFERENCES = "preferences.jsonl"
-DEFAULT_RUNS_DIR = "runs"  # the training runs the Publish tab offers
+# The default Space's models and files: `rlhf-demo space`'s defaults (SpaceConfig), for the builders' signatures.
+_DEFAULTS = SpaceConfig()
+DEFAULT_REFERENCE, DEFAULT_ALIGNED = _DEFAULTS.reference, _DEFAULTS.aligned
+DEFAULT_REWARD_MODEL = _DEFAULTS.reward_model
+DEFAULT_EVAL_DATASET, DEFAULT_PREFERENCES = _DEFAULTS.eval_dataset, _DEFAULTS.preferences
+DEFAULT_RUNS_DIR = _DEFAULTS.runs_dir  # the training runs the Publish tab offers
 
 MAX_INPUT_CHARS = 1000  # longer text inputs are refused
 MAX_NEW_TOKENS = 128

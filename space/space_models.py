@@ -17,7 +17,7 @@ from rlhf_demo import sampling
 from rlhf_demo.config import PRESETS_DIR
 from rlhf_demo.gguf_models import is_gguf_name
 from rlhf_demo.models import PRESET_POLICIES, PRESET_REWARD_MODELS, check_model_path, load_causal_lm, resolve_model_path
-from rlhf_demo.rewards import SentimentReward
+from rlhf_demo.rewards import ClassifierReward
 
 
 class GenerationTimeout(Exception):
@@ -135,7 +135,7 @@ class SpaceModels:
             self.models[role], self.tokenizers[role] = load_causal_lm(path, f"{role} model ({flag})")
             self.models[role].register_forward_pre_hook(self._before_forward, with_kwargs=True)
         try:
-            self.reward = SentimentReward(self.reward_path, label=reward_label)
+            self.reward = ClassifierReward(self.reward_path, label=reward_label)
         except OSError as e:
             raise FileNotFoundError(f"Could not load the reward model {self.reward_path!r}: {e}") from e
         except ValueError as e:

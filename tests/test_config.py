@@ -138,3 +138,46 @@ def test_the_parser_lives_in_parsing_and_the_shared_option_groups():
     config.check_repo_id("x", "--repo_id", namespace=False)  # the Hub puts a bare name under the token's user
     with pytest.raises(UserInputError, match=r"--repo_id 'a/b/c' is not a valid Hub repository id"):
         config.check_repo_id("a/b/c", "--repo_id", namespace=False)
+
+
+def test_the_space_is_parsed_like_every_command(tmp_path, monkeypatch):
+    """SpaceConfig through parse_config: defaults < the preset's space: section < --config < its environment
+    variables (a hosted Space's, or a file's env: block) < flags; a value out of range names where it came from."""
+    from rlhf_demo.config import SpaceConfig
+    from rlhf_demo.errors import UserInputError
+
+    for name in SpaceConfig.ENV_VARIABLES.values():  # absent now, and again after the test (the env: block sets one)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    assert parse_config(SpaceConfig, [], section="space") == SpaceConfig()
+    detox = parse_config(SpaceConfig, ["--preset", "flan-t5-detox"], section="space")
+    assert detox.reward_label == "nothate" and detox.eval_max_prompt_length == 512
+    path = tmp_path / "space.yaml"
+    path.write_text("generation_timeout: 30\nruns_dir: ./runs\nenv:\n  REWARD_LABEL: LABEL_1\n")
+    cfg = parse_config(SpaceConfig, ["--preset", "flan-t5-detox", "--config", str(path)], section="space")
+    assert cfg.generation_timeout == 30.0 and cfg.runs_dir == str(tmp_path / "runs")  # the file over the preset
+    assert cfg.reward_label == "LABEL_1" and cfg.score_label is None  # its env: block; the preset's label dropped
+    monkeypatch.setenv("GENERATION_TIMEOUT", "12.5")
+    assert parse_config(SpaceConfig, ["--config", str(path)], section="space").generation_timeout == 12.5
+    assert parse_config(SpaceConfig, ["--config", str(path), "--generation_timeout", "5"],
+                        section="space").generation_timeout == 5.0  # the flag over its variable
+    monkeypatch.setenv("GENERATION_TIMEOUT", "0")
+    with pytest.raises(UserInputError, match=r"^the environment variable GENERATION_TIMEOUT must be a number of "
+                                             r"seconds greater than 0, got '0'\.$"):
+        parse_config(SpaceConfig, [], section="space")
+    monkeypatch.delenv("GENERATION_TIMEOUT")
+    with pytest.raises(UserInputError, match=r"^--port must be a port number in 1-65535, got 0\.$"):
+        parse_config(SpaceConfig, ["--port", "0"], section="space")
+    with pytest.raises(UserInputError, match="port must be a port number in 1-65535"):
+        SpaceConfig(port=70000)  # built in code: the same check
+
+
+def test_the_loops_ppo_config_applies_its_env_block(tmp_path, monkeypatch):
+    from rlhf_demo.config import LoopConfig
+    from rlhf_demo.loop import ppo_settings
+
+    monkeypatch.setenv("RLHF_DEMO_TEST_VAR", "before")
+    path = tmp_path / "ppo.yaml"
+    path.write_text("env:\n  RLHF_DEMO_TEST_VAR: from-the-file\ntrain:\n  total_episodes: 64\n")
+    base, _ = ppo_settings(LoopConfig(ppo_config=str(path)))
+    assert base.total_episodes == 64 and os.environ["RLHF_DEMO_TEST_VAR"] == "from-the-file"

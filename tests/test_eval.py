@@ -241,10 +241,10 @@ def test_outputs_written(main_run):
 
 
 def test_reward_mean_recomputed_by_hand(main_run, workdir):
-    from rlhf_demo.rewards import SentimentReward
+    from rlhf_demo.rewards import ClassifierReward
 
     _, results, samples = main_run
-    reward = SentimentReward(workdir["reward_model"])
+    reward = ClassifierReward(workdir["reward_model"])
     for name in ("reference", "aligned"):
         scores = reward([s["prompt"] for s in samples], [s[f"{name}_response"] for s in samples])
         assert results["metrics"][name]["reward_mean"] == pytest.approx(np.mean(scores), abs=1e-5)

@@ -9,7 +9,7 @@ import torch
 
 from rlhf_demo.config import PPOConfig, parse_config
 from rlhf_demo.ppo import PPOTrainer
-from rlhf_demo.rewards import SentimentReward
+from rlhf_demo.rewards import ClassifierReward
 
 
 def make_distilbert_reward_model(path, texts):
@@ -58,7 +58,7 @@ def test_gpt2_preset_runs_with_a_reward_model_of_another_tokenizer(tmp_path, gpt
     assert m["objective/kl"] == pytest.approx(0.0, abs=1e-4) and m["response_length_mean"] == 16  # up to rounding
     r = trainer.last_rollout
     # The score is the DistilBERT logit of POSITIVE on the decoded text, not on GPT-2 ids.
-    expected = SentimentReward(rm_dir)(r.queries_text, r.responses_text)
+    expected = ClassifierReward(rm_dir)(r.queries_text, r.responses_text)
     assert torch.allclose(r.raw_scores, torch.tensor(expected), atol=1e-5)
     trainer.train()
     rows = [json.loads(line) for line in open(os.path.join(cfg.output_dir, "metrics.jsonl"))]

@@ -77,7 +77,7 @@ def make_run_dir(path, with_info=True, reward=(SENTIMENT_REWARD,), dataset="stan
                             "batch_size": 64, "num_mini_batches": 4, "num_ppo_epochs": 4, "response_length": 24,
                             "temperature": 0.7, "total_episodes": 128, "seed": 0, "dataset_name": dataset}, f)
         with open(os.path.join(path, "run_info.json"), "w") as f:
-            json.dump({"base_model": "openai-community/gpt2", "reward_functions": ["SentimentReward('x')"],
+            json.dump({"base_model": "openai-community/gpt2", "reward_functions": ["ClassifierReward('x')"],
                        "dataset": dataset, "episodes": 128, "steps": 2, "wall_time_s": 93.0,
                        "machine": "2-core CPU", "rlhf_demo_version": "0.1.0",
                        "final_metrics": {"objective/scores": 1.5, "objective/kl": 2.0}}, f)

@@ -7,7 +7,7 @@ from conftest import count_word, make_word_tokenizer
 from test_ppo_trainer import make_trainer, read_metrics
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
-from rlhf_demo.rewards import SentimentReward, WeightedSum, context_window, truncated_count
+from rlhf_demo.rewards import ClassifierReward, WeightedSum, context_window, truncated_count
 
 
 def small_classifier(tmp_path, n_positions=16):
@@ -29,7 +29,7 @@ def small_classifier(tmp_path, n_positions=16):
 
 
 def test_long_query_never_hides_the_response_from_the_reward_model(tmp_path):
-    reward = SentimentReward(small_classifier(tmp_path))
+    reward = ClassifierReward(small_classifier(tmp_path))
     assert reward.window == 16  # the model's own positions, not a fixed 512
     query = " ".join(["the movie was"] * 10)  # 30 tokens: more than the whole window
     scores = reward([query, query], [" good good great", " bad bad awful"])
@@ -45,7 +45,7 @@ def test_long_query_never_hides_the_response_from_the_reward_model(tmp_path):
 
 
 def test_context_window_takes_the_smallest_bound(tmp_path):
-    reward = SentimentReward(small_classifier(tmp_path, n_positions=32), max_length=20)
+    reward = ClassifierReward(small_classifier(tmp_path, n_positions=32), max_length=20)
     assert reward.window == 20
     assert context_window(reward.model, reward.tokenizer) == 32
 
@@ -122,3 +122,11 @@ def test_every_step_logs_entropy_grad_norms_eos_and_ratio_variance(word_policy_d
         assert m["val/ratio_var"] >= 0 and m["policy/ratio"] == m["val/ratio"]
         assert isinstance(m["val/num_eos_tokens"], (int, float)) and m["val/num_eos_tokens"] >= 0
         assert m["objective/reward_truncated_frac"] == 0.0
+
+
+def test_the_classifier_reward_keeps_its_former_name_one_release():
+    from rlhf_demo import rewards
+
+    assert rewards.SentimentReward is ClassifierReward and rewards.REWARD_KINDS["sentiment"] is ClassifierReward
+    assert issubclass(rewards.ToxicityReward, ClassifierReward) and issubclass(rewards.PreferenceReward,
+                                                                             ClassifierReward)

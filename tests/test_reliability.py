@@ -151,10 +151,10 @@ def test_reward_models_are_saved_through_atomic_save(word_policy_dir, tmp_path, 
 
 
 def test_a_causal_lm_is_refused_as_a_reward_model(word_policy_dir):
-    from rlhf_demo.rewards import SentimentReward
+    from rlhf_demo.rewards import ClassifierReward
 
     with pytest.raises(UserInputError, match="not a trained sequence classifier"):
-        SentimentReward(word_policy_dir, label="LABEL_1")
+        ClassifierReward(word_policy_dir, label="LABEL_1")
 
 
 def test_a_prompt_dataset_without_test_split_trains_and_says_how_to_evaluate(word_policy_dir, tmp_path):

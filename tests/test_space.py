@@ -148,10 +148,10 @@ def test_compare_pairs_seeds_and_scores_both_models(served, models):
     rows = table["data"]
     assert [(r[0], r[1]) for r in rows] == [("reference", 1), ("reference", 2), ("aligned", 1), ("aligned", 2)]
     # The reward column is the reward model's POSITIVE logit on prompt + continuation, P(positive) its softmax.
-    from rlhf_demo.rewards import SentimentReward
+    from rlhf_demo.rewards import ClassifierReward
 
-    probability = SentimentReward(models["reward_model"], kind="probability")
-    assert rows[0][2] == pytest.approx(SentimentReward(models["reward_model"])([prompt], [first])[0], abs=1e-3)
+    probability = ClassifierReward(models["reward_model"], kind="probability")
+    assert rows[0][2] == pytest.approx(ClassifierReward(models["reward_model"])([prompt], [first])[0], abs=1e-3)
     assert rows[0][3] == pytest.approx(probability([prompt], [first])[0], abs=1e-3)
 
 

@@ -106,11 +106,11 @@ def test_rlhf_demo_space_refuses_the_gpt2_preset_without_a_traceback(tmp_path):
 
 def test_a_malformed_text_entry_is_one_line(clean_env, tmp_path):
     config = tmp_path / "space.yaml"
-    for body, expected in (("example_prompts: one prompt\n", "error: example_prompts in the Space config must be a "
-                            "list of prompts (non-empty strings of at most 1000 characters), got 'one prompt'."),
+    for body, expected in (("example_prompts: ['']\n", "error: example_prompts in the Space config must be a list "
+                            "of prompts (non-empty strings of at most 1000 characters), got ['']."),
                            ("title: ''\n", "error: title in the Space config must be a non-empty string, got ''."),
-                           ("score_label: [a]\n", "error: score_label in the Space config must be a non-empty "
-                            "string, got ['a'].")):
+                           ("score_label: [a]\n", f"error: Config file {str(config)!r}: option 'score_label' must be "
+                            "a string, got ['a'] (list); fix its value in the file.")):
         config.write_text(body)
         with pytest.raises(SystemExit) as exit_info:
             app.parse_args(["--config", str(config)])

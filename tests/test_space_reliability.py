@@ -292,7 +292,8 @@ def test_bad_environment_variables_end_in_one_line_naming_them(clean_env, tmp_pa
     config = tmp_path / "space_config.yaml"
     config.write_text("generation_timeout: soon\n")
     message = exit_message(lambda: app.parse_args(["--config", str(config)]))
-    assert message.startswith("error: generation_timeout in the Space config must be a number of seconds")
+    assert message == (f"error: Config file {str(config)!r}: option 'generation_timeout' must be a number of seconds "
+                       "greater than 0, got 'soon' (str); fix its value in the file.")
 
 
 def test_a_malformed_gradio_server_port_is_one_line_not_an_import_traceback(tmp_path):
