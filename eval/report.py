@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlhf_demo.curves import new_figure
+
 from .samples import sample_pairs
 
 # (metric key, label shown, higher is better? None: neither)
@@ -94,12 +96,8 @@ def write_report(path: str, results: dict, samples: list[dict]) -> None:
 
 def plot_score_distributions(path: str, ref: dict, pol: dict) -> None:
     """Histograms of reward, judge score and toxicity per response, reference vs aligned, one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig = new_figure((13, 3.6))
+    axes = fig.subplots(1, 3)
     panels = (("reward", "Reward-model score"), ("judge", "Judge sentiment"), ("toxicity", "Toxicity"))
     for ax, (key, title) in zip(axes, panels):
         both = np.concatenate([ref[key], pol[key]])
@@ -111,20 +109,15 @@ def plot_score_distributions(path: str, ref: dict, pol: dict) -> None:
     axes[0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_frontier(path: str, frontier: list[dict]) -> None:
     """Reward mean against KL to the reference, from the reference (step 0) through every checkpoint to the final
     model (step -1, a star), as in the DPO paper's reward-KL frontier (Rafailov et al. 2023, Fig. 2)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     points = [p for p in frontier if p["step"] >= 0]
     final = [p for p in frontier if p["step"] < 0]
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig = new_figure((5.5, 4))
+    ax = fig.subplots()
     ax.plot([p["kl_to_reference_mean"] for p in points], [p["reward_mean"] for p in points], "o-",
             label="reference and checkpoints")
     for p in points:
@@ -138,4 +131,3 @@ def plot_frontier(path: str, frontier: list[dict]) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -20,12 +20,20 @@ PANELS = (  # (title, y label, metric names drawn in the panel)
 )
 
 
-def plot_training_curves(rows: list[dict], path: str) -> bool:
-    """Write the four panels of `PANELS` for the metric rows `rows` (one dict per logged PPO step, with `episode`) to
-    the PNG file `path`. Returns False, writing nothing, when no row has an episode and a finite value to draw."""
+def new_figure(figsize: tuple[float, float]):
+    """A matplotlib `Figure` with its own Agg canvas: drawing and `savefig` touch no global backend state (unlike
+    pyplot and `matplotlib.use`), so library code can draw in any process, a Gradio server's included."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_training_curves(rows: list[dict], path: str) -> bool:
+    """Write the four panels of `PANELS` for the metric rows `rows` (one dict per logged PPO step, with `episode`) to
+    the PNG file `path`. Returns False, writing nothing, when no row has an episode and a finite value to draw."""
     def series(name):
         points = [(r["episode"], r[name]) for r in rows if isinstance(r.get(name), (int, float))
                   and isinstance(r.get("episode"), (int, float)) and math.isfinite(r[name])]
@@ -33,8 +41,7 @@ def plot_training_curves(rows: list[dict], path: str) -> bool:
 
     if not any(series(name)[0] for _, _, names in PANELS for name in names):
         return False
-    fig = Figure(figsize=(12, 3.2))
-    FigureCanvasAgg(fig)
+    fig = new_figure((12, 3.2))
     for i, (title, ylabel, names) in enumerate(PANELS):
         ax = fig.add_subplot(1, len(PANELS), i + 1)
         for name in names:

@@ -237,12 +237,10 @@ def write_results(output_dir: str, rows: list[dict], cfg: LoopConfig) -> None:
     with open(os.path.join(output_dir, "loop_results.md"), "w", encoding="utf-8") as f:
         f.write(f"# RLHF loop: {len(rows)} round(s)\n\nSettings: `{json.dumps(settings)}`\n\n")
         f.write("\n".join(lines) + "\n")
-    import matplotlib
+    from .curves import new_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = new_figure((10, 3.8))
+    ax1, ax2 = fig.subplots(1, 2)
     x = [row["round"] for row in rows]
     ax1.plot(x, [row["gold_aligned"] for row in rows], "o-", label="gold (annotator), aligned")
     ax1.plot(x, [row["proxy_aligned"] for row in rows], "s--", label="proxy (reward model), aligned")
@@ -253,5 +251,4 @@ def write_results(output_dir: str, rows: list[dict], cfg: LoopConfig) -> None:
     ax2.set_xlabel("round"), ax2.set_ylabel("reward-model accuracy"), ax2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(output_dir, "loop.png"), dpi=120)
-    plt.close(fig)
 
