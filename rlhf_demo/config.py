@@ -286,6 +286,14 @@ class PPOConfig(PromptOptions):
                                                   "uninterrupted one); without it such a resume is refused.")
     seed: int = arg(0, "Random seed (data order, sampling, initialisation).")
     num_threads: int | None = arg(None, "torch CPU threads (None: torch's default).")
+    mixed_precision: str = arg("no", "Autocast the models' forward and backward passes (accelerate's option): no "
+                                     "(fp32), bf16, fp16 (CUDA only), or auto (bf16 where the device multiplies it "
+                                     "natively: a CUDA GPU with bf16, a CPU with AMX; else no). Weights, optimizer "
+                                     "state, log-softmax, KL, GAE and the losses stay fp32.")
+    recompute_logprobs: str = arg("auto", "Take the rollout's log-probs from a full forward pass (the update's) "
+                                          "instead of the sampler's logits: true, false, or auto (only under mixed "
+                                          "precision, where the two round differently and the first ratio would "
+                                          "move off 1).")
     progress_bar: bool = arg(True, "Show a tqdm progress bar over episodes.")
 
     def __post_init__(self):

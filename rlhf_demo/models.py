@@ -409,6 +409,7 @@ def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Te
     Written with logsumexp so no (B, T, V) log-softmax is kept for the backward pass (as TRL's
     `selective_log_softmax`).
     """
+    logits = logits.float()  # fp32 under mixed precision too (a no-op for fp32 logits)
     return logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
 
 

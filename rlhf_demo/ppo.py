@@ -31,11 +31,11 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from . import checkpoints, runs, tracking
+from . import checkpoints, devices, runs, tracking
 from .config import PPOConfig, prompt_options, save_config
 from .data import QueryOrder, build_prompt_dataset
 from .errors import TrainingDivergedError, UserInputError
-from .models import (build_ppo_models, check_context_length, ensure_pad_token,
+from .models import (build_ppo_models, check_context_length, ensure_pad_token, forward_response,
                      is_trunk_value_head, loading_errors, load_tokenizer, logits_and_values, logprobs_from_logits,
                      pad_left, reference_logits)
 from .ppo_math import (AdaptiveKLController, FixedKLController, RunningMoments, compute_gae, entropy_from_logits,
@@ -99,8 +99,9 @@ class PPOTrainer:
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         # --report_to: accelerate's trackers; one with its package missing is refused here, before any model loads.
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+        self.accelerator = Accelerator(**devices.accelerator_kwargs(cfg.mixed_precision),  # auto: bf16 if fast
                                        **tracking.accelerator_kwargs(cfg.report_to, cfg.output_dir))
+        self.recompute_logprobs = devices.recompute_logprobs(cfg.recompute_logprobs, self.accelerator.mixed_precision)
         torch.manual_seed(cfg.seed + self.accelerator.process_index)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -112,7 +113,7 @@ class PPOTrainer:
         policy, self.ref_policy, value_model = build_ppo_models(cfg, policy, ref_policy, value_model,
                                                                 reward_label_of(backbone, cfg.reward))
         with loading_errors(" ".join(cfg.reward), "reward (--reward)"):  # a reward model folder that cannot load
-            self.reward_fn = reward_fn if reward_fn is not None else build_reward(cfg.reward)
+            self.reward_fn = reward_fn if reward_fn is not None else build_reward(cfg.reward, self.accelerator.device)
         if train_dataset is None:  # the train split of --dataset_name, tokenized with the policy's tokenizer
             train_dataset = build_prompt_dataset(self.tokenizer, cfg.dataset_name, "train", text_column=cfg.text_column,
                                                  seed=cfg.seed, min_review_chars=cfg.min_review_chars,
@@ -227,26 +228,26 @@ class PPOTrainer:
     def _generate(self, query_ids: torch.Tensor, query_mask: torch.Tensor):
         """Sample responses (B, T) with their mask, and the per-token policy log-probs, reference log-probs, values
         and entropies (each (B, T), 0 on masked positions), as ordinary tensors the update's autograd may save."""
-        cfg = self.config
-        policy = self.accelerator.unwrap_model(self.policy)
-        value_model = self.accelerator.unwrap_model(self.value_model)
-        # Under inference_mode (no autograd bookkeeping). The logits the tokens were sampled from (/ temperature,
-        # before top-k/top-p) give the policy's log-probs: no second policy forward pass over the rollout (TRL's PPO
-        # reuses its generation logits likewise).
-        with torch.inference_mode():
+        cfg, unwrap = self.config, self.accelerator.unwrap_model
+        policy, value_model = unwrap(self.policy), unwrap(self.value_model)
+        # Under inference_mode (no autograd bookkeeping) and the run's autocast. The logits the tokens were sampled
+        # from (/ temperature, before top-k/top-p) give the policy's log-probs: no second policy forward pass over the
+        # rollout (TRL's PPO reuses its generation logits likewise), except under mixed precision (devices.py).
+        with torch.inference_mode(), self.accelerator.autocast():
             responses, response_mask, logits = sample(
                 policy, query_ids, query_mask, max_new_tokens=self._response_length(), temperature=cfg.temperature,
                 top_k=cfg.top_k, top_p=cfg.top_p, eos_token_id=self.tokenizer.eos_token_id if cfg.stop_at_eos else None,
                 pad_token_id=self.tokenizer.pad_token_id, return_logits=True)
+            if self.recompute_logprobs:  # the update's own forward pass, so the first ratio is 1 up to its rounding
+                logits = forward_response(policy, query_ids, query_mask, responses, response_mask, cfg.temperature)
             logprobs = logprobs_from_logits(logits, responses) * response_mask
             entropy = entropy_from_logits(logits) * response_mask
             del logits
-            ref_logits = reference_logits(policy, self.ref_policy, query_ids, query_mask, responses, response_mask,
-                                          cfg.temperature)  # LoRA (ref_policy None): the policy with its adapter off
-            ref_logprobs = logprobs_from_logits(ref_logits, responses) * response_mask
-            del ref_logits
+            ref_logprobs = logprobs_from_logits(reference_logits(  # LoRA (no ref_policy): the policy, adapter off
+                policy, self.ref_policy, query_ids, query_mask, responses, response_mask, cfg.temperature),
+                responses) * response_mask
             values = logits_and_values(policy, value_model, query_ids, query_mask, responses, response_mask,
-                                       with_logits=False)[1] * response_mask
+                                       with_logits=False)[1].float() * response_mask
         # Ordinary copies for the update: its autograd graph may not save inference tensors.
         return tuple(t.clone() for t in (responses, response_mask, logprobs, ref_logprobs, values, entropy))
 
@@ -338,8 +339,9 @@ class PPOTrainer:
         q_ids, q_mask, resp, resp_mask = (rollout.query_ids[idx], rollout.query_mask[idx], rollout.responses[idx],
                                           rollout.response_mask[idx])
         mask = resp_mask.float()
-        new_logits, new_values = logits_and_values(self.policy, self.value_model, q_ids, q_mask, resp, resp_mask,
-                                                   cfg.temperature)
+        with self.accelerator.autocast():  # fp32 logits and values come out (logprobs_from_logits casts)
+            new_logits, new_values = logits_and_values(self.policy, self.value_model, q_ids, q_mask, resp, resp_mask,
+                                                       cfg.temperature)
         new_logprobs = logprobs_from_logits(new_logits, resp)
         pg_loss, pg_stats = policy_loss(new_logprobs, rollout.logprobs[idx], rollout.advantages[idx], mask,
                                         cfg.cliprange)

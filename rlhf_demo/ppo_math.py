@@ -112,7 +112,7 @@ def value_loss(new_values, old_values, returns, mask, cliprange_value: float):
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of softmax(logits) in nats: (B, T, V) -> (B, T)."""
-    logp = logits.log_softmax(-1)
+    logp = logits.float().log_softmax(-1)  # fp32 under mixed precision too
     return -(logp.exp() * logp).sum(-1)
 
 

@@ -334,8 +334,9 @@ def split_reward_spec(spec: str) -> RewardSpec:
     return RewardSpec(kind, arg, label, weight)
 
 
-def parse_reward_spec(spec: str) -> tuple[RewardFn, float]:
-    """The reward function and weight of a `--reward` spec (see `split_reward_spec`), its classifier loaded.
+def parse_reward_spec(spec: str, device: str | torch.device = "cpu") -> tuple[RewardFn, float]:
+    """The reward function and weight of a `--reward` spec (see `split_reward_spec`), its classifier loaded on
+    `device` (the trainer's: the GPU when there is one).
 
     Raises ValueError for a malformed spec or a label the classifier does not have.
     """
@@ -345,15 +346,16 @@ def parse_reward_spec(spec: str) -> tuple[RewardFn, float]:
     if s.kind in ("keyword", "python"):
         return REWARD_KINDS[s.kind](s.target), s.weight
     target = os.path.expanduser(s.target) if os.path.exists(os.path.expanduser(s.target)) else s.target
-    return REWARD_KINDS[s.kind](target, **({"label": s.label} if s.label else {})), s.weight
+    return REWARD_KINDS[s.kind](target, device=device, **({"label": s.label} if s.label else {})), s.weight
 
 
-def build_reward(specs: Sequence[str]) -> RewardFn:
-    """One reward function from CLI specs: the function itself for one unweighted spec, else a WeightedSum."""
+def build_reward(specs: Sequence[str], device: str | torch.device = "cpu") -> RewardFn:
+    """One reward function from CLI specs: the function itself for one unweighted spec, else a WeightedSum; its
+    classifiers on `device`."""
     if not specs:
         raise UserInputError("No reward function given: pass --reward KIND=PATH_OR_ID (e.g. "
                              "sentiment=lvwerra/distilbert-imdb).")
-    parsed = [parse_reward_spec(s) for s in specs]
+    parsed = [parse_reward_spec(s, device) for s in specs]
     if len(parsed) == 1 and parsed[0][1] == 1.0:
         return parsed[0][0]
     return WeightedSum([f for f, _ in parsed], [w for _, w in parsed])

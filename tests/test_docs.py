@@ -12,6 +12,7 @@ from rlhf_demo.cli import HANDLERS, main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCUMENTS = ["README.md", "space/README.md", "benchmarks/README.md", "docs/ppo_details.md", "docs/errors.md",
+             "docs/launch.md",
              "rlhf_demo/presets/tiny/policy/README.md", "rlhf_demo/presets/tiny/reward_model/README.md",
              "rlhf_demo/reward_model.py",
              # the Space's pages, whichever of its modules writes them
