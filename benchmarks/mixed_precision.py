@@ -48,10 +48,13 @@ def run(scratch: str, name: str, mixed_precision: str, recompute: str, steps: in
            "--overwrite_output_dir", "true", "--total_episodes", str(64 * steps), "--save_steps", "0",
            "--eval_num_prompts", "0", "--progress_bar", "false", "--mixed_precision", mixed_precision,
            "--recompute_logprobs", recompute]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(f"{name}: {proc.stderr[-2000:]}")
-    rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"), encoding="utf-8")]
+    metrics = os.path.join(out, "metrics.jsonl")
+    done = os.path.isfile(metrics) and sum(1 for _ in open(metrics, encoding="utf-8")) == steps
+    if not done:  # a finished run of the same setting in SCRATCH is read again, not rerun (bf16 can be slow)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit(f"{name}: {proc.stderr[-2000:]}")
+    rows = [json.loads(line) for line in open(metrics, encoding="utf-8")]
     step_s = [r["time/rollout_s"] + r["time/update_s"] for r in rows[1:]]
     mean_s = sum(step_s) / len(step_s)
     first = rows[0]
