@@ -36,17 +36,19 @@ def _usage() -> str:
 
 
 def cmd_train(argv):
-    from accelerate import PartialState
-
     from .config import PPOConfig, parse_config
     from .ppo import PPOTrainer
 
     cfg = parse_config(PPOConfig, argv, section="train", prog="rlhf-demo train", description=COMMANDS["train"])
     no_eval = _no_eval_note(cfg)
-    main = PartialState().is_main_process
+    # The trainer's Accelerator is the first accelerate state of the process: one made before it (accelerate's
+    # PartialState() without cpu=True) read a CPU-only torchrun launch as N separate single processes, each of which
+    # then wrote the run folder as the main one.
+    trainer = PPOTrainer(cfg)
+    main = trainer.accelerator.is_main_process
     if no_eval and main:
         print(no_eval, file=sys.stderr)
-    metrics = PPOTrainer(cfg).train()
+    metrics = trainer.train()
     if not main:  # the evaluation and the push run once
         return
     print(f"Aligned policy saved to {cfg.output_dir} (final score {metrics.get('objective/scores', float('nan')):.3f}, "

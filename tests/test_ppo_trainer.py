@@ -193,3 +193,28 @@ def test_report_to_tensorboard_writes_events(word_policy_dir, tmp_path):
     assert {"objective/kl", "objective/scores"} <= tags
     samples = [json.loads(line) for line in open(out / "samples.jsonl")]
     assert samples and {"step", "query", "response", "score"} <= set(samples[0])
+
+
+@pytest.mark.slow
+def test_the_readme_torchrun_command_trains_with_two_processes(tmp_path):
+    """What the README says: `torchrun --nproc_per_node N -m rlhf_demo.cli train ...` on the CPU (gloo). Once every
+    rank believed itself the only one (an accelerate state made before the trainer's) and both wrote the run folder,
+    crashing on each other's temporary files; now one export, one metrics line per step, a resumable checkpoint."""
+    import subprocess
+    import sys
+
+    from conftest import free_port
+
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           str(free_port()), "-m", "rlhf_demo.cli", "train", "--preset", "tiny", "--output_dir",
+                           str(out), "--total_episodes", "64", "--batch_size", "16", "--save_steps", "1",
+                           "--eval_num_prompts", "0", "--progress_bar", "false"],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.load(open(out / "run_info.json"))
+    assert info["processes"] == 2 and info["episodes"] == 64 and info["steps"] == 2
+    assert [m["episode"] for m in read_metrics(out)] == [32, 64]
+    assert sorted(os.listdir(out / "checkpoints")) == ["checkpoint-1", "checkpoint-2"]
+    assert {f"rng_state_{r}.pth" for r in (0, 1)} <= set(os.listdir(out / "checkpoints" / "checkpoint-2"))
+    assert proc.stdout.count("Aligned policy saved to") == 1  # the main process speaks once
