@@ -8,7 +8,7 @@ and approxkl of the first minibatch, which must be 1 and 0, and the policy-vs-re
 start). It also measures the machine's fp32 and bf16 matmul rates (2048 x 2048, this process's threads), which say
 whether bf16 can pay here at all (AMX or a GPU: yes; AVX2 only: bf16 is emulated and slower).
 
-    python benchmarks/mixed_devices.py SCRATCH_DIR [--steps 6] [--out benchmarks/results/DATE-mixed-precision]
+    python benchmarks/mixed_precision.py SCRATCH_DIR [--steps 6] [--out benchmarks/results/DATE-mixed-precision]
 """
 
 import argparse

@@ -95,12 +95,9 @@ def check_ppo_config(cfg) -> None:
     if cfg.value_head_on_policy and (cfg.use_peft or cfg.value_head_init == "reward_model"):
         raise UserInputError("value_head_on_policy needs full fine-tuning (no --use_peft) and a head that starts "
                              "at 0 (value_head_init auto or zero); drop one of the options.")
-    from .devices import CHOICES
+    from .devices import check_choices
 
-    if cfg.mixed_precision not in CHOICES:
-        raise UserInputError(f"mixed_precision must be one of {', '.join(CHOICES)}, got {cfg.mixed_precision!r}.")
-    if cfg.recompute_logprobs not in ("auto", "true", "false"):
-        raise UserInputError(f"recompute_logprobs must be auto, true or false, got {cfg.recompute_logprobs!r}.")
+    check_choices(cfg.mixed_precision, cfg.recompute_logprobs)
     if cfg.kl_estimator not in ("k1", "k3"):
         raise UserInputError(f"kl_estimator must be 'k1' or 'k3', got {cfg.kl_estimator!r}.")
     if cfg.missing_eos_penalty is not None and not cfg.stop_at_eos:

@@ -25,7 +25,17 @@ import torch
 
 from .errors import UserInputError
 
-CHOICES = ("no", "bf16", "fp16", "auto")
+CHOICES = ("no", "bf16", "fp16", "auto")  # --mixed_precision
+RECOMPUTE_CHOICES = ("auto", "true", "false")  # --recompute_logprobs
+
+
+def check_choices(mixed_precision: str, recompute_logprobs: str) -> None:
+    """The one check of `--mixed_precision` and `--recompute_logprobs` (PPOConfig runs it): UserInputError naming the
+    option and its choices. The functions below take checked choices."""
+    if mixed_precision not in CHOICES:
+        raise UserInputError(f"mixed_precision must be one of {', '.join(CHOICES)}, got {mixed_precision!r}.")
+    if recompute_logprobs not in RECOMPUTE_CHOICES:
+        raise UserInputError(f"recompute_logprobs must be auto, true or false, got {recompute_logprobs!r}.")
 
 
 def has_fast_bf16(device_type: str) -> bool:
@@ -42,9 +52,7 @@ def has_fast_bf16(device_type: str) -> bool:
 def resolve_mixed_precision(choice: str, device_type: str) -> str:
     """accelerate's `mixed_precision` for `--mixed_precision choice` on `device_type`: "no", "bf16" or "fp16"; `auto`
     is bf16 where `has_fast_bf16`, else no. Raises UserInputError for fp16 off CUDA (the CPU has no fp16 autocast
-    with loss scaling) and for an unknown choice."""
-    if choice not in CHOICES:
-        raise UserInputError(f"mixed_precision must be one of {', '.join(CHOICES)}, got {choice!r}.")
+    with loss scaling)."""
     if choice == "auto":
         return "bf16" if has_fast_bf16(device_type) else "no"
     if choice == "fp16" and device_type != "cuda":
@@ -72,6 +80,4 @@ def recompute_logprobs(choice: str, mixed_precision: str) -> bool:
     """Whether the rollout's log-probs come from a full forward pass of the policy (`--recompute_logprobs choice`:
     true, false, or auto: only under mixed precision, `mixed_precision` being the resolved one) instead of the
     sampler's logits, which in fp32 agree with the update's to ~1e-6 and cost no second pass."""
-    if choice not in ("auto", "true", "false"):
-        raise UserInputError(f"recompute_logprobs must be auto, true or false, got {choice!r}.")
     return choice == "true" or (choice == "auto" and mixed_precision != "no")

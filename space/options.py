@@ -35,16 +35,19 @@ from rlhf_demo.space.shared import SpaceText  # noqa: E402  (imports Gradio)
 def _check_server_port_variable() -> None:
     """SystemExit with one line when GRADIO_SERVER_PORT (where Gradio starts looking for a free port without
     --port) is not a port number; see `_SET_ASIDE_SERVER_PORT` for a value Gradio could not even import with."""
+    from rlhf_demo.config import SpaceConfig
+
     value = os.environ.get("GRADIO_SERVER_PORT", _SET_ASIDE_SERVER_PORT)
     if value is None:
         return
+    check, what = SpaceConfig.RANGES["port"]  # the same rule as --port's
     try:
-        ok = 1 <= int(value.strip()) <= 65535
+        ok = check(int(value.strip()))
     except ValueError:
         ok = False
     if not ok:
-        raise SystemExit(f"error: the environment variable GRADIO_SERVER_PORT must be a port number in 1-65535 (or "
-                         f"unset it), got {value!r}.")
+        raise SystemExit(f"error: the environment variable GRADIO_SERVER_PORT must be {what} (or unset it), got "
+                         f"{value!r}.")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

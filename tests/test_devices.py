@@ -49,7 +49,7 @@ def test_a_bf16_run_learns_with_fp32_weights_and_a_first_ratio_of_one(word_polic
     assert all(s.dtype == torch.float32 for st in trainer.optimizer.state.values() for s in st.values()
                if torch.is_tensor(s) and s.is_floating_point())
     # The rollout's log-probs come from the update's own forward pass: the first ratio is 1 and the first KL 0, as
-    # in fp32 (without the recompute, bf16 rounding alone moves them; benchmarks/mixed_devices.py measures it).
+    # in fp32 (without the recompute, bf16 rounding alone moves them; benchmarks/mixed_precision.py measures it).
     assert rows[0]["val/ratio_first_mb"] == pytest.approx(1.0, abs=1e-4)
     assert rows[0]["policy/approxkl_first_mb"] == pytest.approx(0.0, abs=1e-6)
     assert rows[0]["objective/kl"] == pytest.approx(0.0, abs=1e-4)
