@@ -81,6 +81,10 @@ class ClassifierReward:
         # LEFT (the query's start) to the model's own context, whatever side the tokenizer was saved with.
         self.window = context_window(self.model, self.tokenizer, max_length)
         self.tokenizer.truncation_side = "left"
+        # Padded on the RIGHT whatever side the tokenizer was saved with: the classifier gets no position ids, so left
+        # padding shifted a text's positions by its batch's longest text and its score with them (a short text
+        # scored -2.28 alone, -0.10 beside a long one); right padding leaves every real token at its own position.
+        self.tokenizer.padding_side = "right"
         self.truncated: list[bool] = []  # per text of the last call: cut to the window
         self._warned = False
         if getattr(self.model.config, "pad_token_id", None) is None:

@@ -44,6 +44,21 @@ def test_long_query_never_hides_the_response_from_the_reward_model(tmp_path):
     assert truncated_count(reward) == 0 and len(short) == 1
 
 
+def test_a_texts_score_does_not_depend_on_the_texts_beside_it():
+    """The shipped tiny reward model (a GPT-2 classifier whose tokenizer was saved padding on the left, with no
+    position ids given) once scored a short text differently alone and beside a long one: the reward of an episode
+    depended on its batch, and so on the batch size and the number of processes."""
+    from rlhf_demo.names import PRESET_REWARD_MODELS
+
+    reward = ClassifierReward(PRESET_REWARD_MODELS["tiny"])
+    queries = ["This movie", "I thought"]
+    responses = [" was bad.", " it was one of the best films of the year, with a cast that gave everything to it."]
+    alone = [reward([q], [r])[0] for q, r in zip(queries, responses)]
+    together = reward(queries, responses)
+    assert together == pytest.approx(alone, abs=1e-4)
+    assert abs(alone[0] - alone[1]) > 0.1  # the two texts do score differently
+
+
 def test_context_window_takes_the_smallest_bound(tmp_path):
     reward = ClassifierReward(small_classifier(tmp_path, n_positions=32), max_length=20)
     assert reward.window == 20
