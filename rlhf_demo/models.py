@@ -330,6 +330,9 @@ def build_value_model(name_or_path: str, head_init: str = "zero", reward_label: 
             f"value_head_init reward_model needs the value model backbone {name_or_path!r} to be the reward model of "
             "a sentiment=PATH@LABEL or preference=PATH reward (a sequence classifier with a linear head of one or "
             "two labels); use value_head_init zero or auto.")
+    # A scalar head is a regression head: a classifier's saved "single_label_classification" with one label would make
+    # the saved value model (RUN/value_model) fail transformers' config check when loaded again.
+    model.config.problem_type = "regression"
     head = getattr(model, "classifier", None) or model.score  # the head's name varies by architecture
     with torch.no_grad():
         head.weight.zero_()

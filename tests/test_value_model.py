@@ -38,6 +38,17 @@ def test_two_label_reward_model_gives_the_rewarded_labels_logit():
     assert (values - margin).abs().max() > 0.1 and zero.abs().max() == 0
 
 
+def test_a_saved_value_model_loads_again(tmp_path):
+    """RUN/value_model of a run whose value model started from the tiny reward model: its config once kept the
+    classifier's "single_label_classification" with one label, which transformers refuses to load; a later run's
+    --value_model_name_or_path RUN/value_model failed with it."""
+    from transformers import AutoModelForTokenClassification
+
+    build_value_model(TINY_RM, "auto", "POSITIVE").save_pretrained(tmp_path / "value_model")
+    assert AutoModelForTokenClassification.from_pretrained(tmp_path / "value_model").config.num_labels == 1
+    assert build_value_model(str(tmp_path / "value_model")).config.num_labels == 1
+
+
 def test_one_logit_reward_model_gives_its_logit(tmp_path):
     tok = make_word_tokenizer()
     torch.manual_seed(0)
