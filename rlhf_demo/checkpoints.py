@@ -3,9 +3,10 @@ resumed run continues exactly as if never interrupted (the folder's layout is in
 
     checkpoint-<step>/
       policy/, value_model/        weights (policy/ holds the adapter only with LoRA)
-      optimizer.pt, scheduler.pt   optimizer and learning-rate schedule states
+      optimizer.pt, scheduler.pt   optimizer and learning-rate schedule states (under --fsdp the optimizer's full state,
+                                   keyed by parameter name: sharding.optimizer_state_dict)
       trainer_state.json           step, episode, wall time, KL coefficient, reward statistics, the settings a resume
-                                   must share (`RESUME_FIELDS`) and the number of processes
+                                   must share (`RESUME_FIELDS`), the number of processes and whether they sharded
       rng_state_<rank>.pth         every process's torch, Python and numpy RNG states
 
 Nothing is ever run from a checkpoint: weights are safetensors and every other file is read with
@@ -29,6 +30,8 @@ from .errors import MissingInputError, UserInputError, one_line
 from .names import is_local_path
 from .runs import (CHECKPOINTS, check_new_run_dir, check_output_dir, clear_run_dir, list_checkpoints, save_policy,
                    truncate_logs, write_json)
+from .sharding import (full_model, is_sharded, load_model_state_dict, load_optimizer_state_dict,
+                       optimizer_state_dict)
 
 RESUME_FIELDS = ("model_name_or_path", "value_model_name_or_path", "value_model_num_layers", "value_head_on_policy",
                  "use_peft", "batch_size", "seed")
@@ -132,13 +135,14 @@ def commit_checkpoint(run_dir: str, step: int, keep: int) -> str:
     return final
 
 
-def save_checkpoint(run_dir: str, keep: int, accelerator, policy, value_model, tokenizer, optimizer, scheduler,
-                    state: dict) -> str:
+def save_checkpoint(run_dir: str, keep: int, accelerator, policy, value_model, tokenizer, optimizer_state: dict,
+                    scheduler, state: dict) -> str:
     """Write `RUN/checkpoints/checkpoint-<state["step"]>` atomically (a temporary folder, then a rename) and keep the
     last `keep`. Every process saves its RNG states; the main process the unwrapped `policy` (its adapter only, for a
-    PEFT model) and `value_model`, the tokenizer, optimizer and scheduler states and `state` (JSON-serialisable: step,
-    episode, wall time, KL coefficient, reward statistics) as trainer_state.json. Returns the path ("" off the main
-    process)."""
+    PEFT model) and `value_model` (unsharded: `sharding.full_model`), the tokenizer, `optimizer_state` (the
+    optimizer's state dict, `sharding.optimizer_state_dict`), the scheduler's state and `state` (JSON-serialisable:
+    step, episode, wall time, KL coefficient, reward statistics, whether the run is sharded) as trainer_state.json.
+    Returns the path ("" off the main process)."""
     acc, step = accelerator, state["step"]
     acc.wait_for_everyone()
     if acc.is_main_process:
@@ -151,7 +155,7 @@ def save_checkpoint(run_dir: str, keep: int, accelerator, policy, value_model, t
         save_policy(policy, os.path.join(tmp, "policy"))
         tokenizer.save_pretrained(os.path.join(tmp, "policy"))
         value_model.save_pretrained(os.path.join(tmp, "value_model"))
-        _save_state(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
+        _save_state(optimizer_state, os.path.join(tmp, "optimizer.pt"))
         _save_state(scheduler.state_dict(), os.path.join(tmp, "scheduler.pt"))
         write_json(os.path.join(tmp, "trainer_state.json"), {**state, "world_size": acc.num_processes})
     acc.wait_for_everyone()
@@ -175,8 +179,8 @@ def _save_state(obj, path: str) -> None:
 
 def load_checkpoint(path: str, accelerator, policy, value_model, optimizer, scheduler,
                     adapter_only: bool = False) -> dict:
-    """Load a checkpoint of `save_checkpoint` into the given (unwrapped) models, optimizer and scheduler, restore this
-    process's RNG states, and return trainer_state.json's dict.
+    """Load a checkpoint of `save_checkpoint` into the given (unwrapped, or sharded: each process keeps its shards)
+    models, optimizer and scheduler, restore this process's RNG states, and return trainer_state.json's dict.
 
     No code runs from a checkpoint: weights are safetensors, and optimizer.pt, scheduler.pt and rng_state_<rank>.pth
     are read with `torch.load(weights_only=True)` (tensors, numbers, strings and containers only; numpy's RNG array
@@ -185,19 +189,23 @@ def load_checkpoint(path: str, accelerator, policy, value_model, optimizer, sche
 
     Raises UserInputError naming the file: a file that is not a safe checkpoint (a pickle with other objects), one
     that is truncated or corrupt, a missing one; or a checkpoint written by another number of processes (its RNG
-    states and data positions would not match)."""
+    states and data positions would not match), or with --fsdp for a run without it or the reverse (the optimizer's
+    state is keyed otherwise)."""
     state = _read_json(os.path.join(path, "trainer_state.json"))
     if state.get("world_size", 1) != accelerator.num_processes:
         raise UserInputError(f"Checkpoint {path} was written by {state['world_size']} processes; resume with the "
                              f"same number (now {accelerator.num_processes}).")
+    if state.get("fsdp", False) != is_sharded(policy):
+        raise UserInputError(f"Checkpoint {path} was written {'with' if state.get('fsdp') else 'without'} --fsdp; "
+                             "resume it the same way.")
     if adapter_only:
         from peft import set_peft_model_state_dict
 
         set_peft_model_state_dict(policy, _load_weights(os.path.join(path, "policy", "adapter_model.safetensors")))
     else:
-        policy.load_state_dict(_load_weights(os.path.join(path, "policy", "model.safetensors")), strict=False)
-    value_model.load_state_dict(_load_weights(os.path.join(path, "value_model", "model.safetensors")), strict=False)
-    optimizer.load_state_dict(_load_state(os.path.join(path, "optimizer.pt")))
+        load_model_state_dict(policy, _load_weights(os.path.join(path, "policy", "model.safetensors")))
+    load_model_state_dict(value_model, _load_weights(os.path.join(path, "value_model", "model.safetensors")))
+    load_optimizer_state_dict(optimizer, (policy, value_model), _load_state(os.path.join(path, "optimizer.pt")))
     scheduler.load_state_dict(_load_state(os.path.join(path, "scheduler.pt")))
     rng = _load_state(os.path.join(path, f"rng_state_{accelerator.process_index}.pth"))
     try:
@@ -295,12 +303,13 @@ def save_trainer(trainer) -> str:
     """`save_checkpoint` of a PPOTrainer: its unwrapped policy and value model, tokenizer, optimizer, scheduler, and
     as trainer_state.json its counters (`trainer.state`: step, episode, wall time), KL coefficient, reward statistics
     and `resume_config`. Returns the checkpoint's path ("" off the main process)."""
-    acc, cfg = trainer.accelerator, trainer.config
+    acc, cfg, models = trainer.accelerator, trainer.config, (trainer.policy, trainer.value_model)
     state = {**trainer.state, "kl_coef": trainer.kl_ctl.value, "reward_stats": vars(trainer.reward_stats),
-             "config": resume_config(cfg)}
-    return save_checkpoint(cfg.output_dir, cfg.save_total_limit, acc, acc.unwrap_model(trainer.policy),
-                           acc.unwrap_model(trainer.value_model), trainer.tokenizer, trainer.optimizer,
-                           trainer.scheduler, state)
+             "config": resume_config(cfg), "fsdp": trainer.sharded}
+    policy, value_model = (full_model(acc, m) for m in models)  # under --fsdp: gathered (all processes take part)
+    optimizer_state = optimizer_state_dict(trainer.optimizer, [acc.unwrap_model(m) for m in models])
+    return save_checkpoint(cfg.output_dir, cfg.save_total_limit, acc, policy, value_model, trainer.tokenizer,
+                           optimizer_state, trainer.scheduler, state)
 
 
 def load_trainer(trainer, path: str) -> None:

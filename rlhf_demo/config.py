@@ -290,6 +290,10 @@ class PPOConfig(PromptOptions):
                                      "(fp32), bf16, fp16 (CUDA only), or auto (bf16 where the device multiplies it "
                                      "natively: a CUDA GPU with bf16, a CPU with AMX; else no). Weights, optimizer "
                                      "state, log-softmax, KL, GAE and the losses stay fp32.")
+    fsdp: bool = arg(False, "Shard the policy, value model and reference across the processes of a torchrun / "
+                            "accelerate launch with PyTorch FSDP2 (each holds 1/N of their weights, gradients and "
+                            "optimizer state); checkpoints and the export stay ordinary unsharded folders. Needs "
+                            "N >= 2 processes and full fine-tuning (no --use_peft); see docs/launch.md.")
     recompute_logprobs: str = arg("auto", "Take the rollout's log-probs from a full forward pass (the update's) "
                                           "instead of the sampler's logits: true, false, or auto (only under mixed "
                                           "precision, where the two round differently and the first ratio would "

@@ -95,6 +95,10 @@ def check_ppo_config(cfg) -> None:
     if cfg.value_head_on_policy and (cfg.use_peft or cfg.value_head_init == "reward_model"):
         raise UserInputError("value_head_on_policy needs full fine-tuning (no --use_peft) and a head that starts "
                              "at 0 (value_head_init auto or zero); drop one of the options.")
+    if cfg.fsdp and cfg.use_peft:
+        raise UserInputError("--fsdp with --use_peft is not supported (LoRA's adapters are not sharded here): LoRA "
+                             "trains a small share of the weights, so launch data parallel without --fsdp, or train "
+                             "the whole policy with --fsdp.")
     from .devices import check_choices
 
     check_choices(cfg.mixed_precision, cfg.recompute_logprobs)

@@ -13,8 +13,9 @@ forward pass) round differently, so the ratio of the first minibatch would move 
 rollout's log-probs are therefore recomputed with the update's own forward pass (`recompute_logprobs`), as OpenRLHF
 and verl do; measured in `benchmarks/mixed_precision.py` (results in `benchmarks/results/`).
 
-Sharded training (FSDP, DeepSpeed ZeRO) is not supported yet: an `accelerate launch` configured for it is refused
-in one line (`accelerator_kwargs`) rather than half-working; data parallelism (DDP) is.
+Sharding is rlhf-demo's own `--fsdp` (PyTorch FSDP2, sharding.py) under a plain data-parallel launch. An
+`accelerate launch` configured for accelerate's FSDP plugin or for DeepSpeed ZeRO is refused in one line
+(`accelerator_kwargs`) rather than half-working: the trainer prepares its models itself.
 """
 
 from __future__ import annotations
@@ -66,12 +67,12 @@ SHARDED_LAUNCH = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "De
 def accelerator_kwargs(choice: str) -> dict:
     """`Accelerator` keyword arguments for `--mixed_precision choice` on this machine: the CPU when no CUDA GPU is
     present, and the resolved `mixed_precision` (`resolve_mixed_precision`). Raises UserInputError for a launch
-    that asks for sharding (an `accelerate launch` config with FSDP or DeepSpeed), which PPO does not support yet."""
+    whose accelerate config asks for FSDP or DeepSpeed: PPO shards with its own --fsdp instead."""
     for variable, name in SHARDED_LAUNCH.items():
         if os.environ.get(variable, "").lower() in ("1", "true", "yes"):
-            raise UserInputError(f"This launch asks for {name} ({variable}), which rlhf-demo's PPO does not support "
-                                 "yet; launch data parallel instead (`accelerate launch --multi_gpu` or `torchrun "
-                                 "--nproc_per_node N`; docs/launch.md).")
+            raise UserInputError(f"This launch asks for accelerate's {name} ({variable}), which rlhf-demo's PPO does "
+                                 "not use; launch data parallel (`torchrun --nproc_per_node N` or `accelerate launch "
+                                 "--multi_gpu`) and add --fsdp to shard the models with FSDP2 (docs/launch.md).")
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     return {"cpu": device_type == "cpu", "mixed_precision": resolve_mixed_precision(choice, device_type)}
 

@@ -31,7 +31,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from . import checkpoints, devices, runs, tracking
+from . import checkpoints, devices, runs, sharding, tracking
 from .config import PPOConfig, prompt_options, save_config
 from .data import QueryOrder, build_prompt_dataset
 from .errors import TrainingDivergedError, UserInputError
@@ -132,9 +132,9 @@ class PPOTrainer:
 
         # Derived sizes, computed once (as in CleanRL).
         self.world_size = self.accelerator.num_processes
-        if self.value_on_policy and self.world_size > 1:  # its trunk pass bypasses DDP's gradient averaging
-            raise UserInputError("value_head_on_policy runs on one process; launch without accelerate's processes or "
-                                 "drop --value_head_on_policy.")
+        self.sharded = cfg.fsdp  # FSDP2: each process holds 1/N of the policy, value model and reference
+        policy, value_model, self.ref_policy = sharding.shard_models(self.accelerator, cfg.fsdp, policy, value_model,
+                                                                     self.ref_policy, self.value_on_policy)
         self.global_batch = cfg.batch_size * self.world_size
         self.num_steps = max(1, cfg.total_episodes // self.global_batch)
         if self.num_steps * self.global_batch != cfg.total_episodes and self.accelerator.is_main_process:
@@ -144,17 +144,18 @@ class PPOTrainer:
         self.mini_batch_size = cfg.batch_size // cfg.num_mini_batches
         self.micro_batch_size = self.mini_batch_size // cfg.gradient_accumulation_steps
 
-        params = [p for p in policy.parameters() if p.requires_grad] + list(value_model.parameters())
+        # The tensors the optimizer steps, kept for clipping: FSDP2 registers other ones while a model is gathered.
+        self.params = ([p for p in policy.parameters() if p.requires_grad],
+                       [p for p in value_model.parameters() if p.requires_grad])
         # fused: one kernel per parameter instead of ~6 elementwise passes (torch docs, "Algorithms"); same math.
-        fused = self.accelerator.device.type in ("cpu", "cuda")
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
-                                      fused=fused)
+        optimizer = torch.optim.AdamW(self.params[0] + list(value_model.parameters()), lr=cfg.learning_rate,
+                                      eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
+                                      fused=self.accelerator.device.type in ("cpu", "cuda"))
         # Linear decay to 0 over the run, stepped once per PPO step. The scheduler is NOT given to accelerator.prepare:
         # accelerate's wrapper steps it once per process per call, which with 2 processes drove the lr negative.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / self.num_steps)
-        self.policy, self.value_model, self.optimizer = self.accelerator.prepare(policy, value_model, optimizer)
-        if self.ref_policy is not None:
-            self.ref_policy = self.ref_policy.to(self.accelerator.device)
+        self.policy, self.value_model, self.optimizer = sharding.prepare(self.accelerator, policy, value_model,
+                                                                         optimizer, self.sharded)  # DDP unless FSDP
         self.policy.eval()  # eval mode throughout: dropout is off anyway, and eval() makes that explicit
         self.value_model.eval()
 
@@ -230,14 +231,14 @@ class PPOTrainer:
         and entropies (each (B, T), 0 on masked positions), as ordinary tensors the update's autograd may save."""
         cfg, unwrap = self.config, self.accelerator.unwrap_model
         policy, value_model = unwrap(self.policy), unwrap(self.value_model)
-        # Under inference_mode (no autograd bookkeeping) and the run's autocast. The logits the tokens were sampled
-        # from (/ temperature, before top-k/top-p) give the policy's log-probs: no second policy forward pass over the
-        # rollout (TRL's PPO reuses its generation logits likewise), except under mixed precision (devices.py).
-        with torch.inference_mode(), self.accelerator.autocast():
+        # Under inference_mode (no_grad if sharded: FSDP2 reuses its buffers) and the run's autocast. The logits the
+        # tokens were sampled from (/ temperature, before top-k/top-p) give the policy's log-probs: no second policy
+        # pass over the rollout (TRL's PPO reuses its generation logits likewise), except under mixed precision.
+        with torch.no_grad() if self.sharded else torch.inference_mode(), self.accelerator.autocast():
             responses, response_mask, logits = sample(
                 policy, query_ids, query_mask, max_new_tokens=self._response_length(), temperature=cfg.temperature,
                 top_k=cfg.top_k, top_p=cfg.top_p, eos_token_id=self.tokenizer.eos_token_id if cfg.stop_at_eos else None,
-                pad_token_id=self.tokenizer.pad_token_id, return_logits=True)
+                pad_token_id=self.tokenizer.pad_token_id, return_logits=True, sync_processes=self.sharded)
             if self.recompute_logprobs:  # the update's own forward pass, so the first ratio is 1 up to its rounding
                 logits = forward_response(policy, query_ids, query_mask, responses, response_mask, cfg.temperature)
             logprobs = logprobs_from_logits(logits, responses) * response_mask
@@ -287,8 +288,6 @@ class PPOTrainer:
                  "policy_grad_norm", "value_grad_norm")
         stats: dict[str, list[torch.Tensor]] = {k: [] for k in names}
         gen = torch.Generator().manual_seed(cfg.seed * 104729 + self.state["step"])
-        policy_params = [p for p in self.policy.parameters() if p.requires_grad]
-        value_params = [p for p in self.value_model.parameters() if p.requires_grad]
         for _epoch in range(cfg.num_ppo_epochs):
             perm = torch.randperm(cfg.batch_size, generator=gen)
             for mb_start in range(0, cfg.batch_size, self.mini_batch_size):
@@ -299,11 +298,11 @@ class PPOTrainer:
                     last = micro_start + self.micro_batch_size >= self.mini_batch_size
                     with contextlib.ExitStack() as no_sync:  # all-reduce once per minibatch, not per micro-batch
                         if not last:
-                            no_sync.enter_context(self.accelerator.no_sync(self.policy))
-                            no_sync.enter_context(self.accelerator.no_sync(self.value_model))
+                            no_sync.enter_context(sharding.no_sync(self.accelerator, self.policy))
+                            no_sync.enter_context(sharding.no_sync(self.accelerator, self.value_model))
                         weight = rollout.response_mask[idx].sum() / mb_tokens  # token mean -> share of minibatch
                         self.accelerator.backward(self._loss(rollout, idx, stats) * weight)
-                self._clip_and_step(policy_params, value_params, stats, rollout)
+                self._clip_and_step(*self.params, stats, rollout)
         s = {k: self._gathered_mean(torch.stack(v)) for k, v in stats.items() if v}
         ratios = self.accelerator.gather(torch.stack(stats["ratio"]).reshape(-1))
         return {
@@ -321,7 +320,7 @@ class PPOTrainer:
         """Clip the policy's and the value model's gradients each to `max_grad_norm` (their pre-clip norms go to
         `stats`), refuse NaN or infinite gradients, and take one optimizer step."""
         for params, key in ((policy_params, "policy_grad_norm"), (value_params, "value_grad_norm")):
-            norm = self.accelerator.clip_grad_norm_(params, self.config.max_grad_norm) if params else None
+            norm = sharding.clip_grad_norm_(self.accelerator, params, self.config.max_grad_norm) if params else None
             if norm is None:
                 continue
             if not torch.isfinite(norm):  # never step on NaN / inf gradients
@@ -443,8 +442,9 @@ class PPOTrainer:
     def save_model(self, output_dir: str, final_metrics: dict | None = None) -> None:
         """Save the aligned policy (merged, if LoRA) loadable with `AutoModelForCausalLM.from_pretrained` (an
         encoder-decoder policy: `AutoModelForSeq2SeqLM`), its tokenizer and sampling settings, the value model
-        (`value_model/`), training_config.yaml and `run_info.json`, atomically (`runs.export_run`)."""
+        (`value_model/`), training_config.yaml and `run_info.json`, atomically (`runs.export_run`). Every process
+        calls it: under --fsdp the models are gathered from every process's shards onto the main one."""
+        policy, value_model = (sharding.full_model(self.accelerator, m) for m in (self.policy, self.value_model))
         if self.accelerator.is_main_process:
-            unwrap = self.accelerator.unwrap_model
-            runs.export_run(output_dir, self.config, unwrap(self.policy), self.tokenizer, unwrap(self.value_model),
-                            self.reward_fn, self.state, self.accelerator.num_processes, final_metrics)
+            runs.export_run(output_dir, self.config, policy, self.tokenizer, value_model, self.reward_fn, self.state,
+                            self.accelerator.num_processes, final_metrics)

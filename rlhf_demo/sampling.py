@@ -82,10 +82,21 @@ def decoder_step_fn(model, query_ids: torch.Tensor, query_mask: torch.Tensor):
     return step
 
 
+def _all_finished(finished: torch.Tensor, sync_processes: bool) -> bool:
+    """Whether every row of `finished` (B,) bool is done: on this process, or on all of them with `sync_processes`."""
+    done = finished.all()
+    if sync_processes:
+        import torch.distributed as dist
+
+        done = done.to(torch.int32)  # gloo's all-reduce takes no bool
+        dist.all_reduce(done, op=dist.ReduceOp.MIN)
+    return bool(done)
+
+
 @torch.no_grad()  # PPO wraps it in inference_mode and copies the results out for its autograd graph
 def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_tokens: int, temperature: float = 1.0,
            top_k: int = 0, top_p: float = 1.0, eos_token_id: int | None = None, pad_token_id: int = 0,
-           return_logits: bool = False):
+           return_logits: bool = False, sync_processes: bool = False):
     """Sample `max_new_tokens` response tokens per left-padded query, one token at a time with the KV cache.
 
     Why not `model.generate`: with transformers 5.23, `eos_token_id=None` in a GenerationConfig means "unset", so
@@ -105,6 +116,8 @@ def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_
         return_logits: also return the logits each token was sampled from, divided by `temperature` and before
             top-k / top-p: (B, T, V), what `forward_response` computes for the same tokens (up to float rounding,
             the KV cache changes the order of the sums), so PPO need not run the policy over the rollout again.
+        sync_processes: stop at EOS only once every process's rows have one (an all-reduce per token), for a model
+            sharded across processes (sharding.py), each of whose forward passes all processes must run together.
 
     Returns:
         responses (B, T) and response_mask (B, T) with T <= max_new_tokens; 1 = real response token; then the
@@ -135,7 +148,7 @@ def sample(model, query_ids: torch.Tensor, query_mask: torch.Tensor, *, max_new_
         tokens.append(next_token)
         if eos_token_id is not None:  # what follows an EOS is masked below; stop once every row has one
             finished |= next_token == eos_token_id
-            if finished.all():
+            if _all_finished(finished, sync_processes):
                 break
     responses = torch.stack(tokens, 1)
     response_mask = torch.ones_like(responses)

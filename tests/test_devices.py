@@ -58,11 +58,12 @@ def test_a_bf16_run_learns_with_fp32_weights_and_a_first_ratio_of_one(word_polic
 
 
 def test_a_sharded_launch_is_refused_in_one_line(word_policy_dir, tmp_path, monkeypatch):
-    """`accelerate launch` with an FSDP or DeepSpeed config sets these variables; PPO refuses before loading."""
+    """`accelerate launch` with an FSDP or DeepSpeed config sets these variables; PPO refuses before loading and
+    names its own --fsdp."""
     for variable, name in devices.SHARDED_LAUNCH.items():
         monkeypatch.setenv(variable, "true")
-        with pytest.raises(UserInputError, match=rf"^This launch asks for {name} \({variable}\), which rlhf-demo's "
-                                                 "PPO does not support yet; launch data parallel instead") as e:
+        with pytest.raises(UserInputError, match=rf"^This launch asks for accelerate's {name} \({variable}\), which "
+                                                 "rlhf-demo's PPO does not use; .* add --fsdp to shard") as e:
             make_trainer(word_policy_dir, tmp_path / "run", count_word("good"))
         assert "\n" not in str(e.value)
         monkeypatch.delenv(variable)
