@@ -49,6 +49,11 @@ def cmd_train(argv):
     if no_eval and main:
         print(no_eval, file=sys.stderr)
     metrics = trainer.train()
+    if trainer.world_size > 1:  # all processes leave together, once the main one has exported the run (a rank that
+        import torch.distributed as dist  # exited first, its process group open, could abort the others)
+
+        trainer.accelerator.wait_for_everyone()
+        dist.destroy_process_group()
     if not main:  # the evaluation and the push run once
         return
     print(f"Aligned policy saved to {cfg.output_dir} (final score {metrics.get('objective/scores', float('nan')):.3f}, "
