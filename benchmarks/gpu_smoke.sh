@@ -3,6 +3,8 @@
 #   1. the tiny preset's main job on CUDA in fp32 and in bf16 (training, then a 128-prompt evaluation);
 #   2. PPO throughput of a random GPT-2-124M-shaped policy at batch 64 and 8 (benchmarks/ppo_throughput.py);
 #   3. the test suite's GPU tests (pytest -m gpu).
+# Sharding (--fsdp) needs 2 or more processes, one GPU each (NCCL takes one process per GPU): on a machine with N >= 2
+# GPUs, also run `torchrun --nproc_per_node N -m rlhf_demo.cli train --preset tiny --fsdp --output_dir OUT`.
 # It writes RESULTS (default benchmarks/results/gpu-smoke-DEVICE.md; $OUT/gpu-smoke.md when $OUT is set) with the
 # device's name, each part's wall time and what it printed.
 #

@@ -178,7 +178,8 @@ def load_optimizer_state_dict(optimizer, models, state: dict) -> None:
 
 def local_share(model) -> float:
     """The share of `model`'s parameters held by this process: about 1/N for a model sharded across N processes,
-    1.0 for an unsharded one."""
+    1.0 for an unsharded one. Read it before a forward pass or after a backward one: in between, FSDP2 registers the
+    gathered parameters of a model's outermost unit (its embeddings and heads) in place of their shards."""
     from torch.distributed.tensor import DTensor
 
     local = sum((p.to_local() if isinstance(p, DTensor) else p).numel() for p in model.parameters())
