@@ -90,6 +90,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--value_head_on_policy", type=lambda v: v.lower() in ("1", "true", "yes"), default=False,
                    help="rlhf_demo_ppo: the value head on the policy's trunk instead of a separate value model "
                         "(PPOConfig.value_head_on_policy; true/false).")
+    p.add_argument("--train_reward_padding_side", choices=("right", "left"), default="right",
+                   help="rlhf_demo_ppo: the padding side of its training reward's classifier. left: the "
+                        "batch-dependent scores of rlhf-demo before its reward classifiers padded on the right (the "
+                        "GPT-2 classifier gets no position ids), to measure what that fix buys; the evaluation always "
+                        "pads right.")
     p.add_argument("--eval_every_s", type=float, default=60.0,
                    help="Evaluate every this many seconds of training time.")
     p.add_argument("--eval_prompts", type=int, default=256, help="Held-out test prompts for the evaluation.")
@@ -280,6 +285,7 @@ def build_rlhf_demo_ppo(args):
     from rlhf_demo.rewards import ClassifierReward
 
     reward_fn = ClassifierReward(args.reward_model, label="POSITIVE", kind="logit")
+    reward_fn.tokenizer.padding_side = getattr(args, "train_reward_padding_side", "right")
     tokenizer = load_tokenizer(args.policy)
     cfg = PPOConfig(
         output_dir=os.path.join(args.work_dir, "rlhf_demo_ppo"), model_name_or_path=args.policy,
@@ -301,7 +307,8 @@ def run_rlhf_demo_ppo(args) -> dict:
     trainer = build_rlhf_demo_ppo(args)
     cfg, reward_fn = trainer.config, trainer.reward_fn
     policy = trainer.accelerator.unwrap_model(trainer.policy)
-    rec = Recorder(args, HeldOutEval(args, reward_fn))
+    same_scorer = getattr(args, "train_reward_padding_side", "right") == "right"
+    rec = Recorder(args, HeldOutEval(args, reward_fn if same_scorer else None))  # the evaluation pads right
     rec.n_params = policy_flop_params(policy)
     rec.trainer_config = config_subset(cfg, ALGO_KEYS)
     rec.start()
@@ -466,7 +473,8 @@ def worker_command(name: str, args, out_path: str) -> list[str] | str:
     for key in ("budget_s", "max_kl", "policy", "reward_model", "dataset", "batch_size", "num_ppo_epochs",
                 "num_mini_batches", "num_generations",
                 "response_length", "temperature", "kl_coef", "learning_rate", "eval_every_s", "eval_prompts", "threads",
-                "work_dir", "seed", "trl112_reward_head", "value_head_init", "value_head_on_policy"):
+                "work_dir", "seed", "trl112_reward_head", "value_head_init", "value_head_on_policy",
+                "train_reward_padding_side"):
         forwarded += [f"--{key}", str(getattr(args, key))]
     if name == "trl_ppo_1_12":
         if not os.path.exists(args.trl112_python):
